@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# kbaudit's two everyday commands:
+#   ./dev.sh run    install into .venv, load demo data, print an API key, serve on 127.0.0.1:8000
+#   ./dev.sh test   install with the dev tools, then lint, type-check and run the whole suite
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+
+ensure_venv() {
+  if [ -x "$VENV/bin/python" ]; then return; fi
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    # Debian ships venv as its own package.
+    rm -rf "$VENV"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    else
+      echo "python3 -m venv failed: install Debian's python3-venv (sudo apt-get install python3-venv)" >&2
+      exit 1
+    fi
+    python3 -m venv "$VENV"
+  fi
+}
+
+install() {
+  ensure_venv
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".$1" 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import kbaudit" # fail here, not later, when the install did not take
+}
+
+case "${1:-}" in
+  run)
+    install ""
+    "$VENV/bin/kbaudit" demo
+    exec "$VENV/bin/kbaudit" serve --host 127.0.0.1 --port 8000
+    ;;
+  test)
+    shift
+    install "[dev]"
+    "$VENV/bin/ruff" check src tests bench
+    "$VENV/bin/ruff" format --check src tests bench
+    "$VENV/bin/mypy"
+    exec "$VENV/bin/pytest" "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh run | test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,71 @@
+"""The FastAPI application: routers, error rendering, request metrics and logs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+from fastapi import FastAPI, Request, Response
+
+from kbaudit import __version__
+from kbaudit.api import health, retrievals
+from kbaudit.api.errors import install_error_handlers
+from kbaudit.container import Container
+from kbaudit.domain import RecordBatch
+
+log = structlog.get_logger("kbaudit.http")
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="kbaudit",
+        version=__version__,
+        description="Knowledge-base retrieval audit records, queries and encrypted exports.",
+    )
+    app.state.container = container
+    app.include_router(retrievals.router)
+    app.include_router(health.router)
+    install_error_handlers(app)
+    app.middleware("http")(_observe)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _observe(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    elapsed = time.perf_counter() - started
+    route = getattr(request.scope.get("route"), "path", "unmatched")
+    metrics = request.app.state.container.metrics
+    metrics.http_requests.labels(route, request.method, str(response.status_code)).inc()
+    metrics.http_latency.labels(route).observe(elapsed)
+    # The path template only: query strings can carry download tokens.
+    log.info(
+        "request",
+        method=request.method,
+        route=route,
+        status=response.status_code,
+        ms=round(elapsed * 1000, 2),
+    )
+    return response
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the msgspec-validated write body, which FastAPI cannot see."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        _, components = msgspec.json.schema_components(
+            [RecordBatch], ref_template="#/components/schemas/{name}"
+        )
+        schema["components"]["schemas"].update(components)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,28 @@
+"""``x-api-key`` authentication and scope checks, as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from kbaudit.domain import Caller
+from kbaudit.errors import InsufficientScope
+from kbaudit.services.keys import authenticate
+
+api_key_header = APIKeyHeader(name="x-api-key", auto_error=False)
+
+
+def require_scope(scope: str) -> Callable[..., Caller]:
+    """A dependency that authenticates the caller and insists on one scope."""
+
+    def dependency(request: Request, api_key: str | None = Depends(api_key_header)) -> Caller:
+        container = request.app.state.container
+        address = request.client.host if request.client else None
+        caller = authenticate(container.store, api_key, address)
+        if scope not in caller.scopes:
+            raise InsufficientScope(f"this API key lacks the {scope} scope")
+        return caller
+
+    return dependency

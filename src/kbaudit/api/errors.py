@@ -1,0 +1,90 @@
+"""The one table from exception class to HTTP status, and the handlers that render errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kbaudit import errors
+
+log = structlog.get_logger("kbaudit.api")
+
+STATUS_BY_ERROR: dict[type[errors.KbAuditError], int] = {
+    errors.AuthenticationRequired: 401,
+    errors.InsufficientScope: 403,
+    errors.NotFound: 404,
+    errors.InvalidCursor: 400,
+    errors.CursorMismatch: 400,
+    errors.InvalidRequest: 422,
+    errors.PayloadTooLarge: 413,
+    errors.RecordConflict: 409,
+    errors.StoreUnavailable: 503,
+}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def error_body(code: str, message: str, *, retryable: bool = False) -> dict[str, Any]:
+    return {"error": code, "message": message, "retryable": retryable, "retry_after": None}
+
+
+def status_for(exc: errors.KbAuditError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def validation_error(loc: tuple[str | int, ...], message: str, value: Any, kind: str) -> Exception:
+    """A 422 in FastAPI's own shape, for checks the parameter types cannot express."""
+    return RequestValidationError([{"type": kind, "loc": loc, "msg": message, "input": value}])
+
+
+_MSGSPEC_PATH = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+def from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError) -> Exception:
+    """Turn msgspec's ``... - at `$.items[3].caller``` into a FastAPI-shaped 422."""
+    text = str(exc)
+    message, _, path = text.rpartition(" - at `")
+    if not message:
+        message, path = text, "$"
+    loc: list[str | int] = ["body"]
+    for name, index in _MSGSPEC_PATH.findall(path.rstrip("`")):
+        loc.append(name if name else int(index))
+    kind = "json_invalid" if isinstance(exc, msgspec.DecodeError) else "value_error"
+    return RequestValidationError([{"type": kind, "loc": tuple(loc), "msg": message}])
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.KbAuditError)
+    async def _domain_error(_request: Request, exc: errors.KbAuditError) -> JSONResponse:
+        status = status_for(exc)
+        if isinstance(exc, errors.InvalidRequest):
+            detail = [{"type": exc.code, "loc": list(exc.field), "msg": exc.message}]
+            return JSONResponse({"detail": detail}, status_code=status)
+        body = error_body(exc.code, exc.message, retryable=exc.retryable)
+        headers = {}
+        if exc.retryable:
+            body["retry_after"] = 1
+            headers["Retry-After"] = "1"
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", route=request.url.path, error=type(exc).__name__)
+        return JSONResponse(
+            error_body("internal_error", "the server failed; the failure was logged"),
+            status_code=500,
+        )

@@ -1,0 +1,188 @@
+"""Routes for retrieval audit records: batch write, query and detail."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import AwareDatetime
+from starlette.concurrency import run_in_threadpool
+
+from kbaudit.api.auth import require_scope
+from kbaudit.api.errors import from_msgspec, validation_error
+from kbaudit.api.schemas import (
+    CursorPage,
+    ErrorResponse,
+    IngestResponse,
+    RetrievalAuditDetailResponse,
+    RetrievalAuditLogSummary,
+)
+from kbaudit.container import Container
+from kbaudit.domain import RETRIEVAL_STATUSES, Caller, RecordBatch, RecordFilters
+from kbaudit.errors import PayloadTooLarge
+from kbaudit.services.ingest import Outcome, ingest_records
+from kbaudit.services.query import query_records, record_detail
+
+router = APIRouter(prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"])
+MAX_FILTER_VALUES = 100
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Authentication required"},
+    400: {"model": ErrorResponse, "description": "Bad request"},
+    404: {"model": ErrorResponse, "description": "Resource not found"},
+}
+
+
+def _container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+@router.post(
+    "/retrievals",
+    response_model=IngestResponse,
+    summary="Write a batch of retrieval audit records (kbaudit addition)",
+    operation_id="writeKBRetrievalAudits",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/RecordBatch"}}
+            },
+        }
+    },
+    responses={409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+)
+async def write_retrievals(
+    request: Request, caller: Annotated[Caller, Depends(require_scope("kb_audit:write"))]
+) -> IngestResponse:
+    container = _container(request)
+    body = await _read_body(request, container.settings.max_body_bytes)
+    batch = _decode_batch(body, container.settings.max_batch_records)
+    result = await run_in_threadpool(ingest_records, container.store, caller.org_id, batch.items)
+    return IngestResponse.model_validate(
+        {
+            "items": [
+                {"id": item.id, "ref": item.ref, "outcome": item.outcome.value}
+                for item in result.outcomes
+            ],
+            "created": result.count(Outcome.CREATED),
+            "updated": result.count(Outcome.UPDATED),
+            "unchanged": result.count(Outcome.UNCHANGED),
+        }
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request bodies are limited to {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request bodies are limited to {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode_batch(body: bytes, max_records: int) -> RecordBatch:
+    if b"\\u0000" in body:
+        # No store keeps NUL in text reliably, and no audit field needs it.
+        raise validation_error(("body",), "strings may not contain NUL characters", None, "nul")
+    try:
+        batch = msgspec.json.decode(body, type=RecordBatch)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise from_msgspec(exc) from exc
+    if not 1 <= len(batch.items) <= max_records:
+        raise validation_error(
+            ("body", "items"),
+            f"a batch holds 1 to {max_records} records; this one has {len(batch.items)}",
+            None,
+            "too_long" if batch.items else "too_short",
+        )
+    return batch
+
+
+@router.get(
+    "/retrievals",
+    response_model=CursorPage[RetrievalAuditLogSummary],
+    summary="Query governed KB retrieval-audit logs (incl. misses/blocks/errors)",
+    operation_id="queryKBRetrievalAudits",
+)
+def query_retrievals(
+    request: Request,
+    caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
+    start: Annotated[AwareDatetime, Query(description="Inclusive window start (required).")],
+    end: Annotated[AwareDatetime, Query(description="Exclusive window end (required).")],
+    kb_ids: Annotated[list[UUID] | None, Query()] = None,
+    statuses: Annotated[list[str] | None, Query()] = None,
+    actor_user_id: Annotated[UUID | None, Query()] = None,
+    session_id: Annotated[UUID | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query()] = None,
+) -> dict[str, Any]:
+    filters = record_filters(start, end, kb_ids, statuses, actor_user_id, session_id, "query")
+    container = _container(request)
+    page = query_records(
+        container.store,
+        container.clock,
+        container.cursor_codec,
+        caller,
+        filters,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {"items": page.items, "next_cursor": page.next_cursor, "has_more": page.has_more}
+
+
+def record_filters(
+    start: AwareDatetime,
+    end: AwareDatetime,
+    kb_ids: list[UUID] | None,
+    statuses: list[str] | None,
+    actor_user_id: UUID | None,
+    session_id: UUID | None,
+    where: str,
+) -> RecordFilters:
+    """Validate what the parameter types cannot, then build the service's filter object."""
+    if start >= end:
+        raise validation_error((where, "end"), "end must be later than start", str(end), "window")
+    for name, values in (("kb_ids", kb_ids), ("statuses", statuses)):
+        if values and len(values) > MAX_FILTER_VALUES:
+            raise validation_error(
+                (where, name), f"at most {MAX_FILTER_VALUES} values", len(values), "too_long"
+            )
+    allowed = " or ".join(repr(status) for status in RETRIEVAL_STATUSES)
+    for index, status in enumerate(statuses or ()):
+        if status not in RETRIEVAL_STATUSES:
+            raise validation_error(
+                (where, "statuses", index), f"Input should be {allowed}", status, "enum"
+            )
+    return RecordFilters(
+        start=start.astimezone(UTC),
+        end=end.astimezone(UTC),
+        kb_ids=tuple(sorted({str(kb) for kb in kb_ids or ()})),
+        statuses=tuple(sorted(set(statuses or ()))),
+        actor_user_id=str(actor_user_id) if actor_user_id else None,
+        session_id=str(session_id) if session_id else None,
+    )
+
+
+@router.get(
+    "/retrievals/{ref}",
+    response_model=RetrievalAuditDetailResponse,
+    summary="Get one retrieval-audit log with its scopes and chunk refs",
+    operation_id="getKBRetrievalAuditDetail",
+    responses=_ERRORS,
+)
+def retrieval_detail(
+    request: Request,
+    caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
+    ref: Annotated[str, Path()],
+) -> dict[str, Any]:
+    container = _container(request)
+    detail = record_detail(container.store, container.clock, caller, ref)
+    return {"log": detail.log, "scopes": detail.scopes, "refs": detail.refs}

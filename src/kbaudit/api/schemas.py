@@ -1,0 +1,137 @@
+"""Response and request shapes of the HTTP API, field for field as the Feather contract has
+them (``shared/contract/feather-kb-audit-openapi.json``); the contract test holds them to it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+Item = TypeVar("Item")
+
+
+class ErrorResponse(BaseModel):
+    """Standard error response returned by all API error handlers."""
+
+    error: str
+    message: str
+    retryable: bool | None = None
+    retry_after: int | None = None
+
+
+class CursorPage(BaseModel, Generic[Item]):
+    items: list[Item]
+    next_cursor: str | None = None
+    has_more: bool
+
+
+class RetrievalAuditLogSummary(BaseModel):
+    """List-row view of one retrieval attempt."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    ref: str = ""
+    id: UUID
+    created_at: datetime
+    retrieval_status: str | None = None
+    serving_decision: str | None = None
+    audit_write_status: str | None = None
+    requested_kb_count: int | None = None
+    result_count: int | None = None
+    response_ref_count: int | None = None
+    eligible_version_count: int | None = None
+    duration_ms: int | None = None
+    actor_user_id: UUID | None = None
+    session_id: UUID | None = None
+    agent_id: UUID | None = None
+    rag_query_id: UUID | None = None
+    query_hash: str | None = None
+    query_hash_key_version: str | None = None
+    query_length_bucket: str | None = None
+    request_id: str | None = None
+    trace_id: str | None = None
+
+
+class RetrievalAuditLogDetail(RetrievalAuditLogSummary):
+    """Detail view: adds policy/config/error context (still hashes/ids only)."""
+
+    caller: str | None = None
+    initiator_type: str | None = None
+    principal_type: str | None = None
+    permission: str | None = None
+    permission_decision: str | None = None
+    query_hash_scope: str | None = None
+    query_length: int | None = None
+    eligible_version_digest: str | None = None
+    ineligible_counts_by_reason: dict[str, Any] | None = None
+    policy_version: str | None = None
+    eligibility_rule_version: str | None = None
+    scan_policy_version: str | None = None
+    scan_policy_decision: str | None = None
+    retrieval_config_version: str | None = None
+    embedding_model: str | None = None
+    reranker_model: str | None = None
+    top_k: int | None = None
+    effective_limit: int | None = None
+    ranking_mode: str | None = None
+    alpha: float | None = None
+    reranked: bool | None = None
+    error_code: str | None = None
+    error_category: str | None = None
+    intent_recorded_at: datetime | None = None
+    finalized_at: datetime | None = None
+
+
+class RetrievalAuditScopeView(BaseModel):
+    """One requested-KB scope of a retrieval (present even for misses/blocks)."""
+
+    knowledge_base_id: UUID | None = None
+    requested: bool | None = None
+    eligible_version_count: int | None = None
+    result_count: int | None = None
+    serving_decision: str | None = None
+    scan_policy_decision: str | None = None
+    effective_serving_status_counts: dict[str, Any] | None = None
+
+
+class RetrievalAuditRefView(BaseModel):
+    """One returned chunk reference: hashes/ids/rank/score only."""
+
+    knowledge_base_id: UUID | None = None
+    document_id: UUID | None = None
+    document_version_id: UUID | None = None
+    chunk_id: UUID | None = None
+    chunk_index: int | None = None
+    chunk_stable_id: str | None = None
+    chunk_content_hash: str | None = None
+    chunk_content_hash_key_version: str | None = None
+    document_version_content_hash: str | None = None
+    citation_ref: str | None = None
+    source_uri_hash: str | None = None
+    rank: int | None = None
+    score: float | None = None
+
+
+class RetrievalAuditDetailResponse(BaseModel):
+    """A retrieval log plus its scopes (incl. misses/blocks) and chunk refs."""
+
+    log: RetrievalAuditLogDetail
+    scopes: list[RetrievalAuditScopeView]
+    refs: list[RetrievalAuditRefView]
+
+
+class IngestItemResult(BaseModel):
+    id: UUID
+    ref: str
+    outcome: Literal["created", "updated", "unchanged"]
+
+
+class IngestResponse(BaseModel):
+    """What a batch write did, record by record (kbaudit's own addition)."""
+
+    items: list[IngestItemResult]
+    created: int
+    updated: int
+    unchanged: int

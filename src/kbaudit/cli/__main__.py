@@ -1,0 +1,3 @@
+from kbaudit.cli.main import app
+
+app(prog_name="kbaudit")

@@ -1,0 +1,161 @@
+"""The ``kbaudit`` command. Each command is a thin shell over a function the tests call."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import UTC, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kbaudit.config import Settings
+from kbaudit.container import Container, build_container
+from kbaudit.domain import SCOPES
+from kbaudit.errors import KbAuditError
+from kbaudit.services.importer import ImportReport, import_lines
+from kbaudit.services.ingest import ingest_records
+from kbaudit.services.keys import create_key
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+app.add_typer(keys_app, name="keys")
+err = Console(stderr=True)
+DEMO_ORG = "demo"
+
+
+def _container() -> Container:
+    return build_container(Settings())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from kbaudit.api.app import create_app
+    from kbaudit.logs import configure_logging
+
+    container = _container()
+    configure_logging(container.settings.log_level)
+    err.print(f"kbaudit serving on http://{host}:{port}  (data in {container.settings.data_dir})")
+    # uvicorn shuts down gracefully, then re-raises SIGTERM to the handler it found: make that
+    # handler a clean exit, so that a supervisor sees status 0 for an orderly stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(create_app(container), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    _container().close()
+    err.print("schema is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option(help="Organization name; created when new.")],
+    scopes: Annotated[str, typer.Option(help=f"Comma-separated, of: {', '.join(SCOPES)}")],
+) -> None:
+    """Create an API key. The key alone is the last line on standard output."""
+    container = _container()
+    try:
+        key = create_key(container.store, container.clock, org, _split(scopes))
+    except KbAuditError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(2) from exc
+    err.print(f"API key for organization {org!r}; it is shown only this once:")
+    print(key)
+
+
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    org: Annotated[str, typer.Option(help="Existing organization to load into.")],
+) -> None:
+    """Bulk-load NDJSON records (one per line). Bad lines are reported, the rest load."""
+    container = _container()
+    with container.store.reading() as uow:
+        organization = uow.keys.organization_by_name(org)
+    if organization is None:
+        err.print(f"[red]error:[/] no organization named {org!r}; `kbaudit keys create` makes one")
+        raise typer.Exit(2)
+    report = _import_with_progress(container, organization.id, file)
+    for line, message in report.errors[:50]:
+        err.print(f"line {line}: {message}", markup=False, highlight=False, soft_wrap=True)
+    if len(report.errors) > 50:
+        err.print(f"... and {len(report.errors) - 50} more bad lines")
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in report.counts.items())
+    err.print(f"imported: {counts}; {len(report.errors)} bad line(s)")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+def _import_with_progress(container: Container, org_id: int, file: Path) -> ImportReport:
+    with file.open("rb") as handle:
+        total = sum(1 for _ in handle)
+    with _progress() as progress, file.open("rb") as handle:
+        task = progress.add_task("importing", total=total)
+        return import_lines(
+            container.store,
+            org_id,  # type: ignore[arg-type]
+            handle,
+            on_batch=lambda lines: progress.advance(task, lines),
+        )
+
+
+@app.command()
+def demo(
+    records: Annotated[int, typer.Option(help="How many sample records.")] = 20_000,
+) -> None:
+    """Fill the store with realistic sample records and print a ready API key (last line)."""
+    from kbaudit.demo import demo_records
+
+    container = _container()
+    key = create_key(container.store, container.clock, DEMO_ORG, SCOPES)
+    with container.store.reading() as uow:
+        org = uow.keys.organization_by_name(DEMO_ORG)
+    assert org is not None
+    end = container.clock().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    batch = []
+    with _progress() as progress:
+        task = progress.add_task("demo records", total=records)
+        for record in demo_records(records, end=end.astimezone(UTC)):
+            batch.append(record)
+            if len(batch) == 1000:
+                ingest_records(container.store, org.id, batch, reject_conflicts=False)
+                progress.advance(task, len(batch))
+                batch.clear()
+        if batch:
+            ingest_records(container.store, org.id, batch, reject_conflicts=False)
+            progress.advance(task, len(batch))
+    err.print(
+        f"organization {DEMO_ORG!r} has {records} sample records in the 30 days to "
+        f"{end:%Y-%m-%d %H:%M} UTC. Try:\n"
+        f'  curl -H "x-api-key: $KEY" \'http://127.0.0.1:8000/v1/knowledge-base/audit/'
+        f"retrievals?start={(end - timedelta(days=30)):%Y-%m-%dT%H:%M:%SZ}"
+        f"&end={end:%Y-%m-%dT%H:%M:%SZ}&limit=5'\nAPI key (all scopes):",
+        soft_wrap=True,
+    )
+    print(key)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

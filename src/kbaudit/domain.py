@@ -1,0 +1,168 @@
+"""What a retrieval audit record is: its vocabularies, limits and the shape writers send.
+
+The ingest structs are msgspec types because they validate hostile input at C speed; the HTTP
+route and ``kbaudit import`` decode through the same types, so both enforce the same limits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal, NewType
+
+import msgspec
+
+OrgId = NewType("OrgId", int)
+KeyId = NewType("KeyId", str)
+
+RETRIEVAL_STATUSES: Final = ("hit", "miss", "blocked", "error")
+AUDIT_WRITE_STATUSES: Final = ("intent_recorded", "finalize_failed", "finalized")
+RetrievalStatus = Literal["hit", "miss", "blocked", "error"]
+AuditWriteStatus = Literal["intent_recorded", "finalize_failed", "finalized"]
+
+SCOPES: Final = ("kb_audit:read", "kb_audit:export", "kb_audit:write", "kb_audit:admin")
+
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
+Code = Annotated[str, msgspec.Meta(max_length=64)]
+Label = Annotated[str, msgspec.Meta(max_length=128)]
+Digest = Annotated[str, msgspec.Meta(max_length=256)]
+RefText = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+CountsByName = Annotated[
+    dict[Annotated[str, msgspec.Meta(max_length=64)], Count], msgspec.Meta(max_length=64)
+]
+MAX_SCOPES_PER_RECORD: Final = 256
+MAX_REFS_PER_RECORD: Final = 1000
+
+
+class ScopeIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    knowledge_base_id: uuid.UUID | None = None
+    requested: bool | None = None
+    eligible_version_count: Count | None = None
+    result_count: Count | None = None
+    serving_decision: Code | None = None
+    scan_policy_decision: Code | None = None
+    effective_serving_status_counts: CountsByName | None = None
+
+
+class RefIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    knowledge_base_id: uuid.UUID | None = None
+    document_id: uuid.UUID | None = None
+    document_version_id: uuid.UUID | None = None
+    chunk_id: uuid.UUID | None = None
+    chunk_index: Count | None = None
+    chunk_stable_id: Label | None = None
+    chunk_content_hash: Digest | None = None
+    chunk_content_hash_key_version: Code | None = None
+    document_version_content_hash: Digest | None = None
+    citation_ref: Label | None = None
+    source_uri_hash: Digest | None = None
+    rank: Count | None = None
+    score: float | None = None
+
+
+class RecordIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One retrieval attempt as a writer sends it: the contract's detail fields plus children.
+
+    Field order is the column order of the records table and of CSV exports.
+    """
+
+    ref: RefText | None = None
+    id: uuid.UUID
+    created_at: Instant
+    retrieval_status: RetrievalStatus | None = None
+    serving_decision: Code | None = None
+    audit_write_status: AuditWriteStatus = "finalized"
+    requested_kb_count: Count | None = None
+    result_count: Count | None = None
+    response_ref_count: Count | None = None
+    eligible_version_count: Count | None = None
+    duration_ms: Count | None = None
+    actor_user_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    rag_query_id: uuid.UUID | None = None
+    query_hash: Digest | None = None
+    query_hash_key_version: Code | None = None
+    query_length_bucket: Code | None = None
+    request_id: Label | None = None
+    trace_id: Label | None = None
+    caller: Label | None = None
+    initiator_type: Code | None = None
+    principal_type: Code | None = None
+    permission: Label | None = None
+    permission_decision: Code | None = None
+    query_hash_scope: Code | None = None
+    query_length: Count | None = None
+    eligible_version_digest: Digest | None = None
+    ineligible_counts_by_reason: CountsByName | None = None
+    policy_version: Code | None = None
+    eligibility_rule_version: Code | None = None
+    scan_policy_version: Code | None = None
+    scan_policy_decision: Code | None = None
+    retrieval_config_version: Code | None = None
+    embedding_model: Label | None = None
+    reranker_model: Label | None = None
+    top_k: Count | None = None
+    effective_limit: Count | None = None
+    ranking_mode: Code | None = None
+    alpha: float | None = None
+    reranked: bool | None = None
+    error_code: Code | None = None
+    error_category: Code | None = None
+    intent_recorded_at: Instant | None = None
+    finalized_at: Instant | None = None
+    scopes: Annotated[list[ScopeIn], msgspec.Meta(max_length=MAX_SCOPES_PER_RECORD)] = []
+    refs: Annotated[list[RefIn], msgspec.Meta(max_length=MAX_REFS_PER_RECORD)] = []
+
+
+class RecordBatch(msgspec.Struct, forbid_unknown_fields=True):
+    items: list[RecordIn]
+
+
+RECORD_FIELDS: Final = tuple(f for f in RecordIn.__struct_fields__ if f not in ("scopes", "refs"))
+SCOPE_FIELDS: Final = ScopeIn.__struct_fields__
+REF_FIELDS: Final = RefIn.__struct_fields__
+SUMMARY_FIELDS: Final = RECORD_FIELDS[: RECORD_FIELDS.index("trace_id") + 1]
+
+
+def default_ref(record_id: str) -> str:
+    """The ref kbaudit assigns when the writer gives none: derived from the (canonical) id,
+    so that re-sending the same record is idempotent."""
+    return "r" + record_id.replace("-", "")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilters:
+    """The query route's window and filters; exports reuse them."""
+
+    start: datetime
+    end: datetime
+    kb_ids: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    actor_user_id: str | None = None
+    session_id: str | None = None
+
+    def fingerprint(self) -> str:
+        """A canonical text of the filters, stable across orderings of the lists."""
+        return "|".join(
+            (
+                self.start.astimezone(UTC).isoformat(),
+                self.end.astimezone(UTC).isoformat(),
+                ",".join(sorted(self.kb_ids)),
+                ",".join(sorted(self.statuses)),
+                self.actor_user_id or "",
+                self.session_id or "",
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: an API key, its organization, what it may do and from where."""
+
+    org_id: OrgId
+    key_id: KeyId
+    scopes: frozenset[str]
+    client_address: str | None = None

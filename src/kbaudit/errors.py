@@ -1,0 +1,58 @@
+"""The one exception tree. Each class carries the contract's ``error`` code and whether a
+retry can help; the HTTP edge owns the mapping from class to status code."""
+
+from __future__ import annotations
+
+
+class KbAuditError(Exception):
+    code = "internal_error"
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AuthenticationRequired(KbAuditError):
+    code = "authentication_required"
+
+
+class InsufficientScope(KbAuditError):
+    code = "insufficient_scope"
+
+
+class NotFound(KbAuditError):
+    code = "not_found"
+
+
+class InvalidCursor(KbAuditError):
+    code = "invalid_cursor"
+
+
+class CursorMismatch(KbAuditError):
+    code = "cursor_mismatch"
+
+
+class InvalidRequest(KbAuditError):
+    """Input that passed schema validation but breaks a rule across fields."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PayloadTooLarge(KbAuditError):
+    code = "payload_too_large"
+
+
+class RecordConflict(KbAuditError):
+    """A write that would change a record the store no longer lets change."""
+
+    code = "record_conflict"
+
+
+class StoreUnavailable(KbAuditError):
+    code = "store_unavailable"
+    retryable = True

@@ -1,0 +1,37 @@
+"""Writing the access log: who read or took what, and how it ended."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kbaudit.domain import Caller
+from kbaudit.services.clock import Clock
+from kbaudit.store.access_log import AccessEntry
+from kbaudit.store.unit_of_work import Store
+
+
+def record_access(
+    store: Store,
+    clock: Clock,
+    caller: Caller,
+    action: str,
+    route: str,
+    *,
+    result_count: int | None = None,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    entry = AccessEntry(
+        org_id=caller.org_id,
+        key_id=caller.key_id,
+        action=action,
+        route=route,
+        at=clock(),
+        outcome=outcome,
+        result_count=result_count,
+        client_address=caller.client_address,
+        details=details or {},
+    )
+    with store.writing() as uow:
+        uow.access_log.append(entry)
+        uow.commit()

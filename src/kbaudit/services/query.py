@@ -1,0 +1,164 @@
+"""Reading records: the newest-first keyset query and the detail view."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from kbaudit.domain import REF_FIELDS, SCOPE_FIELDS, SUMMARY_FIELDS, Caller, OrgId, RecordFilters
+from kbaudit.errors import CursorMismatch, InvalidCursor, InvalidRequest, NotFound
+from kbaudit.services.access import record_access
+from kbaudit.services.clock import Clock
+from kbaudit.store.unit_of_work import Store
+
+QUERY_ROUTE = "GET /v1/knowledge-base/audit/retrievals"
+DETAIL_ROUTE = "GET /v1/knowledge-base/audit/retrievals/{ref}"
+MAX_LIMIT = 200
+MAX_CURSOR_LENGTH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDetail:
+    log: dict[str, Any]
+    scopes: list[dict[str, Any]]
+    refs: list[dict[str, Any]]
+
+
+class CursorCodec:
+    """Signed, opaque page cursors bound to one organization and one set of filters.
+
+    The cursor carries the last row's ``(created_at, id)``; the HMAC over it, the organization
+    and a digest of the filters means it cannot be forged, moved to another organization or
+    replayed with other filters.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def encode(self, org_id: OrgId, filters: RecordFilters, last: tuple[datetime, str]) -> str:
+        body = orjson.dumps([1, org_id, _filters_digest(filters), last[0].isoformat(), last[1]])
+        return f"{_b64(body)}.{_b64(self._sign(body))}"
+
+    def decode(self, cursor: str, org_id: OrgId, filters: RecordFilters) -> tuple[datetime, str]:
+        malformed = InvalidCursor("the cursor is not one this server issued for this query")
+        if len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1:
+            raise malformed
+        encoded_body, encoded_signature = cursor.split(".")
+        try:
+            body, signature = _unb64(encoded_body), _unb64(encoded_signature)
+        except (binascii.Error, ValueError) as exc:
+            raise malformed from exc
+        if not hmac.compare_digest(signature, self._sign(body)):
+            raise malformed
+        version, cursor_org, digest, created_at, record_id = orjson.loads(body)
+        if version != 1 or cursor_org != org_id:
+            raise malformed
+        if digest != _filters_digest(filters):
+            raise CursorMismatch("this cursor belongs to a query with other filters or window")
+        return datetime.fromisoformat(created_at), record_id
+
+    def _sign(self, body: bytes) -> bytes:
+        return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
+
+
+def query_records(
+    store: Store,
+    clock: Clock,
+    codec: CursorCodec,
+    caller: Caller,
+    filters: RecordFilters,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    check_window(filters)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", field=("query", "limit"))
+    after = codec.decode(cursor, caller.org_id, filters) if cursor else None
+    with store.reading() as uow:
+        rows = uow.records.page(caller.org_id, filters, after, limit + 1, SUMMARY_FIELDS)
+    has_more = len(rows) > limit
+    items = [dict(row._mapping) for row in rows[:limit]]
+    next_cursor = None
+    if has_more:
+        last = items[-1]
+        next_cursor = codec.encode(caller.org_id, filters, (last["created_at"], last["id"]))
+    record_access(
+        store,
+        clock,
+        caller,
+        "query",
+        QUERY_ROUTE,
+        result_count=len(items),
+        details={"filters": describe_filters(filters), "limit": limit, "page": bool(cursor)},
+    )
+    return Page(items, next_cursor, has_more)
+
+
+def record_detail(store: Store, clock: Clock, caller: Caller, ref: str) -> RecordDetail:
+    with store.reading() as uow:
+        row = uow.records.find(caller.org_id, ref)
+        if row is not None:
+            scopes = uow.records.scopes_of(caller.org_id, row.id)
+            refs = uow.records.refs_of(caller.org_id, row.id)
+    found = row is not None
+    record_access(
+        store,
+        clock,
+        caller,
+        "detail",
+        DETAIL_ROUTE,
+        result_count=int(found),
+        outcome="ok" if found else "not_found",
+        details={"ref": ref[:128]},
+    )
+    if row is None:
+        raise NotFound("no retrieval audit record has that ref or id")
+    log = {name: value for name, value in row._mapping.items() if name not in ("seq", "org_id")}
+    return RecordDetail(
+        log=log,
+        scopes=[{name: scope._mapping[name] for name in SCOPE_FIELDS} for scope in scopes],
+        refs=[{name: ref_row._mapping[name] for name in REF_FIELDS} for ref_row in refs],
+    )
+
+
+def check_window(filters: RecordFilters) -> None:
+    if filters.start >= filters.end:
+        raise InvalidRequest("start must be earlier than end", field=("query", "end"))
+
+
+def describe_filters(filters: RecordFilters) -> dict[str, Any]:
+    return {
+        "start": filters.start.isoformat(),
+        "end": filters.end.isoformat(),
+        "kb_ids": list(filters.kb_ids),
+        "statuses": list(filters.statuses),
+        "actor_user_id": filters.actor_user_id,
+        "session_id": filters.session_id,
+    }
+
+
+def _filters_digest(filters: RecordFilters) -> str:
+    return hashlib.sha256(filters.fingerprint().encode()).hexdigest()[:32]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -1,0 +1,75 @@
+"""Organizations and their API keys (hashes only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select
+
+from kbaudit.domain import KeyId, OrgId
+from kbaudit.store.tables import api_keys, organizations
+
+
+@dataclass(frozen=True, slots=True)
+class Organization:
+    id: OrgId
+    uuid: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    id: KeyId
+    org_id: OrgId
+    secret_hash: str
+    scopes: frozenset[str]
+    revoked: bool
+
+
+class KeyRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def organization_by_name(self, name: str) -> Organization | None:
+        row = self._connection.execute(
+            select(organizations.c.id, organizations.c.uuid, organizations.c.name).where(
+                organizations.c.name == name
+            )
+        ).one_or_none()
+        return None if row is None else Organization(OrgId(row.id), row.uuid, row.name)
+
+    def add_organization(self, org_uuid: str, name: str, now: datetime) -> Organization:
+        org_id = self._connection.execute(
+            insert(organizations)
+            .values(uuid=org_uuid, name=name, created_at=now)
+            .returning(organizations.c.id)
+        ).scalar_one()
+        return Organization(OrgId(org_id), org_uuid, name)
+
+    def add_key(
+        self, key_id: KeyId, org_id: OrgId, secret_hash: str, scopes: frozenset[str], now: datetime
+    ) -> None:
+        self._connection.execute(
+            insert(api_keys).values(
+                id=key_id,
+                org_id=org_id,
+                secret_hash=secret_hash,
+                scopes=",".join(sorted(scopes)),
+                created_at=now,
+            )
+        )
+
+    def key(self, key_id: str) -> StoredKey | None:
+        row = self._connection.execute(
+            select(api_keys).where(api_keys.c.id == key_id)
+        ).one_or_none()
+        if row is None:
+            return None
+        return StoredKey(
+            id=KeyId(row.id),
+            org_id=OrgId(row.org_id),
+            secret_hash=row.secret_hash,
+            scopes=frozenset(row.scopes.split(",")),
+            revoked=row.revoked_at is not None,
+        )

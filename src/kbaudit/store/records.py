@@ -1,0 +1,280 @@
+"""Retrieval records with their scopes and refs: bulk writes and keyset reads.
+
+Writes go straight to the driver's ``executemany`` with values already in storage form: at
+tens of thousands of records a second, SQLAlchemy's per-value processing would be the
+bottleneck. Reads use Core, where the column types do the conversions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import orjson
+from sqlalchemy import Connection, Row, and_, exists, literal, select, tuple_
+
+from kbaudit.domain import (
+    RECORD_FIELDS,
+    REF_FIELDS,
+    SCOPE_FIELDS,
+    OrgId,
+    RecordFilters,
+    RecordIn,
+)
+from kbaudit.errors import RecordConflict
+from kbaudit.store.tables import retrieval_records, retrieval_refs, retrieval_scopes
+from kbaudit.store.types import instant_text
+
+VALUE_FIELDS = tuple(f for f in RECORD_FIELDS if f != "ref")
+_INSTANT_FIELDS = frozenset({"created_at", "intent_recorded_at", "finalized_at"})
+_JSON_FIELDS = frozenset({"ineligible_counts_by_reason", "effective_serving_status_counts"})
+_CREATED_AT = VALUE_FIELDS.index("created_at")
+_WRITE_STATUS = VALUE_FIELDS.index("audit_write_status")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredForm:
+    """A record as the store holds it; equal forms mean an unchanged record."""
+
+    id: str
+    ref: str | None
+    values: tuple[Any, ...]
+    scopes: tuple[tuple[Any, ...], ...]
+    refs: tuple[tuple[Any, ...], ...]
+
+    @property
+    def created_at(self) -> Any:
+        return self.values[_CREATED_AT]
+
+    @property
+    def audit_write_status(self) -> str:
+        status: str = self.values[_WRITE_STATUS]
+        return status
+
+
+def _storage_value(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _INSTANT_FIELDS:
+        return instant_text(value)
+    if name in _JSON_FIELDS:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return value
+
+
+def _row(fields: Sequence[str], data: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(_storage_value(name, data.get(name)) for name in fields)
+
+
+def stored_form(record: RecordIn) -> StoredForm:
+    data = msgspec.to_builtins(record, builtin_types=(datetime,))
+    return StoredForm(
+        id=data["id"],
+        ref=data.get("ref"),
+        values=_row(VALUE_FIELDS, data),
+        scopes=tuple(_row(SCOPE_FIELDS, scope) for scope in data.get("scopes", ())),
+        refs=tuple(_row(REF_FIELDS, ref) for ref in data.get("refs", ())),
+    )
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+
+
+_INSERT_RECORD = _insert_sql("retrieval_records", ("org_id", "ref", *VALUE_FIELDS))
+_INSERT_SCOPE = _insert_sql(
+    "retrieval_scopes", ("org_id", "record_id", "created_at", "position", *SCOPE_FIELDS)
+)
+_INSERT_REF = _insert_sql("retrieval_refs", ("org_id", "record_id", "position", *REF_FIELDS))
+_UPDATE_RECORD = (
+    "UPDATE retrieval_records SET "  # noqa: S608
+    + ", ".join(f"{name} = ?" for name in ("ref", *VALUE_FIELDS))
+    + " WHERE org_id = ? AND id = ?"
+)
+_SELECT_FORMS = (
+    f"SELECT ref, {', '.join(VALUE_FIELDS)} FROM retrieval_records "  # noqa: S608
+    "WHERE org_id = ? AND id IN ({marks})"
+)
+
+
+class RecordRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def stored_forms(self, org_id: OrgId, ids: Sequence[str]) -> dict[str, StoredForm]:
+        """The stored form of each record among ``ids`` that exists in the organization."""
+        if not ids:
+            return {}
+        cursor = self._driver()
+        sql = _SELECT_FORMS.format(marks=", ".join("?" for _ in ids))
+        rows = cursor.execute(sql, (org_id, *ids)).fetchall()
+        if not rows:
+            return {}
+        found = [row[1 + VALUE_FIELDS.index("id")] for row in rows]
+        scopes = self._children(cursor, "retrieval_scopes", SCOPE_FIELDS, org_id, found)
+        refs = self._children(cursor, "retrieval_refs", REF_FIELDS, org_id, found)
+        forms = {}
+        for row in rows:
+            record_id = row[1 + VALUE_FIELDS.index("id")]
+            forms[record_id] = StoredForm(
+                id=record_id,
+                ref=row[0],
+                values=tuple(row[1:]),
+                scopes=tuple(scopes.get(record_id, ())),
+                refs=tuple(refs.get(record_id, ())),
+            )
+        return forms
+
+    def owners_of_refs(self, org_id: OrgId, refs: Sequence[str]) -> dict[str, str]:
+        """The id of the record each of ``refs`` already names, for those that name one."""
+        if not refs:
+            return {}
+        r = retrieval_records.c
+        query = select(r.ref, r.id).where(r.org_id == org_id, r.ref.in_(refs))
+        return {row.ref: row.id for row in self._connection.execute(query)}
+
+    def insert(self, org_id: OrgId, forms: Sequence[StoredForm]) -> None:
+        cursor = self._driver()
+        try:
+            cursor.executemany(_INSERT_RECORD, [(org_id, form.ref, *form.values) for form in forms])
+        except sqlite3.IntegrityError as exc:
+            raise RecordConflict("a record id or ref in the batch is already taken") from exc
+        self._insert_children(cursor, org_id, forms)
+
+    def replace(self, org_id: OrgId, forms: Sequence[StoredForm]) -> None:
+        """Overwrite existing records and their children with these forms."""
+        cursor = self._driver()
+        cursor.executemany(
+            _UPDATE_RECORD, [(form.ref, *form.values, org_id, form.id) for form in forms]
+        )
+        for table in ("retrieval_scopes", "retrieval_refs"):
+            cursor.executemany(
+                f"DELETE FROM {table} WHERE org_id = ? AND record_id = ?",  # noqa: S608
+                [(org_id, form.id) for form in forms],
+            )
+        self._insert_children(cursor, org_id, forms)
+
+    def _insert_children(self, cursor: Any, org_id: OrgId, forms: Sequence[StoredForm]) -> None:
+        cursor.executemany(
+            _INSERT_SCOPE,
+            [
+                (org_id, form.id, form.created_at, position, *scope)
+                for form in forms
+                for position, scope in enumerate(form.scopes)
+            ],
+        )
+        cursor.executemany(
+            _INSERT_REF,
+            [
+                (org_id, form.id, position, *ref)
+                for form in forms
+                for position, ref in enumerate(form.refs)
+            ],
+        )
+
+    def _children(
+        self, cursor: Any, table: str, fields: Sequence[str], org_id: OrgId, ids: Sequence[str]
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        marks = ", ".join("?" for _ in ids)
+        sql = (
+            f"SELECT record_id, {', '.join(fields)} FROM {table} "  # noqa: S608
+            f"WHERE org_id = ? AND record_id IN ({marks}) ORDER BY record_id, position"
+        )
+        children: dict[str, list[tuple[Any, ...]]] = {}
+        for row in cursor.execute(sql, (org_id, *ids)):
+            children.setdefault(row[0], []).append(tuple(row[1:]))
+        return children
+
+    def _driver(self) -> Any:
+        return self._connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def page(
+        self,
+        org_id: OrgId,
+        filters: RecordFilters,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        columns: Iterable[str],
+    ) -> list[Row[Any]]:
+        """Up to ``limit`` records newest first, strictly after the ``(created_at, id)`` key."""
+        r = retrieval_records.c
+        query = (
+            select(*(r[name] for name in columns))
+            .where(*self._conditions(org_id, filters))
+            .order_by(r.created_at.desc(), r.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            # Typed binds: a bare datetime would be stored-formatted as SQLAlchemy's DateTime.
+            key = tuple_(literal(after[0], r.created_at.type), literal(after[1], r.id.type))
+            query = query.where(tuple_(r.created_at, r.id) < key)
+        return list(self._connection.execute(query))
+
+    def _conditions(self, org_id: OrgId, filters: RecordFilters) -> list[Any]:
+        r = retrieval_records.c
+        conditions: list[Any] = [
+            r.org_id == org_id,
+            r.created_at >= filters.start,
+            r.created_at < filters.end,
+        ]
+        if filters.statuses:
+            conditions.append(r.retrieval_status.in_(filters.statuses))
+        if filters.actor_user_id:
+            conditions.append(r.actor_user_id == filters.actor_user_id)
+        if filters.session_id:
+            conditions.append(r.session_id == filters.session_id)
+        if filters.kb_ids:
+            s = retrieval_scopes.c
+            conditions.append(
+                exists().where(
+                    and_(
+                        s.org_id == r.org_id,
+                        s.record_id == r.id,
+                        s.knowledge_base_id.in_(filters.kb_ids),
+                    )
+                )
+            )
+        return conditions
+
+    def find(self, org_id: OrgId, ref_or_id: str) -> Row[Any] | None:
+        """The record whose ref is ``ref_or_id``, else the one whose id it is."""
+        r = retrieval_records.c
+        by_ref = select(retrieval_records).where(r.org_id == org_id, r.ref == ref_or_id)
+        row = self._connection.execute(by_ref).one_or_none()
+        if row is None and _is_uuid(ref_or_id):
+            record_id = str(uuid.UUID(ref_or_id))
+            by_id = select(retrieval_records).where(r.org_id == org_id, r.id == record_id)
+            row = self._connection.execute(by_id).one_or_none()
+        return row
+
+    def scopes_of(self, org_id: OrgId, record_id: str) -> list[Row[Any]]:
+        return self._children_rows(retrieval_scopes, org_id, record_id)
+
+    def refs_of(self, org_id: OrgId, record_id: str) -> list[Row[Any]]:
+        return self._children_rows(retrieval_refs, org_id, record_id)
+
+    def _children_rows(self, table: Any, org_id: OrgId, record_id: str) -> list[Row[Any]]:
+        query = (
+            select(table)
+            .where(table.c.org_id == org_id, table.c.record_id == record_id)
+            .order_by(table.c.position)
+        )
+        return list(self._connection.execute(query))
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,108 @@
+"""The command line as an operator uses it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx2
+
+from tests.acceptance.conftest import Cli
+from tests.helpers import RECORDS, record
+
+WIDE = {"start": "2000-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z", "limit": 200}
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line(cli: Cli, server: str) -> None:
+    result = cli.run("keys", "create", "--org", "acme", "--scopes", "kb_audit:read")
+    key = result.stdout.splitlines()[-1]
+    assert key.startswith("kba_")
+    assert key not in result.stderr
+    ok = httpx2.get(f"{server}{RECORDS}", params=WIDE, headers={"x-api-key": key})
+    assert ok.status_code == 200
+    denied = httpx2.post(
+        f"{server}{RECORDS}", json={"items": [record()]}, headers={"x-api-key": key}
+    )
+    assert denied.status_code == 403
+
+
+def test_keys_create_refuses_an_unknown_scope(cli: Cli) -> None:
+    result = cli.run(
+        "keys", "create", "--org", "acme", "--scopes", "kb_audit:everything", check=False
+    )
+    assert result.returncode == 2
+    assert "kb_audit:read" in result.stderr
+
+
+def test_import_loads_good_lines_and_reports_bad_ones(
+    cli: Cli, server: str, tmp_path: Path
+) -> None:
+    key = cli.key("acme", "kb_audit:read,kb_audit:write")
+    finalized = record()
+    lines = [json.dumps(record()) for _ in range(3)]
+    lines.insert(1, "{not json")
+    lines.append(json.dumps(record(duration_ms=-5)))
+    lines.append(json.dumps(finalized))
+    lines.append(json.dumps({**finalized, "duration_ms": 7}))  # a finalized record may not change
+    lines.append("")
+    lines.append(json.dumps(record()))
+    source = tmp_path / "records.ndjson"
+    source.write_text("\n".join(lines) + "\n")
+    result = cli.run("import", str(source), "--org", "acme", check=False)
+    assert result.returncode == 1
+    assert "line 2:" in result.stderr
+    assert "line 5:" in result.stderr
+    assert "line 7: conflict" in result.stderr
+    stored = httpx2.get(f"{server}{RECORDS}", params=WIDE, headers={"x-api-key": key}).json()
+    assert len(stored["items"]) == 5
+
+
+def test_import_into_a_missing_org_says_how_to_make_one(cli: Cli, tmp_path: Path) -> None:
+    source = tmp_path / "records.ndjson"
+    source.write_text(json.dumps(record()) + "\n")
+    result = cli.run("import", str(source), "--org", "nobody", check=False)
+    assert result.returncode == 2
+    assert "keys create" in result.stderr
+
+
+def test_demo_fills_the_store_and_prints_a_working_key(cli: Cli, server: str) -> None:
+    result = cli.run("demo", "--records", "300")
+    key = result.stdout.splitlines()[-1]
+    now = datetime.now(UTC)
+    window = {
+        "start": (now - timedelta(days=32)).isoformat(),
+        "end": (now + timedelta(days=1)).isoformat(),
+        "limit": 200,
+    }
+    seen: list[dict[str, object]] = []
+    cursor = None
+    while True:
+        page = httpx2.get(
+            f"{server}{RECORDS}", params={**window, "cursor": cursor}, headers={"x-api-key": key}
+        ).json()
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 300
+    statuses = {row["retrieval_status"] for row in seen}
+    assert statuses == {"hit", "miss", "blocked", "error"}
+    assert {row["audit_write_status"] for row in seen} == {"finalized", "intent_recorded"}
+    detail = httpx2.get(f"{server}{RECORDS}/{seen[0]['ref']}", headers={"x-api-key": key}).json()
+    assert detail["scopes"]
+    uuid.UUID(detail["log"]["id"])
+
+
+def test_health_readiness_and_metrics(server: str) -> None:
+    assert httpx2.get(f"{server}/healthz").json() == {"status": "ok"}
+    ready = httpx2.get(f"{server}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+    httpx2.get(f"{server}{RECORDS}", params=WIDE)
+    metrics = httpx2.get(f"{server}/metrics").text
+    assert (
+        'kbaudit_http_requests_total{method="GET",route="/v1/knowledge-base/audit/retrievals",status="401"}'
+        in metrics
+    )

@@ -1,0 +1,65 @@
+"""Shared fixtures: a fresh container per test on the embedded default, and API clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from kbaudit.api.app import create_app
+from kbaudit.config import Settings
+from kbaudit.container import Container, build_container
+from kbaudit.domain import SCOPES
+from kbaudit.logs import configure_logging
+from kbaudit.services.keys import create_key
+
+CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "contract"
+WINDOW = {"start": "2020-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"}
+
+
+class ManualClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def container(tmp_path: Path, clock: ManualClock) -> Iterator[Container]:
+    built = build_container(Settings(data_dir=tmp_path / "data"), clock=clock)
+    yield built
+    built.close()
+
+
+@dataclass
+class Api:
+    """A test client plus a way to make keys for it."""
+
+    client: TestClient
+    container: Container
+
+    def key(self, org: str = "acme", scopes: tuple[str, ...] = SCOPES) -> dict[str, str]:
+        return {"x-api-key": create_key(self.container.store, self.container.clock, org, scopes)}
+
+
+@pytest.fixture
+def api(container: Container) -> Iterator[Api]:
+    with TestClient(create_app(container), raise_server_exceptions=False) as client:
+        yield Api(client, container)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    configure_logging("warning")

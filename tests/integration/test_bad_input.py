@@ -1,0 +1,161 @@
+"""Every malformed request answers a specific 4xx, and nothing stored changes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import WINDOW, Api
+from tests.helpers import RECORDS, record
+
+
+@pytest.fixture
+def seeded(api: Api) -> tuple[Api, dict[str, str], list[dict[str, Any]]]:
+    key = api.key()
+    items = [record(created_at=f"2026-05-01T10:00:0{i}Z") for i in range(3)]
+    assert api.client.post(RECORDS, json={"items": items}, headers=key).status_code == 200
+    return api, key, items
+
+
+def stored_rows(api: Api, key: dict[str, str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = api.client.get(
+        RECORDS, params={**WINDOW, "limit": 200}, headers=key
+    ).json()["items"]
+    return rows
+
+
+QUERY_CASES = {
+    "start without timezone": {"start": "2026-01-01T00:00:00", "end": "2026-02-01T00:00:00Z"},
+    "end without timezone": {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00"},
+    "start equals end": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+    "start after end": {"start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+    "missing start": {"end": "2026-02-01T00:00:00Z"},
+    "garbage time": {"start": "yesterday", "end": "2026-02-01T00:00:00Z"},
+    "unknown status": {**WINDOW, "statuses": ["hit", "maybe"]},
+    "limit zero": {**WINDOW, "limit": 0},
+    "limit too big": {**WINDOW, "limit": 201},
+    "limit not a number": {**WINDOW, "limit": "ten"},
+    "bad kb uuid": {**WINDOW, "kb_ids": ["not-a-uuid"]},
+    "bad actor uuid": {**WINDOW, "actor_user_id": "42"},
+    "bad session uuid": {**WINDOW, "session_id": "x"},
+    "too many kb ids": {**WINDOW, "kb_ids": [str(uuid.uuid4()) for _ in range(101)]},
+}
+
+
+@pytest.mark.parametrize("params", QUERY_CASES.values(), ids=QUERY_CASES.keys())
+def test_malformed_query_is_a_422(api: Api, params: dict[str, Any]) -> None:
+    response = api.client.get(RECORDS, params=params, headers=api.key())
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "query"
+
+
+def test_unknown_status_lists_the_allowed_ones(api: Api) -> None:
+    response = api.client.get(RECORDS, params={**WINDOW, "statuses": "maybe"}, headers=api.key())
+    message = response.json()["detail"][0]["msg"]
+    assert all(status in message for status in ("hit", "miss", "blocked", "error"))
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "a.b", "é.é", "x" * 600, "eyJ9.AAAA"])
+def test_garbage_cursor_is_a_400(api: Api, cursor: str) -> None:
+    response = api.client.get(RECORDS, params={**WINDOW, "cursor": cursor}, headers=api.key())
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_cursor"
+
+
+def _too_many() -> dict[str, Any]:
+    return {"items": [record() for _ in range(1001)]}
+
+
+def _duplicate_ids() -> dict[str, Any]:
+    twin = record()
+    return {"items": [twin, {**twin, "duration_ms": 1}]}
+
+
+WRITE_CASES: dict[str, Any] = {
+    "naive created_at": {"items": [record(created_at="2026-05-01T10:00:00")]},
+    "missing id": {"items": [{k: v for k, v in record().items() if k != "id"}]},
+    "bad id": {"items": [record(id="nope")]},
+    "unknown status": {"items": [record(retrieval_status="maybe")]},
+    "unknown write status": {"items": [record(audit_write_status="done")]},
+    "oversized string": {"items": [record(caller="x" * 129)]},
+    "oversized hash": {"items": [record(query_hash="f" * 257)]},
+    "negative count": {"items": [record(duration_ms=-1)]},
+    "huge count": {"items": [record(duration_ms=2**40)]},
+    "unknown field": {"items": [record(query_text="secret question")]},
+    "bad ref characters": {"items": [record(ref="../etc/passwd")]},
+    "bad scope uuid": {"items": [record(scopes=[{"knowledge_base_id": "kb-1"}])]},
+    "wrong type": {"items": [record(reranked="yes")]},
+    "empty batch": {"items": []},
+    "not a list": {"items": {"id": 1}},
+    "too many records": _too_many(),
+    "duplicate ids": _duplicate_ids(),
+    "nul in string": {"items": [record(caller="a\u0000b")]},
+    "too many counts": {
+        "items": [record(ineligible_counts_by_reason={str(i): 1 for i in range(65)})]
+    },
+}
+
+
+@pytest.mark.parametrize("body", WRITE_CASES.values(), ids=WRITE_CASES.keys())
+def test_malformed_write_is_a_422_and_changes_nothing(
+    seeded: tuple[Api, dict[str, str], list[dict[str, Any]]], body: Any
+) -> None:
+    api, key, _ = seeded
+    before = stored_rows(api, key)
+    response = api.client.post(RECORDS, json=body, headers=key)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["msg"]
+    assert stored_rows(api, key) == before
+
+
+@pytest.mark.parametrize(
+    "raw", [b"not json", b"{", b"", b"[]", b'{"items": [}', "\ufeff{}".encode()]
+)
+def test_non_json_write_is_a_422(
+    seeded: tuple[Api, dict[str, str], list[dict[str, Any]]], raw: bytes
+) -> None:
+    api, key, _ = seeded
+    before = stored_rows(api, key)
+    response = api.client.post(
+        RECORDS, content=raw, headers={**key, "content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert stored_rows(api, key) == before
+
+
+def test_oversized_body_is_a_413(seeded: tuple[Api, dict[str, str], list[dict[str, Any]]]) -> None:
+    api, key, _ = seeded
+    limit = api.container.settings.max_body_bytes
+    response = api.client.post(
+        RECORDS, content=b" " * (limit + 1), headers={**key, "content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("header", [None, "", "kba_x_y", "nonsense", "kba_" + "a" * 300])
+def test_missing_or_wrong_key_is_a_401(api: Api, header: str | None) -> None:
+    api.key()
+    headers = {} if header is None else {"x-api-key": header}
+    for response in (
+        api.client.get(RECORDS, params=WINDOW, headers=headers),
+        api.client.get(f"{RECORDS}/{uuid.uuid4()}", headers=headers),
+        api.client.post(RECORDS, json={"items": [record()]}, headers=headers),
+    ):
+        assert response.status_code == 401
+        assert response.json()["error"] == "authentication_required"
+
+
+def test_a_key_with_a_wrong_secret_is_a_401(api: Api) -> None:
+    good = api.key()["x-api-key"]
+    forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    response = api.client.get(RECORDS, params=WINDOW, headers={"x-api-key": forged})
+    assert response.status_code == 401
+
+
+def test_unknown_route_is_a_404_error_response(api: Api) -> None:
+    response = api.client.get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"

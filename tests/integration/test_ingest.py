@@ -1,0 +1,118 @@
+"""The write route: idempotency by id and the two-phase write rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import WINDOW, Api
+from tests.helpers import RECORDS, record
+
+
+def write(api: Api, headers: dict[str, str], *items: dict[str, Any]) -> Any:
+    return api.client.post(RECORDS, json={"items": list(items)}, headers=headers)
+
+
+def detail(api: Api, headers: dict[str, str], ref: str) -> dict[str, Any]:
+    response = api.client.get(f"{RECORDS}/{ref}", headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_new_records_are_created_and_get_a_ref(api: Api) -> None:
+    key = api.key()
+    first, second = record(), record(ref="writer-ref_1")
+    response = write(api, key, first, second)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["created"] == 2
+    assert [item["outcome"] for item in body["items"]] == ["created", "created"]
+    assert body["items"][1]["ref"] == "writer-ref_1"
+    assert detail(api, key, body["items"][0]["ref"])["log"]["id"] == first["id"]
+    assert detail(api, key, "writer-ref_1")["log"]["id"] == second["id"]
+
+
+def test_resending_the_same_record_is_unchanged(api: Api) -> None:
+    key = api.key()
+    item = record()
+    write(api, key, item)
+    again = write(api, key, item).json()
+    assert again["unchanged"] == 1
+    assert again["created"] == 0
+
+
+def test_intent_is_finalized_by_a_second_write(api: Api) -> None:
+    key = api.key()
+    intent = record(audit_write_status="intent_recorded", refs=[], result_count=None)
+    write(api, key, intent)
+    final = {
+        **intent,
+        "audit_write_status": "finalized",
+        "result_count": 1,
+        "finalized_at": "2026-05-01T10:00:01Z",
+        "refs": [{"rank": 1, "score": 0.5, "citation_ref": "[1]"}],
+    }
+    assert write(api, key, final).json()["items"][0]["outcome"] == "updated"
+    stored = detail(api, key, intent["id"])
+    assert stored["log"]["audit_write_status"] == "finalized"
+    assert stored["log"]["result_count"] == 1
+    assert stored["refs"][0]["citation_ref"] == "[1]"
+
+
+def test_intent_can_be_marked_finalize_failed_then_finalized(api: Api) -> None:
+    key = api.key()
+    intent = record(audit_write_status="intent_recorded")
+    write(api, key, intent)
+    failed = {**intent, "audit_write_status": "finalize_failed"}
+    assert write(api, key, failed).json()["updated"] == 1
+    assert write(api, key, {**intent, "audit_write_status": "finalized"}).json()["updated"] == 1
+
+
+def test_finalized_record_cannot_go_back_or_change(api: Api) -> None:
+    key = api.key()
+    final = record(audit_write_status="finalized", duration_ms=5)
+    write(api, key, final)
+    for change in ({"audit_write_status": "intent_recorded"}, {"duration_ms": 6}):
+        response = write(api, key, {**final, **change})
+        assert response.status_code == 409
+        assert response.json()["error"] == "record_conflict"
+    assert detail(api, key, final["id"])["log"]["duration_ms"] == 5
+
+
+def test_created_at_and_ref_are_fixed_at_first_write(api: Api) -> None:
+    key = api.key()
+    intent = record(audit_write_status="intent_recorded", ref="fixed")
+    write(api, key, intent)
+    moved = write(api, key, {**intent, "created_at": "2026-05-02T10:00:00Z"})
+    renamed = write(api, key, {**intent, "ref": "other"})
+    assert (moved.status_code, renamed.status_code) == (409, 409)
+    omitted = {key_: value for key_, value in intent.items() if key_ != "ref"}
+    assert write(api, key, omitted).json()["items"][0]["ref"] == "fixed"
+
+
+def test_a_conflict_rejects_the_whole_batch(api: Api) -> None:
+    key = api.key()
+    final = record()
+    write(api, key, final)
+    fresh = record()
+    response = write(api, key, fresh, {**final, "duration_ms": 99})
+    assert response.status_code == 409
+    missing = api.client.get(f"{RECORDS}/{fresh['id']}", headers=key)
+    assert missing.status_code == 404
+
+
+def test_a_ref_taken_by_another_record_is_a_conflict(api: Api) -> None:
+    key = api.key()
+    write(api, key, record(ref="shared"))
+    response = write(api, key, record(ref="shared"))
+    assert response.status_code == 409
+    assert "already names another record" in response.json()["message"]
+
+
+def test_write_needs_the_write_scope(api: Api) -> None:
+    reader = api.key(scopes=("kb_audit:read",))
+    response = write(api, reader, record())
+    assert response.status_code == 403
+    assert response.json()["error"] == "insufficient_scope"
+    everything = api.client.get(RECORDS, params=WINDOW, headers=reader)
+    assert everything.json()["items"] == []
