@@ -55,7 +55,8 @@ def _record(rng: random.Random, world: DemoWorld, created_at: datetime, status: 
     record_id = uuid.UUID(int=rng.getrandbits(128), version=4)
     requested = rng.sample(world.kb_ids, rng.randint(1, 3))
     hit = status == "hit"
-    refs = [_ref(rng, kb, rank) for rank, kb in enumerate(requested * 2, 1)] if hit else []
+    refs = [_ref(rng, rng.choice(requested), rank) for rank in range(1, rng.randint(2, 5))]
+    refs = refs if hit else []
     intent_only = rng.random() < 0.03
     return RecordIn(
         id=record_id,
@@ -124,15 +125,11 @@ def _ref(rng: random.Random, kb: uuid.UUID, rank: int) -> RefIn:
     return RefIn(
         knowledge_base_id=kb,
         document_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-        document_version_id=uuid.UUID(int=rng.getrandbits(128), version=4),
         chunk_id=chunk,
         chunk_index=rng.randint(0, 300),
-        chunk_stable_id=f"chk_{chunk.hex[:12]}",
         chunk_content_hash=hashlib.sha256(chunk.bytes).hexdigest(),
         chunk_content_hash_key_version="ch-2026-01",
-        document_version_content_hash=hashlib.sha256(kb.bytes + chunk.bytes).hexdigest(),
         citation_ref=f"[{rank}]",
-        source_uri_hash=hashlib.sha256(kb.bytes).hexdigest(),
         rank=rank,
         score=round(1.0 - rank * 0.07, 4),
     )

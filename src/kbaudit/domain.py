@@ -36,7 +36,7 @@ MAX_SCOPES_PER_RECORD: Final = 256
 MAX_REFS_PER_RECORD: Final = 1000
 
 
-class ScopeIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class ScopeIn(msgspec.Struct, forbid_unknown_fields=True):
     knowledge_base_id: uuid.UUID | None = None
     requested: bool | None = None
     eligible_version_count: Count | None = None
@@ -46,7 +46,7 @@ class ScopeIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     effective_serving_status_counts: CountsByName | None = None
 
 
-class RefIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class RefIn(msgspec.Struct, forbid_unknown_fields=True):
     knowledge_base_id: uuid.UUID | None = None
     document_id: uuid.UUID | None = None
     document_version_id: uuid.UUID | None = None

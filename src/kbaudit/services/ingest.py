@@ -52,7 +52,16 @@ def ingest_records(
     With ``reject_conflicts`` a single conflicting record rejects the whole batch and nothing is
     written; without it, conflicting records are reported and the rest are written.
     """
-    forms = [stored_form(record) for record in records]
+    return write_forms(
+        store, org_id, [stored_form(record) for record in records], reject_conflicts
+    )
+
+
+def write_forms(
+    store: Store, org_id: OrgId, forms: Sequence[StoredForm], reject_conflicts: bool
+) -> IngestResult:
+    """``ingest_records`` for records already in storage form. The shaping is pure CPU work
+    and the write mostly SQLite's, so callers can shape the next batch while this one writes."""
     _refuse_duplicate_ids(forms)
     with store.writing() as uow:
         existing = uow.records.stored_forms(org_id, [form.id for form in forms])

@@ -7,6 +7,7 @@ bottleneck. Reads use Core, where the column types do the conversions.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
@@ -57,28 +58,44 @@ class StoredForm:
         return status
 
 
-def _storage_value(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if name in _INSTANT_FIELDS:
-        return instant_text(value)
-    if name in _JSON_FIELDS:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return value
+class _Shaper:
+    """Turns msgspec's builtins dict of one struct into a row tuple in storage form.
+
+    Plain values pass through a C-level itemgetter; only instants and JSON maps, found by
+    position, get Python work. This runs for every record written, so it stays lean.
+    """
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        self._get = operator.itemgetter(*fields)
+        self._instants = [i for i, name in enumerate(fields) if name in _INSTANT_FIELDS]
+        self._maps = [i for i, name in enumerate(fields) if name in _JSON_FIELDS]
+
+    def __call__(self, data: dict[str, Any]) -> tuple[Any, ...]:
+        if not (self._instants or self._maps):
+            return tuple(self._get(data))
+        row = list(self._get(data))
+        for i in self._instants:
+            if row[i] is not None:
+                row[i] = instant_text(row[i])
+        for i in self._maps:
+            if row[i] is not None:
+                row[i] = orjson.dumps(row[i], option=orjson.OPT_SORT_KEYS).decode()
+        return tuple(row)
 
 
-def _row(fields: Sequence[str], data: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(_storage_value(name, data.get(name)) for name in fields)
+_record_row = _Shaper(VALUE_FIELDS)
+_scope_row = _Shaper(SCOPE_FIELDS)
+_ref_row = _Shaper(REF_FIELDS)
 
 
 def stored_form(record: RecordIn) -> StoredForm:
     data = msgspec.to_builtins(record, builtin_types=(datetime,))
     return StoredForm(
         id=data["id"],
-        ref=data.get("ref"),
-        values=_row(VALUE_FIELDS, data),
-        scopes=tuple(_row(SCOPE_FIELDS, scope) for scope in data.get("scopes", ())),
-        refs=tuple(_row(REF_FIELDS, ref) for ref in data.get("refs", ())),
+        ref=data["ref"],
+        values=_record_row(data),
+        scopes=tuple(map(_scope_row, data["scopes"])),
+        refs=tuple(map(_ref_row, data["refs"])),
     )
 
 

@@ -19,7 +19,9 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 def instant_text(value: datetime) -> str:
     """The SQLite storage form of an aware datetime."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class Instant(TypeDecorator[datetime]):
