@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 import orjson
-from sqlalchemy import Connection, Row, and_, exists, literal, select, tuple_
+from sqlalchemy import Connection, Row, Select, and_, exists, literal, select, tuple_
 
 from kbaudit.domain import (
     RECORD_FIELDS,
@@ -224,6 +224,17 @@ class RecordRepository:
         columns: Iterable[str],
     ) -> list[Row[Any]]:
         """Up to ``limit`` records newest first, strictly after the ``(created_at, id)`` key."""
+        statement = self.page_statement(org_id, filters, after, limit, columns)
+        return list(self._connection.execute(statement))
+
+    def page_statement(
+        self,
+        org_id: OrgId,
+        filters: RecordFilters,
+        after: tuple[datetime, str] | None,
+        limit: int,
+        columns: Iterable[str],
+    ) -> Select[Any]:
         r = retrieval_records.c
         query = (
             select(*(r[name] for name in columns))
@@ -235,7 +246,7 @@ class RecordRepository:
             # Typed binds: a bare datetime would be stored-formatted as SQLAlchemy's DateTime.
             key = tuple_(literal(after[0], r.created_at.type), literal(after[1], r.id.type))
             query = query.where(tuple_(r.created_at, r.id) < key)
-        return list(self._connection.execute(query))
+        return query
 
     def _conditions(self, org_id: OrgId, filters: RecordFilters) -> list[Any]:
         r = retrieval_records.c
