@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,9 +36,20 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
 
 
+def settings_for_tests(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for in-process tests: tasks run inline, retries do not wait."""
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "queue_url": "inline",
+        "export_retry_backoff_seconds": 0,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def container(tmp_path: Path, clock: ManualClock) -> Iterator[Container]:
-    built = build_container(Settings(data_dir=tmp_path / "data"), clock=clock)
+    built = build_container(settings_for_tests(tmp_path / "data"), clock=clock)
     yield built
     built.close()
 
@@ -58,6 +69,25 @@ class Api:
 def api(container: Container) -> Iterator[Api]:
     with TestClient(create_app(container), raise_server_exceptions=False) as client:
         yield Api(client, container)
+
+
+@pytest.fixture
+def make_api(tmp_path: Path, clock: ManualClock) -> Iterator[Callable[..., Api]]:
+    """Build an API over a container with some settings changed."""
+    opened: list[tuple[TestClient, Container]] = []
+
+    def make(**overrides: object) -> Api:
+        built = build_container(
+            settings_for_tests(tmp_path / f"data{len(opened)}", **overrides), clock=clock
+        )
+        client = TestClient(create_app(built), raise_server_exceptions=False).__enter__()
+        opened.append((client, built))
+        return Api(client, built)
+
+    yield make
+    for client, built in opened:
+        client.__exit__(None, None, None)
+        built.close()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -26,3 +26,55 @@ def record(**fields: Any) -> dict[str, Any]:
 def at(minutes: float) -> str:
     instant = datetime(2026, 5, 1, tzinfo=UTC) + timedelta(minutes=minutes)
     return instant.isoformat().replace("+00:00", "Z")
+
+
+EXPORTS = "/v1/knowledge-base/audit/exports"
+DEMO_END = datetime(2026, 5, 31, tzinfo=UTC)
+DEMO_WINDOW = {"start": "2026-04-01T00:00:00Z", "end": "2026-06-01T00:00:00Z"}
+
+
+def seed_demo(api: Any, headers: dict[str, str], count: int, seed: int = 7) -> list[Any]:
+    """Write ``count`` demo records through the API; returns them (msgspec structs)."""
+    import msgspec
+
+    from kbaudit.demo import demo_records
+
+    records = list(demo_records(count, end=DEMO_END, seed=seed))
+    for offset in range(0, len(records), 1000):
+        items = msgspec.to_builtins(records[offset : offset + 1000])
+        response = api.client.post(RECORDS, json={"items": items}, headers=headers)
+        assert response.status_code == 200, response.text
+    return records
+
+
+def start_export(api: Any, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    response = api.client.post(EXPORTS, json={**DEMO_WINDOW, **body}, headers=headers)
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def view_export(api: Any, headers: dict[str, str], export_id: str) -> dict[str, Any]:
+    response = api.client.get(f"{EXPORTS}/{export_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def download_all(api: Any, headers: dict[str, str], export_id: str) -> list[tuple[str, bytes]]:
+    """Every file of a finished export, checked against its sha256_plaintext and headers."""
+    import hashlib
+
+    files = []
+    for file in view_export(api, headers, export_id)["files"]:
+        response = api.client.get(
+            f"{EXPORTS}/{export_id}/download/{file['name']}",
+            params={"token": file["download_token"]},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        assert hashlib.sha256(response.content).hexdigest() == file["sha256_plaintext"]
+        assert response.headers["etag"] == f'"{file["sha256_plaintext"]}"'
+        assert int(response.headers["content-length"]) == len(response.content)
+        files.append((file["name"], response.content))
+    return files

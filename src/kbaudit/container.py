@@ -4,23 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from huey import Huey
+
+from kbaudit.blobs.local import LocalBlobStore
 from kbaudit.config import Settings
-from kbaudit.crypto.master_key import MasterKey, load_master_key
+from kbaudit.crypto.envelope import LocalKeyManager
+from kbaudit.crypto.keyring import Keyring, load_keyring
 from kbaudit.metrics import Metrics
 from kbaudit.services.clock import Clock, system_clock
+from kbaudit.services.exports.deps import ExportConfig, ExportDeps
+from kbaudit.services.exports.tokens import DownloadTokens
 from kbaudit.services.query import CursorCodec
 from kbaudit.store.engine import create_store_engine
 from kbaudit.store.migrate import migrate
 from kbaudit.store.unit_of_work import Store
+from kbaudit.workers.queue import ExportTasks, build_huey
 
 
 @dataclass
 class Container:
     settings: Settings
     store: Store
-    master_key: MasterKey
+    keyring: Keyring
     cursor_codec: CursorCodec
     clock: Clock
+    huey: Huey
+    exports: ExportDeps
     metrics: Metrics = field(default_factory=Metrics)
 
     def close(self) -> None:
@@ -31,17 +40,39 @@ def build_container(
     settings: Settings, *, clock: Clock = system_clock, apply_migrations: bool = True
 ) -> Container:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    master_key = load_master_key(
+    keyring = load_keyring(
         settings.data_dir,
         settings.master_key.get_secret_value() if settings.master_key else None,
     )
     engine = create_store_engine(settings.resolved_database_url)
     if apply_migrations:
         migrate(engine, settings.data_dir)
+    store = Store(engine)
+    huey = build_huey(settings.queue_url, settings.data_dir)
+    tasks = ExportTasks(huey)
+    tasks.deps = ExportDeps(
+        store=store,
+        blobs=LocalBlobStore(settings.blob_root),
+        keys=LocalKeyManager(keyring),
+        tokens=DownloadTokens(keyring, settings.download_token_ttl_seconds, clock),
+        dispatcher=tasks,
+        clock=clock,
+        config=ExportConfig(
+            rows_per_file=settings.export_rows_per_file,
+            ttl_hours=settings.export_ttl_hours,
+            max_active_per_org=settings.export_max_active_per_org,
+            lease_seconds=settings.export_lease_seconds,
+            part_attempts=settings.export_part_attempts,
+            retry_backoff_seconds=settings.export_retry_backoff_seconds,
+        ),
+    )
     return Container(
         settings=settings,
-        store=Store(engine),
-        master_key=master_key,
-        cursor_codec=CursorCodec(master_key.derive("cursor/v1")),
+        store=store,
+        keyring=keyring,
+        # The oldest version: rotating the keyring must not break a client's paging.
+        cursor_codec=CursorCodec(keyring.derive("cursor/v1", keyring.versions[0])),
         clock=clock,
+        huey=huey,
+        exports=tasks.deps,
     )

@@ -56,3 +56,40 @@ class RecordConflict(KbAuditError):
 class StoreUnavailable(KbAuditError):
     code = "store_unavailable"
     retryable = True
+
+
+class KeyUnavailable(KbAuditError):
+    """A data key that cannot be opened: destroyed, or wrapped under a key we do not hold."""
+
+    code = "key_unavailable"
+
+
+class CiphertextCorrupt(KbAuditError):
+    """Stored ciphertext that fails authentication: it was altered or truncated."""
+
+    code = "export_file_corrupt"
+
+
+class BlobNotFound(KbAuditError):
+    code = "not_found"
+
+
+class InvalidDownloadToken(KbAuditError):
+    code = "invalid_download_token"
+
+
+class DownloadTokenExpired(KbAuditError):
+    code = "download_token_expired"
+
+
+class ExportExpired(KbAuditError):
+    code = "export_expired"
+
+
+class ExportInProgress(KbAuditError):
+    code = "export_in_progress"
+    retryable = True
+
+
+class IdempotencyKeyReused(KbAuditError):
+    code = "idempotency_key_reused"

@@ -17,10 +17,6 @@ Schema = dict[str, Any]
 # Contract operations that later issues build. Strict xfail: once one is built, its entry
 # here makes the suite fail until it is removed.
 NOT_YET_BUILT = {
-    ("/v1/knowledge-base/audit/exports", "post"): "issue 3",
-    ("/v1/knowledge-base/audit/exports", "get"): "issue 3",
-    ("/v1/knowledge-base/audit/exports/{export_id}", "get"): "issue 3",
-    ("/v1/knowledge-base/audit/exports/{export_id}/download/{file_name}", "get"): "issue 3",
     ("/v1/knowledge-base/retention-policy", "get"): "issue 5",
     ("/v1/knowledge-base/retention-policy", "put"): "issue 5",
 }
@@ -75,6 +71,28 @@ def shape(schema: Schema, document: Schema, seen: frozenset[str] = frozenset()) 
     return {"nullable": False, "of": described}
 
 
+def covers(want: Any, have: Any) -> bool:
+    """``have`` offers all that ``want`` promises: the same shapes, and objects may add
+    optional fields (kbaudit adds, never changes)."""
+    if not (isinstance(want, dict) and isinstance(have, dict)):
+        return bool(want == have)
+    if set(want) - {"properties"} != set(have) - {"properties"}:
+        return False
+    for key, value in want.items():
+        if key == "properties":
+            added = set(have[key]) - set(value)
+            if added & set(have.get("required", [])):
+                return False
+            if any(
+                name not in have[key] or not covers(shape_, have[key][name])
+                for name, shape_ in value.items()
+            ):
+                return False
+        elif not covers(value, have[key]):
+            return False
+    return True
+
+
 def differences(contract: Schema, ours: Schema, path: str, method: str) -> list[str]:
     """Every way our operation departs from the contract's; empty when they agree."""
     wanted = contract["paths"][path][method]
@@ -91,7 +109,7 @@ def differences(contract: Schema, ours: Schema, path: str, method: str) -> list[
             continue
         if mine.get("required", False) != param.get("required", False):
             found.append(f"parameter {key}: required differs")
-        if shape(mine["schema"], ours) != shape(param["schema"], contract):
+        if not covers(shape(param["schema"], contract), shape(mine["schema"], ours)):
             found.append(f"parameter {key}: schema differs")
     for status, response in wanted.get("responses", {}).items():
         mine = have.get("responses", {}).get(status)
@@ -100,12 +118,13 @@ def differences(contract: Schema, ours: Schema, path: str, method: str) -> list[
             continue
         for media, content in response.get("content", {}).items():
             our_content = mine.get("content", {}).get(media, {})
-            if shape(our_content.get("schema", {}), ours) != shape(content["schema"], contract):
+            want = shape(content["schema"], contract)
+            if not covers(want, shape(our_content.get("schema", {}), ours)):
                 found.append(f"response {status} {media}: schema differs")
     if "requestBody" in wanted:
         want_body = wanted["requestBody"]["content"]["application/json"]["schema"]
         have_body = have.get("requestBody", {}).get("content", {}).get("application/json", {})
-        if shape(have_body.get("schema", {}), ours) != shape(want_body, contract):
+        if not covers(shape(want_body, contract), shape(have_body.get("schema", {}), ours)):
             found.append("request body schema differs")
     if have.get("security") != wanted.get("security"):
         found.append("security differs")
@@ -129,7 +148,13 @@ def test_security_scheme_is_the_x_api_key_header(our_openapi: Schema) -> None:
 
 @pytest.mark.parametrize(
     "mutation",
-    ["rename_response_field", "drop_response_field", "make_field_nullable", "drop_param_limit"],
+    [
+        "rename_response_field",
+        "drop_response_field",
+        "make_field_nullable",
+        "drop_param_limit",
+        "add_required_field",
+    ],
 )
 def test_comparison_notices_a_drifted_schema(our_openapi: Schema, mutation: str) -> None:
     drifted = copy.deepcopy(our_openapi)
@@ -141,6 +166,9 @@ def test_comparison_notices_a_drifted_schema(our_openapi: Schema, mutation: str)
         del summary["query_hash"]
     elif mutation == "make_field_nullable":
         summary["created_at"] = {"anyOf": [summary["created_at"], {"type": "null"}]}
+    elif mutation == "add_required_field":
+        summary["extra"] = {"type": "string"}
+        schemas["RetrievalAuditLogSummary"]["required"].append("extra")
     else:
         for param in drifted["paths"]["/v1/knowledge-base/audit/retrievals"]["get"]["parameters"]:
             if param["name"] == "limit":
@@ -148,3 +176,12 @@ def test_comparison_notices_a_drifted_schema(our_openapi: Schema, mutation: str)
     path, method = "/v1/knowledge-base/audit/retrievals", "get"
     assert differences(load_contract(), our_openapi, path, method) == []
     assert differences(load_contract(), drifted, path, method) != []
+
+
+def test_an_added_optional_field_is_allowed(our_openapi: Schema) -> None:
+    added = copy.deepcopy(our_openapi)
+    added["components"]["schemas"]["RetrievalAuditLogSummary"]["properties"]["extra"] = {
+        "type": "string"
+    }
+    path, method = "/v1/knowledge-base/audit/retrievals", "get"
+    assert differences(load_contract(), added, path, method) == []

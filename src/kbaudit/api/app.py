@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -11,27 +12,51 @@ import structlog
 from fastapi import FastAPI, Request, Response
 
 from kbaudit import __version__
-from kbaudit.api import health, retrievals
+from kbaudit.api import exports, health, retrievals
 from kbaudit.api.errors import install_error_handlers
 from kbaudit.container import Container
 from kbaudit.domain import RecordBatch
+from kbaudit.services.exports.sweep import sweep
+from kbaudit.workers.embedded import EmbeddedWorkers
 
 log = structlog.get_logger("kbaudit.http")
 
 
 def create_app(container: Container) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="kbaudit",
         version=__version__,
         description="Knowledge-base retrieval audit records, queries and encrypted exports.",
     )
     app.state.container = container
     app.include_router(retrievals.router)
+    app.include_router(exports.router)
     app.include_router(health.router)
     install_error_handlers(app)
     app.middleware("http")(_observe)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """In the embedded default the export workers live in this process."""
+    container: Container = app.state.container
+    if container.huey.immediate:
+        yield
+        return
+    workers = EmbeddedWorkers(
+        container.huey,
+        container.settings.worker_threads,
+        lambda: sweep(container.exports),
+        container.settings.sweep_interval_seconds,
+    )
+    workers.start()
+    try:
+        yield
+    finally:
+        workers.stop()
 
 
 async def _observe(

@@ -26,6 +26,14 @@ STATUS_BY_ERROR: dict[type[errors.KbAuditError], int] = {
     errors.PayloadTooLarge: 413,
     errors.RecordConflict: 409,
     errors.StoreUnavailable: 503,
+    errors.InvalidDownloadToken: 401,
+    errors.DownloadTokenExpired: 401,
+    errors.ExportExpired: 410,
+    errors.ExportInProgress: 409,
+    errors.IdempotencyKeyReused: 409,
+    errors.BlobNotFound: 404,
+    errors.CiphertextCorrupt: 500,
+    errors.KeyUnavailable: 500,
 }
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 

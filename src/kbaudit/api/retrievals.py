@@ -28,7 +28,7 @@ from kbaudit.services.query import query_records, record_detail
 
 router = APIRouter(prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"])
 MAX_FILTER_VALUES = 100
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Authentication required"},
     400: {"model": ErrorResponse, "description": "Bad request"},
     404: {"model": ErrorResponse, "description": "Resource not found"},
@@ -179,7 +179,7 @@ def record_filters(
     response_model=RetrievalAuditDetailResponse,
     summary="Get one retrieval-audit log with its scopes and chunk refs",
     operation_id="getKBRetrievalAuditDetail",
-    responses=_ERRORS,
+    responses=ERROR_RESPONSES,
 )
 def retrieval_detail(
     request: Request,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 Item = TypeVar("Item")
 
@@ -135,3 +135,53 @@ class IngestResponse(BaseModel):
     created: int
     updated: int
     unchanged: int
+
+
+class ExportRequest(BaseModel):
+    """POST body for an async encrypted audit export. Unknown fields are ignored, as the
+    contract's schema allows them."""
+
+    export_format: Literal["csv", "ndjson"] = "csv"
+    start: AwareDatetime
+    end: AwareDatetime
+    kb_ids: list[UUID] | None = None
+    statuses: list[str] | None = None
+    actor_user_id: UUID | None = None
+    session_id: UUID | None = None
+
+
+class ExportFileStatus(BaseModel):
+    """Per-file status; ``download_token`` is present only when downloadable."""
+
+    name: str
+    sha256_plaintext: str | None = None
+    download_token: str | None = None
+
+
+class ExportProgress(BaseModel):
+    """kbaudit's addition: how far the workers are."""
+
+    parts_total: int
+    parts_done: int
+    rows_written: int
+
+
+class ExportJobResponse(BaseModel):
+    """Status view of an export job (with per-file download tokens when ready)."""
+
+    id: UUID
+    status: str
+    export_format: str
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finalized_at: datetime | None = None
+    expires_at: datetime | None = None
+    total_rows: int | None = None
+    partial_count: int | None = None
+    failed_count: int | None = None
+    error_code: str | None = None
+    filters: dict[str, Any] | None = None
+    files: list[ExportFileStatus] = []
+    progress: ExportProgress | None = None

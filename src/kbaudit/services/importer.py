@@ -50,7 +50,9 @@ def import_lines(
             nonlocal consumed, pending, batch, line_of
             if pending is not None:
                 pending.result()
-            pending = writer.submit(_write, store, org_id, batch, line_of, report, consumed, on_batch)
+            pending = writer.submit(
+                _write, store, org_id, batch, line_of, report, consumed, on_batch
+            )
             batch, line_of, consumed = [], {}, 0
 
         for number, line in enumerate(lines, 1):

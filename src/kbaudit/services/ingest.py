@@ -52,9 +52,7 @@ def ingest_records(
     With ``reject_conflicts`` a single conflicting record rejects the whole batch and nothing is
     written; without it, conflicting records are reported and the rest are written.
     """
-    return write_forms(
-        store, org_id, [stored_form(record) for record in records], reject_conflicts
-    )
+    return write_forms(store, org_id, [stored_form(record) for record in records], reject_conflicts)
 
 
 def write_forms(

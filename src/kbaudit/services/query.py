@@ -49,11 +49,12 @@ class CursorCodec:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    def encode(self, org_id: OrgId, filters: RecordFilters, last: tuple[datetime, str]) -> str:
-        body = orjson.dumps([1, org_id, _filters_digest(filters), last[0].isoformat(), last[1]])
+    def encode(self, org_id: OrgId, scope: str, last: tuple[datetime, str]) -> str:
+        """A cursor after ``last`` for the query described by ``scope`` (its filters)."""
+        body = orjson.dumps([1, org_id, _digest(scope), last[0].isoformat(), last[1]])
         return f"{_b64(body)}.{_b64(self._sign(body))}"
 
-    def decode(self, cursor: str, org_id: OrgId, filters: RecordFilters) -> tuple[datetime, str]:
+    def decode(self, cursor: str, org_id: OrgId, scope: str) -> tuple[datetime, str]:
         malformed = InvalidCursor("the cursor is not one this server issued for this query")
         if len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1:
             raise malformed
@@ -67,7 +68,7 @@ class CursorCodec:
         version, cursor_org, digest, created_at, record_id = orjson.loads(body)
         if version != 1 or cursor_org != org_id:
             raise malformed
-        if digest != _filters_digest(filters):
+        if digest != _digest(scope):
             raise CursorMismatch("this cursor belongs to a query with other filters or window")
         return datetime.fromisoformat(created_at), record_id
 
@@ -88,7 +89,8 @@ def query_records(
     check_window(filters)
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", field=("query", "limit"))
-    after = codec.decode(cursor, caller.org_id, filters) if cursor else None
+    scope = filters.fingerprint()
+    after = codec.decode(cursor, caller.org_id, scope) if cursor else None
     with store.reading() as uow:
         rows = uow.records.page(caller.org_id, filters, after, limit + 1, SUMMARY_FIELDS)
     has_more = len(rows) > limit
@@ -96,7 +98,7 @@ def query_records(
     next_cursor = None
     if has_more:
         last = items[-1]
-        next_cursor = codec.encode(caller.org_id, filters, (last["created_at"], last["id"]))
+        next_cursor = codec.encode(caller.org_id, scope, (last["created_at"], last["id"]))
     record_access(
         store,
         clock,
@@ -152,8 +154,8 @@ def describe_filters(filters: RecordFilters) -> dict[str, Any]:
     }
 
 
-def _filters_digest(filters: RecordFilters) -> str:
-    return hashlib.sha256(filters.fingerprint().encode()).hexdigest()[:32]
+def _digest(scope: str) -> str:
+    return hashlib.sha256(scope.encode()).hexdigest()[:32]
 
 
 def _b64(data: bytes) -> str:

@@ -39,6 +39,12 @@ class KeyRepository:
         ).one_or_none()
         return None if row is None else Organization(OrgId(row.id), row.uuid, row.name)
 
+    def organization(self, org_id: OrgId) -> Organization:
+        row = self._connection.execute(
+            select(organizations.c.uuid, organizations.c.name).where(organizations.c.id == org_id)
+        ).one()
+        return Organization(org_id, row.uuid, row.name)
+
     def add_organization(self, org_uuid: str, name: str, now: datetime) -> Organization:
         org_id = self._connection.execute(
             insert(organizations)

@@ -10,14 +10,26 @@ from __future__ import annotations
 import operator
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import msgspec
 import orjson
-from sqlalchemy import Connection, Row, Select, and_, exists, literal, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    String,
+    and_,
+    exists,
+    func,
+    literal,
+    select,
+    tuple_,
+    type_coerce,
+)
 
 from kbaudit.domain import (
     RECORD_FIELDS,
@@ -29,7 +41,7 @@ from kbaudit.domain import (
 )
 from kbaudit.errors import RecordConflict
 from kbaudit.store.tables import retrieval_records, retrieval_refs, retrieval_scopes
-from kbaudit.store.types import instant_text
+from kbaudit.store.types import Instant, JsonObject, UuidText, instant_text
 
 VALUE_FIELDS = tuple(f for f in RECORD_FIELDS if f != "ref")
 _INSTANT_FIELDS = frozenset({"created_at", "intent_recorded_at", "finalized_at"})
@@ -244,8 +256,7 @@ class RecordRepository:
         )
         if after is not None:
             # Typed binds: a bare datetime would be stored-formatted as SQLAlchemy's DateTime.
-            key = tuple_(literal(after[0], r.created_at.type), literal(after[1], r.id.type))
-            query = query.where(tuple_(r.created_at, r.id) < key)
+            query = query.where(tuple_(r.created_at, r.id) < tuple_(*_typed_key(after)))
         return query
 
     def _conditions(self, org_id: OrgId, filters: RecordFilters) -> list[Any]:
@@ -274,6 +285,68 @@ class RecordRepository:
             )
         return conditions
 
+    # -- exports --------------------------------------------------------------------------
+
+    def part_bounds(
+        self, org_id: OrgId, filters: RecordFilters, snapshot_seq: int, rows_per_part: int
+    ) -> tuple[int, list[tuple[datetime, str]]]:
+        """How many records match as of the snapshot, and the key of every
+        ``rows_per_part``-th one in ascending order: the first key of each part."""
+        r = retrieval_records.c
+        conditions = [*self._conditions(org_id, filters), r.seq <= snapshot_seq]
+        total = self._connection.execute(select(func.count()).where(*conditions)).scalar_one()
+        number = func.row_number().over(order_by=(r.created_at, r.id)).label("n")
+        numbered = select(r.created_at, r.id, number).where(*conditions).subquery()
+        query = (
+            select(numbered.c.created_at, numbered.c.id)
+            .where((numbered.c.n - 1) % rows_per_part == 0)
+            .order_by(numbered.c.n)
+        )
+        return int(total), [(row.created_at, row.id) for row in self._connection.execute(query)]
+
+    def export_rows(
+        self,
+        org_id: OrgId,
+        filters: RecordFilters,
+        snapshot_seq: int,
+        lower: tuple[datetime, str] | None,
+        upper: tuple[datetime, str] | None,
+        batch_size: int = 2000,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """One part's records in ascending key order, in batches, as raw stored values (the
+        export formats them; converting them to Python objects first would double the cost)."""
+        r = retrieval_records.c
+        query = (
+            select(*(_raw(r[name]) for name in RECORD_FIELDS))
+            .where(*self._conditions(org_id, filters), r.seq <= snapshot_seq)
+            .order_by(r.created_at, r.id)
+        )
+        key = tuple_(r.created_at, r.id)
+        if lower is not None:
+            query = query.where(key >= tuple_(*_typed_key(lower)))
+        if upper is not None:
+            query = query.where(key < tuple_(*_typed_key(upper)))
+        result = self._connection.execution_options(yield_per=batch_size).execute(query)
+        for partition in result.partitions():
+            yield [tuple(row) for row in partition]
+
+    def export_children(
+        self, org_id: OrgId, record_ids: Sequence[str]
+    ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]:
+        """Scopes and refs of these records, raw, in position order, by record id."""
+        found = []
+        for table, fields in ((retrieval_scopes, SCOPE_FIELDS), (retrieval_refs, REF_FIELDS)):
+            query = (
+                select(_raw(table.c.record_id), *(_raw(table.c[name]) for name in fields))
+                .where(table.c.org_id == org_id, table.c.record_id.in_(record_ids))
+                .order_by(table.c.record_id, table.c.position)
+            )
+            by_record: dict[str, list[tuple[Any, ...]]] = {}
+            for row in self._connection.execute(query):
+                by_record.setdefault(row[0], []).append(tuple(row[1:]))
+            found.append(by_record)
+        return found[0], found[1]
+
     def find(self, org_id: OrgId, ref_or_id: str) -> Row[Any] | None:
         """The record whose ref is ``ref_or_id``, else the one whose id it is."""
         r = retrieval_records.c
@@ -298,6 +371,18 @@ class RecordRepository:
             .order_by(table.c.position)
         )
         return list(self._connection.execute(query))
+
+
+def _raw(column: Any) -> Any:
+    """The column as stored, skipping the Python-side conversion of its type."""
+    if isinstance(column.type, Instant | UuidText | JsonObject):
+        return type_coerce(column, String).label(column.name)
+    return column
+
+
+def _typed_key(key: tuple[datetime, str]) -> tuple[Any, Any]:
+    r = retrieval_records.c
+    return literal(key[0], r.created_at.type), literal(key[1], r.id.type)
 
 
 def _is_uuid(text: str) -> bool:

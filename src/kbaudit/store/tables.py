@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -121,6 +122,8 @@ retrieval_records = Table(
     Index("ix_retrieval_records_org_time", "org_id", "created_at", "id"),
     Index("ix_retrieval_records_org_actor_time", "org_id", "actor_user_id", "created_at", "id"),
     Index("ix_retrieval_records_org_session_time", "org_id", "session_id", "created_at", "id"),
+    # Never reuse a seq, even one freed by a purge: snapshots compare against it.
+    sqlite_autoincrement=True,
 )
 
 # Children carry the parent's created_at so that a knowledge-base filter can walk its own
@@ -180,4 +183,63 @@ access_log = Table(
     Column("client_address", String(64)),
     Column("at", Instant, nullable=False),
     Index("ix_access_log_org_at", "org_id", "at"),
+)
+
+# One row per export request. The rows are the truth about a job; the queue only carries ids.
+export_jobs = Table(
+    "export_jobs",
+    metadata,
+    Column("id", UuidText, primary_key=True),
+    Column("org_id", Integer, ForeignKey("organizations.id"), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("export_format", String(8), nullable=False),
+    Column("window_start", Instant, nullable=False),
+    Column("window_end", Instant, nullable=False),
+    Column("filters", JsonObject, nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("started_at", Instant),
+    Column("finalized_at", Instant),
+    Column("expires_at", Instant),
+    Column("snapshot_seq", BigInteger),
+    Column("rows_per_file", Integer, nullable=False),
+    Column("total_rows", BigInteger),
+    Column("partial_count", BigInteger),
+    Column("failed_count", BigInteger),
+    Column("error_code", String(64)),
+    Column("idempotency_key", String(255)),
+    Column("request_hash", String(64), nullable=False),
+    Column("kek_version", Integer, nullable=False),
+    Column("wrapped_keyset", LargeBinary),
+    Index("ix_export_jobs_org_created", "org_id", "created_at", "id"),
+    Index("uq_export_jobs_org_idempotency", "org_id", "idempotency_key", unique=True),
+    Index("ix_export_jobs_status", "status"),
+)
+
+# One row per planned file. A part covers the records from its lower key (inclusive) to the
+# next part's lower key (exclusive); a lease says which worker holds it and until when.
+export_parts = Table(
+    "export_parts",
+    metadata,
+    Column("job_id", UuidText, ForeignKey("export_jobs.id"), primary_key=True),
+    Column("part_no", Integer, primary_key=True),
+    Column("lo_created_at", Instant),
+    Column("lo_id", UuidText),
+    Column("hi_created_at", Instant),
+    Column("hi_id", UuidText),
+    Column("planned_rows", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_at", Instant),
+    Column("file_name", String(64), nullable=False),
+    Column("blob_key", String(255)),
+    Column("rows_written", BigInteger),
+    Column("partial_rows", BigInteger),
+    Column("plaintext_bytes", BigInteger),
+    Column("ciphertext_bytes", BigInteger),
+    Column("sha256_plaintext", String(64)),
+    Column("error", String(500)),
+    Column("updated_at", Instant, nullable=False),
+    Index("ix_export_parts_status_lease", "status", "lease_expires_at"),
 )

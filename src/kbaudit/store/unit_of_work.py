@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessLogRepository
+from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
 from kbaudit.store.records import RecordRepository
 
@@ -18,6 +19,7 @@ class UnitOfWork:
     records: RecordRepository
     keys: KeyRepository
     access_log: AccessLogRepository
+    exports: ExportRepository
 
     def __init__(self, engine: Engine, *, write: bool) -> None:
         self._engine = engine
@@ -36,6 +38,7 @@ class UnitOfWork:
         self.records = RecordRepository(connection)
         self.keys = KeyRepository(connection)
         self.access_log = AccessLogRepository(connection)
+        self.exports = ExportRepository(connection)
         return self
 
     def __exit__(

@@ -165,6 +165,7 @@ def upgrade() -> None:
             ["org_id"], ["organizations.id"], name=op.f("fk_retrieval_records_org_id_organizations")
         ),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_retrieval_records")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("retrieval_records", schema=None) as batch_op:
         batch_op.create_index(

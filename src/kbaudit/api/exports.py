@@ -1,0 +1,140 @@
+"""Routes for exports: create, list, view, download."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from kbaudit.api.auth import require_scope
+from kbaudit.api.retrievals import ERROR_RESPONSES, record_filters
+from kbaudit.api.schemas import CursorPage, ErrorResponse, ExportJobResponse, ExportRequest
+from kbaudit.container import Container
+from kbaudit.domain import Caller
+from kbaudit.services.exports.download import open_download
+from kbaudit.services.exports.jobs import (
+    ExportSpec,
+    ExportView,
+    create_export,
+    get_export,
+    list_exports,
+)
+
+router = APIRouter(prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"])
+ExportStatus = Literal["pending", "running", "succeeded", "partial", "failed", "expired"]
+
+
+def _container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def as_response(view: ExportView) -> dict[str, Any]:
+    return {
+        **view.job,
+        "files": [
+            {
+                "name": f.name,
+                "sha256_plaintext": f.sha256_plaintext,
+                "download_token": f.download_token,
+            }
+            for f in view.files
+        ],
+        "progress": {
+            "parts_total": view.parts_total,
+            "parts_done": view.parts_done,
+            "rows_written": view.rows_written,
+        },
+    }
+
+
+@router.post(
+    "/exports",
+    status_code=202,
+    response_model=ExportJobResponse,
+    summary="Request an async encrypted KB audit export",
+    operation_id="requestKBAuditExport",
+    responses={409: {"model": ErrorResponse}},
+)
+def request_export(
+    request: Request,
+    body: ExportRequest,
+    caller: Annotated[Caller, Depends(require_scope("kb_audit:export"))],
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> dict[str, Any]:
+    filters = record_filters(
+        body.start,
+        body.end,
+        body.kb_ids,
+        body.statuses,
+        body.actor_user_id,
+        body.session_id,
+        "body",
+    )
+    container = _container(request)
+    spec = ExportSpec(body.export_format, filters)
+    return as_response(create_export(container.exports, caller, spec, idempotency_key))
+
+
+@router.get(
+    "/exports",
+    response_model=CursorPage[ExportJobResponse],
+    summary="List this org's KB audit export jobs (newest first)",
+    operation_id="listKBAuditExports",
+)
+def list_export_jobs(
+    request: Request,
+    caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
+    status: Annotated[ExportStatus | None, Query(description="Optional status filter.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="Opaque cursor from a prior page.")] = None,
+) -> dict[str, Any]:
+    container = _container(request)
+    page = list_exports(container.exports, container.cursor_codec, caller, status, limit, cursor)
+    return {
+        "items": [as_response(view) for view in page.items],
+        "next_cursor": page.next_cursor,
+        "has_more": page.has_more,
+    }
+
+
+@router.get(
+    "/exports/{export_id}",
+    response_model=ExportJobResponse,
+    summary="Get an audit export job's status + per-file download tokens",
+    operation_id="getKBAuditExport",
+    responses=ERROR_RESPONSES,
+)
+def view_export(
+    request: Request,
+    caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
+    export_id: Annotated[UUID, Path()],
+) -> dict[str, Any]:
+    return as_response(get_export(_container(request).exports, caller, str(export_id)))
+
+
+@router.get(
+    "/exports/{export_id}/download/{file_name}",
+    summary="Server-mediated, decrypted download of one export file",
+    operation_id="downloadKBAuditExportFile",
+    responses={**ERROR_RESPONSES, 410: {"model": ErrorResponse}},
+)
+def download_export_file(
+    request: Request,
+    caller: Annotated[Caller, Depends(require_scope("kb_audit:export"))],
+    export_id: Annotated[UUID, Path()],
+    file_name: Annotated[str, Path()],
+    token: Annotated[str, Query(description="Short-lived HMAC download token.")],
+) -> StreamingResponse:
+    download = open_download(_container(request).exports, caller, str(export_id), file_name, token)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{download.file_name}"',
+        "Content-Length": str(download.length),
+        "ETag": f'"{download.sha256_plaintext}"',
+        "Cache-Control": "no-store",
+    }
+    return StreamingResponse(download.chunks, media_type=download.content_type, headers=headers)

@@ -1,0 +1,21 @@
+"""Where export ciphertext lives: a small interface, one adapter per engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import BinaryIO, Protocol
+
+
+class BlobStore(Protocol):
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A stream whose bytes become blob ``key`` only when the block exits cleanly."""
+        ...
+
+    def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]: ...
+
+    def size(self, key: str) -> int: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+    def ping(self) -> None: ...

@@ -1,0 +1,110 @@
+"""Export files at rest: plaintext is compressed with zstd, then encrypted with the export's
+Tink streaming AEAD, in one streaming pass. Plaintext exists only in memory, a batch at a
+time; what reaches the blob store is ciphertext."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from types import TracebackType
+from typing import BinaryIO
+
+import tink
+import zstandard
+from tink import streaming_aead
+
+from kbaudit.errors import CiphertextCorrupt
+
+ZSTD_LEVEL = 3
+READ_SIZE = 1 << 20
+
+
+class _Passthrough(io.RawIOBase):
+    """Counts what Tink writes and keeps Tink from closing the blob stream underneath."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._target.write(data)
+        self.size += len(data)
+        return len(data)
+
+
+class EncryptedFileWriter:
+    """Write plaintext in; compressed, encrypted bytes go to ``sink``. After the block, the
+    plaintext's SHA-256 and both sizes are known."""
+
+    def __init__(self, aead: streaming_aead.StreamingAead, context: bytes, sink: BinaryIO) -> None:
+        self._counter = _Passthrough(sink)
+        self._encrypting = aead.new_encrypting_stream(self._counter, context)
+        self._compressing = zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(
+            self._encrypting, closefd=False
+        )
+        self._digest = hashlib.sha256()
+        self.plaintext_bytes = 0
+
+    def write(self, plaintext: bytes) -> None:
+        self._digest.update(plaintext)
+        self.plaintext_bytes += len(plaintext)
+        self._compressing.write(plaintext)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        return self._counter.size
+
+    def __enter__(self) -> EncryptedFileWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self._compressing.close()  # type: ignore[no-untyped-call]  # ends the zstd frame
+            self._encrypting.close()  # writes the final, authenticated segment
+
+
+class _ChunkReader(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def decrypted_chunks(
+    aead: streaming_aead.StreamingAead, context: bytes, ciphertext: Iterator[bytes]
+) -> Iterator[bytes]:
+    """The plaintext of an export file, a chunk at a time. A chunk is released only after its
+    segment authenticated: altered or truncated ciphertext raises ``CiphertextCorrupt``."""
+    try:
+        decrypting = aead.new_decrypting_stream(_ChunkReader(ciphertext), context)
+        reader = zstandard.ZstdDecompressor().stream_reader(decrypting, read_across_frames=True)
+        while chunk := reader.read(READ_SIZE):
+            yield chunk
+    except (tink.TinkError, zstandard.ZstdError) as exc:
+        raise CiphertextCorrupt("the stored export file failed authentication") from exc

@@ -1,0 +1,42 @@
+"""What the export services need, handed over explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kbaudit.blobs import BlobStore
+from kbaudit.crypto.envelope import KeyManager
+from kbaudit.services.clock import Clock
+from kbaudit.services.exports.tokens import DownloadTokens
+from kbaudit.store.unit_of_work import Store
+
+
+class Dispatcher(Protocol):
+    """Hands work to the workers; carries ids only, the database rows are the truth."""
+
+    def plan_export(self, job_id: str) -> None: ...
+
+    def run_part(self, job_id: str, part_no: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    rows_per_file: int = 100_000
+    ttl_hours: int = 168
+    max_active_per_org: int = 1
+    max_window_days: int = 366
+    lease_seconds: int = 60
+    part_attempts: int = 3
+    retry_backoff_seconds: float = 1.0
+
+
+@dataclass
+class ExportDeps:
+    store: Store
+    blobs: BlobStore
+    keys: KeyManager
+    tokens: DownloadTokens
+    dispatcher: Dispatcher
+    clock: Clock
+    config: ExportConfig

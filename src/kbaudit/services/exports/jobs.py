@@ -1,0 +1,224 @@
+"""Export jobs as callers see them: create, view (with fresh download tokens), list."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Row
+
+from kbaudit.domain import Caller, OrgId, RecordFilters
+from kbaudit.errors import ExportInProgress, IdempotencyKeyReused, InvalidRequest, NotFound
+from kbaudit.services.access import record_access
+from kbaudit.services.exports.deps import ExportDeps
+from kbaudit.services.exports.formats import FORMATS
+from kbaudit.services.query import CursorCodec, describe_filters
+
+CREATE_ROUTE = "POST /v1/knowledge-base/audit/exports"
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+DOWNLOADABLE = ("succeeded", "partial")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSpec:
+    export_format: str
+    filters: RecordFilters
+
+
+@dataclass(frozen=True, slots=True)
+class FileView:
+    name: str
+    sha256_plaintext: str | None
+    download_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportView:
+    """A job as the API shows it: the contract's fields plus part progress."""
+
+    job: dict[str, Any]
+    files: list[FileView]
+    parts_total: int
+    parts_done: int
+    rows_written: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPage:
+    items: list[ExportView] = field(default_factory=list)
+    next_cursor: str | None = None
+    has_more: bool = False
+
+
+def create_export(
+    deps: ExportDeps, caller: Caller, spec: ExportSpec, idempotency_key: str | None = None
+) -> ExportView:
+    """Record a pending job and hand it to the workers. The same idempotency key with the
+    same request within 24 hours returns the first job instead."""
+    _check_spec(deps, spec)
+    now = deps.clock()
+    request_hash = _request_hash(spec)
+    job_id = str(uuid.uuid4())
+    with deps.store.writing() as uow:
+        if idempotency_key:
+            earlier = uow.exports.job_by_idempotency_key(caller.org_id, idempotency_key)
+            if earlier is not None and earlier.created_at > now - IDEMPOTENCY_WINDOW:
+                if earlier.request_hash != request_hash:
+                    raise IdempotencyKeyReused(
+                        "this Idempotency-Key was used with a different request"
+                    )
+                return _view(deps, caller.org_id, earlier, [])
+            if earlier is not None:
+                uow.exports.forget_idempotency_key(earlier.id)
+        if uow.exports.active_count(caller.org_id) >= deps.config.max_active_per_org:
+            raise ExportInProgress("this organization already has an export pending or running")
+        org = uow.keys.organization(caller.org_id)
+        wrapped = deps.keys.new_data_key(org.uuid, job_id)
+        uow.exports.add_job(
+            {
+                "id": job_id,
+                "org_id": caller.org_id,
+                "key_id": caller.key_id,
+                "status": "pending",
+                "export_format": spec.export_format,
+                "window_start": spec.filters.start,
+                "window_end": spec.filters.end,
+                "filters": echo_filters(spec.filters),
+                "created_at": now,
+                "rows_per_file": deps.config.rows_per_file,
+                "idempotency_key": idempotency_key,
+                "request_hash": request_hash,
+                "kek_version": wrapped.kek_version,
+                "wrapped_keyset": wrapped.ciphertext,
+            }
+        )
+        uow.commit()
+    record_access(
+        deps.store,
+        deps.clock,
+        caller,
+        "export_requested",
+        CREATE_ROUTE,
+        details={
+            "export_id": job_id,
+            "format": spec.export_format,
+            **describe_filters(spec.filters),
+        },
+    )
+    created = get_export(deps, caller, job_id)  # as created: pending, before any worker ran
+    deps.dispatcher.plan_export(job_id)
+    return created
+
+
+def get_export(deps: ExportDeps, caller: Caller, export_id: str) -> ExportView:
+    with deps.store.reading() as uow:
+        job = uow.exports.job(export_id, caller.org_id)
+        if job is None:
+            raise NotFound("no export job has that id")
+        parts = uow.exports.parts(export_id)
+    return _view(deps, caller.org_id, job, parts)
+
+
+def list_exports(
+    deps: ExportDeps,
+    codec: CursorCodec,
+    caller: Caller,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> ExportPage:
+    scope = f"exports|{status or ''}"
+    after = codec.decode(cursor, caller.org_id, scope) if cursor else None
+    with deps.store.reading() as uow:
+        jobs = uow.exports.jobs_page(caller.org_id, status, after, limit + 1)
+        parts = {job.id: uow.exports.parts(job.id) for job in jobs[:limit]}
+    views = [_view(deps, caller.org_id, job, parts[job.id]) for job in jobs[:limit]]
+    has_more = len(jobs) > limit
+    next_cursor = None
+    if has_more:
+        last = jobs[limit - 1]
+        next_cursor = codec.encode(caller.org_id, scope, (last.created_at, last.id))
+    return ExportPage(views, next_cursor, has_more)
+
+
+def echo_filters(filters: RecordFilters) -> dict[str, Any]:
+    return {
+        "kb_ids": list(filters.kb_ids) or None,
+        "statuses": list(filters.statuses) or None,
+        "actor_user_id": filters.actor_user_id,
+        "session_id": filters.session_id,
+    }
+
+
+def filters_of(job: Row[Any]) -> RecordFilters:
+    echoed = job.filters
+    return RecordFilters(
+        start=job.window_start,
+        end=job.window_end,
+        kb_ids=tuple(echoed.get("kb_ids") or ()),
+        statuses=tuple(echoed.get("statuses") or ()),
+        actor_user_id=echoed.get("actor_user_id"),
+        session_id=echoed.get("session_id"),
+    )
+
+
+def _check_spec(deps: ExportDeps, spec: ExportSpec) -> None:
+    if spec.export_format not in FORMATS:
+        raise InvalidRequest(f"export_format must be one of {sorted(FORMATS)}", field=("body",))
+    if spec.filters.start >= spec.filters.end:
+        raise InvalidRequest("start must be earlier than end", field=("body", "end"))
+    if spec.filters.end - spec.filters.start > timedelta(days=deps.config.max_window_days):
+        raise InvalidRequest(
+            f"an export window spans at most {deps.config.max_window_days} days",
+            field=("body", "end"),
+        )
+
+
+def _request_hash(spec: ExportSpec) -> str:
+    canonical = orjson.dumps([spec.export_format, spec.filters.fingerprint()])
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _view(deps: ExportDeps, org_id: OrgId, job: Row[Any], parts: list[Row[Any]]) -> ExportView:
+    downloadable = job.status in DOWNLOADABLE
+    files = [
+        FileView(
+            name=part.file_name,
+            sha256_plaintext=part.sha256_plaintext,
+            download_token=(
+                deps.tokens.mint(org_id, job.id, part.file_name) if downloadable else None
+            ),
+        )
+        for part in parts
+        if part.status == "done"
+    ]
+    fields = {
+        name: getattr(job, name)
+        for name in (
+            "id",
+            "status",
+            "export_format",
+            "window_start",
+            "window_end",
+            "created_at",
+            "started_at",
+            "finalized_at",
+            "expires_at",
+            "total_rows",
+            "partial_count",
+            "failed_count",
+            "error_code",
+            "filters",
+        )
+    }
+    return ExportView(
+        job=fields,
+        files=files,
+        parts_total=len(parts),
+        parts_done=sum(1 for part in parts if part.status == "done"),
+        rows_written=sum(part.rows_written or 0 for part in parts if part.status == "done"),
+    )

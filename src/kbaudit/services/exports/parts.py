@@ -1,0 +1,232 @@
+"""Running one part: claim it under a lease, stream its rows through the format, zstd and the
+AEAD into the blob store, heartbeat while doing so, and record the file. The last part to end
+finalizes the job, exactly once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Row
+
+from kbaudit.crypto.envelope import WrappedKeyset
+from kbaudit.crypto.files import EncryptedFileWriter
+from kbaudit.domain import RECORD_FIELDS
+from kbaudit.services.exports.deps import ExportDeps
+from kbaudit.services.exports.formats import FORMATS
+from kbaudit.services.exports.jobs import filters_of
+from kbaudit.store.unit_of_work import UnitOfWork
+
+log = structlog.get_logger("kbaudit.exports")
+_WRITE_STATUS = RECORD_FIELDS.index("audit_write_status")
+_ID = RECORD_FIELDS.index("id")
+
+
+class LeaseLost(Exception):
+    """Another worker took this part over; this attempt must stop without recording."""
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenFile:
+    blob_key: str
+    rows: int
+    partial_rows: int
+    plaintext_bytes: int
+    ciphertext_bytes: int
+    sha256: str
+
+
+def blob_prefix(org_uuid: str, job_id: str) -> str:
+    return f"exports/{org_uuid}/{job_id}"
+
+
+def file_context(org_uuid: str, job_id: str, file_name: str) -> bytes:
+    """Associated data of a file: a blob moved to another export or name fails to open."""
+    return f"kbaudit/export-file/{org_uuid}/{job_id}/{file_name}".encode()
+
+
+def run_part(deps: ExportDeps, job_id: str, part_no: int) -> None:
+    """Do one part, retrying it on its own up to the configured attempts."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    while True:
+        claimed = _claim(deps, job_id, part_no, owner)
+        if claimed is None:
+            return
+        job, part, org_uuid = claimed
+        try:
+            written = _write(deps, job, part, org_uuid, owner)
+        except LeaseLost:
+            log.warning("export_part_lease_lost", export_id=job_id, part=part_no)
+            return
+        except Exception as exc:  # any failure of one attempt is retried, then recorded
+            log.warning("export_part_failed", export_id=job_id, part=part_no, error=repr(exc))
+            if _record_failure(deps, job_id, part_no, owner, part.attempts, exc):
+                return
+            time.sleep(deps.config.retry_backoff_seconds * part.attempts)
+            continue
+        _record_success(deps, job_id, part_no, owner, written)
+        return
+
+
+def _claim(
+    deps: ExportDeps, job_id: str, part_no: int, owner: str
+) -> tuple[Row[Any], Row[Any], str] | None:
+    now = deps.clock()
+    with deps.store.writing() as uow:
+        job = uow.exports.job(job_id)
+        if job is None or job.status != "running":
+            return None
+        until = now + timedelta(seconds=deps.config.lease_seconds)
+        if not uow.exports.claim_part(job_id, part_no, owner, now, until):
+            return None
+        part = next(p for p in uow.exports.parts(job_id) if p.part_no == part_no)
+        org_uuid = uow.keys.organization(job.org_id).uuid
+        uow.commit()
+    return job, part, org_uuid
+
+
+def _write(
+    deps: ExportDeps, job: Row[Any], part: Row[Any], org_uuid: str, owner: str
+) -> WrittenFile:
+    export_format = FORMATS[job.export_format]
+    aead = deps.keys.open_data_key(
+        org_uuid, job.id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
+    )
+    blob_key = f"{blob_prefix(org_uuid, job.id)}/{part.file_name}.{owner.rsplit(':', 1)[-1]}"
+    lower = (part.lo_created_at, part.lo_id) if part.lo_id else None
+    upper = (part.hi_created_at, part.hi_id) if part.hi_id else None
+    heartbeat = _Heartbeat(deps, job.id, part.part_no, owner)
+    rows = partial_rows = 0
+    context = file_context(org_uuid, job.id, part.file_name)
+    with (
+        deps.store.reading() as uow,
+        deps.blobs.writer(blob_key) as sink,
+        EncryptedFileWriter(aead, context, sink) as out,
+    ):
+        out.write(export_format.header())
+        batches = uow.records.export_rows(
+            job.org_id, filters_of(job), job.snapshot_seq, lower, upper
+        )
+        for batch in batches:
+            children = None
+            if export_format.needs_children:
+                children = uow.records.export_children(job.org_id, [row[_ID] for row in batch])
+            out.write(export_format.render(batch, children))
+            rows += len(batch)
+            partial_rows += sum(1 for row in batch if row[_WRITE_STATUS] != "finalized")
+            heartbeat.beat()
+    return WrittenFile(
+        blob_key, rows, partial_rows, out.plaintext_bytes, out.ciphertext_bytes, out.sha256
+    )
+
+
+class _Heartbeat:
+    """Extends the lease a third of the way through it; notices when it was taken away."""
+
+    def __init__(self, deps: ExportDeps, job_id: str, part_no: int, owner: str) -> None:
+        self._deps, self._job_id, self._part_no, self._owner = deps, job_id, part_no, owner
+        self._every = deps.config.lease_seconds / 3
+        self._last = time.monotonic()
+
+    def beat(self) -> None:
+        if time.monotonic() - self._last < self._every:
+            return
+        now = self._deps.clock()
+        until = now + timedelta(seconds=self._deps.config.lease_seconds)
+        with self._deps.store.writing() as uow:
+            held = uow.exports.update_held_part(
+                self._job_id,
+                self._part_no,
+                self._owner,
+                {"lease_expires_at": until, "updated_at": now},
+            )
+            uow.commit()
+        if not held:
+            raise LeaseLost()
+        self._last = time.monotonic()
+
+
+def _record_success(
+    deps: ExportDeps, job_id: str, part_no: int, owner: str, written: WrittenFile
+) -> None:
+    now = deps.clock()
+    with deps.store.writing() as uow:
+        held = uow.exports.update_held_part(
+            job_id,
+            part_no,
+            owner,
+            {
+                "status": "done",
+                "lease_owner": None,
+                "blob_key": written.blob_key,
+                "rows_written": written.rows,
+                "partial_rows": written.partial_rows,
+                "plaintext_bytes": written.plaintext_bytes,
+                "ciphertext_bytes": written.ciphertext_bytes,
+                "sha256_plaintext": written.sha256,
+                "error": None,
+                "updated_at": now,
+            },
+        )
+        if held:
+            finalize_if_done(deps, uow, job_id, now)
+        uow.commit()
+    if not held:
+        log.warning("export_part_lease_lost", export_id=job_id, part=part_no)
+
+
+def _record_failure(
+    deps: ExportDeps, job_id: str, part_no: int, owner: str, attempts: int, exc: Exception
+) -> bool:
+    """Put the part back for another attempt, or fail it for good. True when it is over."""
+    now = deps.clock()
+    final = attempts >= deps.config.part_attempts
+    with deps.store.writing() as uow:
+        held = uow.exports.update_held_part(
+            job_id,
+            part_no,
+            owner,
+            {
+                "status": "failed" if final else "pending",
+                "lease_owner": None,
+                "error": f"{type(exc).__name__}: {exc}"[:500],
+                "updated_at": now,
+            },
+        )
+        if held and final:
+            finalize_if_done(deps, uow, job_id, now)
+        uow.commit()
+    return final or not held
+
+
+def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: datetime) -> bool:
+    """End the job when no part is left to run. The guarded update makes it happen once."""
+    parts = uow.exports.parts(job_id)
+    if any(part.status in ("pending", "running") for part in parts):
+        return False
+    done = [part for part in parts if part.status == "done"]
+    failed_count = sum(part.planned_rows for part in parts if part.status == "failed")
+    if failed_count == 0 and len(done) == len(parts):
+        status, error_code = "succeeded", None
+    elif done:
+        status, error_code = "partial", "parts_failed"
+    else:
+        status, error_code = "failed", "export_failed"
+    return uow.exports.end_job(
+        job_id,
+        {
+            "status": status,
+            "error_code": error_code,
+            "finalized_at": now,
+            "expires_at": now + timedelta(hours=deps.config.ttl_hours),
+            "total_rows": sum(part.rows_written or 0 for part in done),
+            "partial_count": sum(part.partial_rows or 0 for part in done),
+            "failed_count": failed_count,
+        },
+    )

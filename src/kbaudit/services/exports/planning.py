@@ -1,0 +1,71 @@
+"""Planning a job: fix its snapshot and cut the matching records into deterministic parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from kbaudit.services.exports.deps import ExportDeps
+from kbaudit.services.exports.formats import FORMATS
+from kbaudit.services.exports.jobs import filters_of
+
+log = structlog.get_logger("kbaudit.exports")
+
+
+def plan_job(deps: ExportDeps, job_id: str) -> None:
+    """Move a pending job to running with its parts, then dispatch every part. Safe to call
+    twice: only the call that moves the job out of pending plans it."""
+    with deps.store.reading() as uow:
+        job = uow.exports.job(job_id)
+        if job is None or job.status != "pending":
+            return
+        # The read transaction is the snapshot: the newest seq it sees bounds the export,
+        # and the part boundaries are computed from the same view.
+        started_at = deps.clock()
+        snapshot_seq = uow.exports.newest_record_seq()
+        total, bounds = uow.records.part_bounds(
+            job.org_id, filters_of(job), snapshot_seq, job.rows_per_file
+        )
+    parts = plan_parts(job_id, job.export_format, total, bounds, job.rows_per_file, started_at)
+    with deps.store.writing() as uow:
+        if not uow.exports.start_job(job_id, started_at, snapshot_seq):
+            return
+        uow.exports.add_parts(parts)
+        uow.commit()
+    log.info("export_planned", export_id=job_id, rows=total, parts=len(parts))
+    for part in parts:
+        deps.dispatcher.run_part(job_id, part["part_no"])
+
+
+def plan_parts(
+    job_id: str,
+    export_format: str,
+    total: int,
+    bounds: list[Any],
+    rows_per_file: int,
+    now: Any,
+) -> list[dict[str, Any]]:
+    """Part k covers from its first key (part 0: the window start) up to the next part's
+    first key. An export with no rows still gets one (empty) file."""
+    extension = FORMATS[export_format].extension
+    parts = []
+    for number in range(max(1, len(bounds))):
+        lower = bounds[number] if 0 < number < len(bounds) else None
+        upper = bounds[number + 1] if number + 1 < len(bounds) else None
+        parts.append(
+            {
+                "job_id": job_id,
+                "part_no": number,
+                "lo_created_at": lower[0] if lower else None,
+                "lo_id": lower[1] if lower else None,
+                "hi_created_at": upper[0] if upper else None,
+                "hi_id": upper[1] if upper else None,
+                "planned_rows": max(0, min(rows_per_file, total - number * rows_per_file)),
+                "status": "pending",
+                "attempts": 0,
+                "file_name": f"kb-audit-{number + 1:05d}.{extension}",
+                "updated_at": now,
+            }
+        )
+    return parts

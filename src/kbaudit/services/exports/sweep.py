@@ -1,0 +1,62 @@
+"""The periodic sweep: what no single worker can be trusted to finish.
+
+It takes parts back from workers that stopped heartbeating, re-sends work whose queue
+message was lost, finalizes jobs whose last part ended without doing so, and expires jobs:
+their blobs are deleted and their data keys destroyed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+
+from kbaudit.services.exports.deps import ExportDeps
+from kbaudit.services.exports.parts import blob_prefix, finalize_if_done
+
+log = structlog.get_logger("kbaudit.exports")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    parts_recovered: int = 0
+    parts_redispatched: int = 0
+    jobs_replanned: int = 0
+    jobs_finalized: int = 0
+    jobs_expired: int = 0
+
+
+def sweep(deps: ExportDeps) -> SweepReport:
+    now = deps.clock()
+    quiet_since = now - timedelta(seconds=deps.config.lease_seconds)
+    with deps.store.writing() as uow:
+        released = uow.exports.release_stale_parts(now, deps.config.part_attempts)
+        running = uow.exports.jobs_in(("running",))
+        finalized = sum(finalize_if_done(deps, uow, job.id, now) for job in running)
+        uow.commit()
+    with deps.store.reading() as uow:
+        waiting = uow.exports.parts_in("pending", updated_before=now + timedelta(seconds=1))
+        stalled = [job for job in uow.exports.jobs_in(("pending",)) if job.created_at < quiet_since]
+        expiring = uow.exports.jobs_expiring(now)
+        prefixes = {
+            job.id: blob_prefix(uow.keys.organization(job.org_id).uuid, job.id) for job in expiring
+        }
+    # Redelivery is harmless: a claim succeeds once, and planning moves a job out of pending once.
+    released_keys = {(part.job_id, part.part_no) for part in released}
+    redispatch = [
+        p for p in waiting if p.updated_at < quiet_since or (p.job_id, p.part_no) in released_keys
+    ]
+    for part in redispatch:
+        deps.dispatcher.run_part(part.job_id, part.part_no)
+    for job in stalled:
+        deps.dispatcher.plan_export(job.id)
+    expired = 0
+    for job in expiring:
+        deps.blobs.delete_prefix(prefixes[job.id])
+        with deps.store.writing() as uow:
+            expired += uow.exports.expire_job(job.id)
+            uow.commit()
+    report = SweepReport(len(released), len(redispatch), len(stalled), finalized, expired)
+    if report != SweepReport():
+        log.info("export_sweep", **report.__dict__)
+    return report

@@ -1,0 +1,173 @@
+"""Export jobs and their parts. Every state change is a guarded UPDATE whose row count says
+whether this caller won it: that is what makes claims, leases and finalizing safe when
+several workers race."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, insert, literal, select, tuple_, update
+
+from kbaudit.domain import OrgId
+from kbaudit.store.tables import export_jobs, export_parts, retrieval_records
+
+ACTIVE = ("pending", "running")
+ENDED = ("succeeded", "partial", "failed")
+
+
+class ExportRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def add_job(self, values: dict[str, Any]) -> None:
+        self._connection.execute(insert(export_jobs).values(**values))
+
+    def job(self, job_id: str, org_id: OrgId | None = None) -> Row[Any] | None:
+        query = select(export_jobs).where(export_jobs.c.id == job_id)
+        if org_id is not None:
+            query = query.where(export_jobs.c.org_id == org_id)
+        return self._connection.execute(query).one_or_none()
+
+    def job_by_idempotency_key(self, org_id: OrgId, key: str) -> Row[Any] | None:
+        j = export_jobs.c
+        query = select(export_jobs).where(j.org_id == org_id, j.idempotency_key == key)
+        return self._connection.execute(query).one_or_none()
+
+    def forget_idempotency_key(self, job_id: str) -> None:
+        self._update_job(job_id, idempotency_key=None)
+
+    def active_count(self, org_id: OrgId) -> int:
+        j = export_jobs.c
+        query = select(func.count()).where(j.org_id == org_id, j.status.in_(ACTIVE))
+        return int(self._connection.execute(query).scalar_one())
+
+    def jobs_page(
+        self, org_id: OrgId, status: str | None, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Row[Any]]:
+        j = export_jobs.c
+        query = (
+            select(export_jobs)
+            .where(j.org_id == org_id)
+            .order_by(j.created_at.desc(), j.id.desc())
+            .limit(limit)
+        )
+        if status:
+            query = query.where(j.status == status)
+        if after is not None:
+            key = tuple_(literal(after[0], j.created_at.type), literal(after[1], j.id.type))
+            query = query.where(tuple_(j.created_at, j.id) < key)
+        return list(self._connection.execute(query))
+
+    def start_job(self, job_id: str, now: datetime, snapshot_seq: int) -> bool:
+        return self._update_job(
+            job_id, _when=("pending",), status="running", started_at=now, snapshot_seq=snapshot_seq
+        )
+
+    def end_job(self, job_id: str, values: dict[str, Any]) -> bool:
+        """Finalize a running job; only the first caller wins."""
+        return self._update_job(job_id, _when=("running",), **values)
+
+    def expire_job(self, job_id: str) -> bool:
+        return self._update_job(job_id, _when=ENDED, status="expired", wrapped_keyset=None)
+
+    def jobs_in(self, statuses: Sequence[str]) -> list[Row[Any]]:
+        query = select(export_jobs).where(export_jobs.c.status.in_(statuses))
+        return list(self._connection.execute(query))
+
+    def jobs_expiring(self, now: datetime) -> list[Row[Any]]:
+        j = export_jobs.c
+        query = select(export_jobs).where(j.status.in_(ENDED), j.expires_at <= now)
+        return list(self._connection.execute(query))
+
+    def newest_record_seq(self) -> int:
+        seq = self._connection.execute(select(func.max(retrieval_records.c.seq))).scalar_one()
+        return int(seq or 0)
+
+    def _update_job(self, job_id: str, _when: Sequence[str] = (), **values: Any) -> bool:
+        query = update(export_jobs).where(export_jobs.c.id == job_id).values(**values)
+        if _when:
+            query = query.where(export_jobs.c.status.in_(_when))
+        return self._connection.execute(query).rowcount == 1
+
+    # -- parts ----------------------------------------------------------------------------
+
+    def add_parts(self, parts: Sequence[dict[str, Any]]) -> None:
+        self._connection.execute(insert(export_parts), list(parts))
+
+    def parts(self, job_id: str) -> list[Row[Any]]:
+        p = export_parts.c
+        query = select(export_parts).where(p.job_id == job_id).order_by(p.part_no)
+        return list(self._connection.execute(query))
+
+    def claim_part(
+        self, job_id: str, part_no: int, owner: str, now: datetime, until: datetime
+    ) -> bool:
+        """Take a pending part, or a running one whose lease has run out."""
+        p = export_parts.c
+        claimable = (p.status == "pending") | ((p.status == "running") & (p.lease_expires_at < now))
+        query = (
+            update(export_parts)
+            .where(p.job_id == job_id, p.part_no == part_no, claimable)
+            .values(
+                status="running",
+                lease_owner=owner,
+                lease_expires_at=until,
+                attempts=p.attempts + 1,
+                updated_at=now,
+            )
+        )
+        return self._connection.execute(query).rowcount == 1
+
+    def update_held_part(
+        self, job_id: str, part_no: int, owner: str, values: dict[str, Any]
+    ) -> bool:
+        """Change a part only while ``owner`` still holds its lease."""
+        p = export_parts.c
+        query = (
+            update(export_parts)
+            .where(
+                p.job_id == job_id,
+                p.part_no == part_no,
+                p.status == "running",
+                p.lease_owner == owner,
+            )
+            .values(**values)
+        )
+        return self._connection.execute(query).rowcount == 1
+
+    def release_stale_parts(self, now: datetime, max_attempts: int) -> list[Row[Any]]:
+        """Parts whose worker stopped heartbeating: back to pending, or failed when out of
+        attempts. Returns the parts that changed."""
+        p = export_parts.c
+        stale = list(
+            self._connection.execute(
+                select(export_parts).where(p.status == "running", p.lease_expires_at < now)
+            )
+        )
+        for part in stale:
+            out_of_attempts = part.attempts >= max_attempts
+            self._connection.execute(
+                update(export_parts)
+                .where(
+                    p.job_id == part.job_id,
+                    p.part_no == part.part_no,
+                    p.status == "running",
+                    p.lease_expires_at < now,
+                )
+                .values(
+                    status="failed" if out_of_attempts else "pending",
+                    lease_owner=None,
+                    error="worker_lost" if out_of_attempts else part.error,
+                    updated_at=now,
+                )
+            )
+        return stale
+
+    def parts_in(self, status: str, updated_before: datetime) -> list[Row[Any]]:
+        p = export_parts.c
+        query = select(export_parts).where(p.status == status, p.updated_at < updated_before)
+        return list(self._connection.execute(query))
