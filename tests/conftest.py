@@ -77,9 +77,8 @@ def make_api(tmp_path: Path, clock: ManualClock) -> Iterator[Callable[..., Api]]
     opened: list[tuple[TestClient, Container]] = []
 
     def make(**overrides: object) -> Api:
-        built = build_container(
-            settings_for_tests(tmp_path / f"data{len(opened)}", **overrides), clock=clock
-        )
+        data_dir = Path(str(overrides.pop("data_dir", tmp_path / f"data{len(opened)}")))
+        built = build_container(settings_for_tests(data_dir, **overrides), clock=clock)
         client = TestClient(create_app(built), raise_server_exceptions=False).__enter__()
         opened.append((client, built))
         return Api(client, built)

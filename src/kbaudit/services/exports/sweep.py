@@ -6,7 +6,7 @@ their blobs are deleted and their data keys destroyed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 import structlog
@@ -58,5 +58,5 @@ def sweep(deps: ExportDeps) -> SweepReport:
             uow.commit()
     report = SweepReport(len(released), len(redispatch), len(stalled), finalized, expired)
     if report != SweepReport():
-        log.info("export_sweep", **report.__dict__)
+        log.info("export_sweep", **asdict(report))
     return report
