@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2
@@ -45,30 +46,62 @@ def free_port() -> int:
         return port
 
 
+class Serve:
+    """A real ``kbaudit serve`` on a free loopback port."""
+
+    def __init__(self, cli: Cli) -> None:
+        self.cli = cli
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> Serve:
+        self.process = subprocess.Popen(
+            [*KBAUDIT, "serve", "--port", str(self.port)],
+            env=self.cli.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx2.TransportError:
+                time.sleep(0.1)
+        self.process.kill()
+        raise AssertionError(f"kbaudit serve did not come up: {self.process.communicate()[1]}")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.communicate(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM, and insist on an orderly exit."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        _, errors = self.process.communicate(timeout=60)
+        assert self.process.returncode == 0, errors
+
+
 @pytest.fixture
-def server(cli: Cli) -> Iterator[str]:
-    """A real ``kbaudit serve`` on a free loopback port; its base URL."""
+def serve(cli: Cli) -> Iterator[Callable[[], Serve]]:
+    """Start servers on the test's data folder; each is stopped at the end."""
+    started: list[Serve] = []
+
+    def start() -> Serve:
+        started.append(Serve(cli).start())
+        return started[-1]
+
     cli.run("migrate")
-    port = free_port()
-    process = subprocess.Popen(
-        [*KBAUDIT, "serve", "--port", str(port)],
-        env=cli.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx2.TransportError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        raise AssertionError(f"kbaudit serve did not come up: {process.communicate()[1]}")
-    yield base
-    process.terminate()
-    _, errors = process.communicate(timeout=30)
-    assert process.returncode == 0, errors
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(serve: Callable[[], Serve]) -> str:
+    return serve().url

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from kbaudit.cli.export import export_app
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
 from kbaudit.domain import SCOPES
@@ -23,6 +24,7 @@ from kbaudit.services.keys import create_key
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(export_app, name="export")
 err = Console(stderr=True)
 DEMO_ORG = "demo"
 
@@ -72,6 +74,19 @@ def keys_create(
         raise typer.Exit(2) from exc
     err.print(f"API key for organization {org!r}; it is shown only this once:")
     print(key)
+
+
+@keys_app.command("rotate-master")
+def keys_rotate_master() -> None:
+    """Add a new master key version; new exports and tokens use it, old files still open."""
+    from kbaudit.crypto.keyring import rotate
+
+    settings = Settings()
+    if settings.master_key is not None:
+        err.print("[red]error:[/] the keyring comes from KBAUDIT_MASTER_KEY; add a version there")
+        raise typer.Exit(2)
+    version = rotate(settings.data_dir)
+    err.print(f"master key version {version} is now current; restart kbaudit to use it")
 
 
 @app.command("import")

@@ -1,0 +1,124 @@
+"""Exports through the real server, its in-process workers and the CLI client, including a
+server killed with SIGKILL in the middle of a part."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+from kbaudit.demo import demo_records
+from tests.acceptance.conftest import Cli, Serve
+from tests.helpers import DEMO_END
+
+WINDOW = ["--start", "2026-04-01T00:00:00Z", "--end", "2026-06-01T00:00:00Z"]
+
+
+def load(cli: Cli, tmp_path: Path, count: int) -> tuple[str, list[str]]:
+    """Import ``count`` demo records; returns a key and their ids, oldest first."""
+    key = cli.key("acme", "kb_audit:read,kb_audit:export")
+    records = list(demo_records(count, end=DEMO_END))
+    source = tmp_path / "records.ndjson"
+    source.write_bytes(b"\n".join(msgspec.json.encode(record) for record in records))
+    cli.run("import", str(source), "--org", "acme")
+    ordered = sorted(records, key=lambda record: (record.created_at, str(record.id)))
+    return key, [str(record.id) for record in ordered]
+
+
+def exported_ids(paths: list[str]) -> list[str]:
+    ids = []
+    for path in paths:
+        ids += [row["id"] for row in csv.DictReader(io.StringIO(Path(path).read_text()))]
+    return ids
+
+
+def test_create_wait_download_with_the_cli(
+    cli: Cli, serve: Callable[[], Serve], tmp_path: Path
+) -> None:
+    cli.env["KBAUDIT_EXPORT_ROWS_PER_FILE"] = "400"
+    key, ids = load(cli, tmp_path, 1000)
+    server = serve()
+    cli.env.update({"KBAUDIT_URL": server.url, "KBAUDIT_API_KEY": key})
+    export_id = cli.run("export", "create", *WINDOW).stdout.splitlines()[-1]
+    waited = cli.run("export", "wait", export_id)
+    assert "succeeded, 1000 rows" in waited.stderr
+    out = tmp_path / "out"
+    paths = cli.run("export", "download", export_id, "--out", str(out)).stdout.splitlines()
+    assert [Path(p).name for p in paths] == [f"kb-audit-0000{n}.csv" for n in (1, 2, 3)]
+    assert exported_ids(paths) == ids
+    assert not list(out.glob(".*partial"))
+
+
+def test_a_worker_killed_mid_part_still_yields_exactly_the_rows(
+    cli: Cli, serve: Callable[[], Serve], tmp_path: Path
+) -> None:
+    cli.env.update(
+        {
+            "KBAUDIT_EXPORT_ROWS_PER_FILE": "4000",
+            "KBAUDIT_EXPORT_LEASE_SECONDS": "2",
+            "KBAUDIT_SWEEP_INTERVAL_SECONDS": "0.5",
+            "KBAUDIT_WORKER_THREADS": "1",
+        }
+    )
+    key, ids = load(cli, tmp_path, 20_000)
+    first = serve()
+    cli.env.update({"KBAUDIT_URL": first.url, "KBAUDIT_API_KEY": key})
+    export_id = cli.run("export", "create", *WINDOW).stdout.splitlines()[-1]
+    database = cli.data_dir / "kbaudit.db"
+    killed_during = wait_for_running_part(database, export_id)
+    first.kill()
+    assert part_status(database, export_id, killed_during) == "running"
+
+    second = serve()
+    cli.env["KBAUDIT_URL"] = second.url
+    waited = cli.run("export", "wait", export_id)
+    assert "succeeded, 20000 rows" in waited.stderr
+    attempts = (
+        sqlite3.connect(database)
+        .execute(
+            "SELECT attempts FROM export_parts WHERE job_id = ? AND part_no = ?",
+            (export_id, killed_during),
+        )
+        .fetchone()[0]
+    )
+    assert attempts >= 2, "the killed part was redone from its start"
+    paths = cli.run("export", "download", export_id, "--out", str(tmp_path / "out")).stdout
+    assert exported_ids(paths.splitlines()) == ids
+
+
+def wait_for_running_part(database: Path, export_id: str) -> int:
+    """The number of a part that is running and has at least one part done before it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            rows = (
+                sqlite3.connect(database, timeout=5)
+                .execute(
+                    "SELECT part_no, status FROM export_parts WHERE job_id = ? ORDER BY part_no",
+                    (export_id,),
+                )
+                .fetchall()
+            )
+        except sqlite3.OperationalError:
+            rows = []
+        running = [no for no, status in rows if status == "running"]
+        if running and any(status == "done" for _, status in rows):
+            return int(running[0])
+        time.sleep(0.02)
+    raise AssertionError("no part was seen running")
+
+
+def part_status(database: Path, export_id: str, part_no: int) -> str:
+    row = (
+        sqlite3.connect(database)
+        .execute(
+            "SELECT status FROM export_parts WHERE job_id = ? AND part_no = ?", (export_id, part_no)
+        )
+        .fetchone()
+    )
+    return str(row[0])
