@@ -60,8 +60,7 @@ def as_params(mix: dict[str, Any]) -> dict[str, Any]:
     return {**mix, "start": mix["start"].isoformat(), "end": END.isoformat()}
 
 
-def prepare(records: int) -> tuple[dict[str, str], str]:
-    data_dir = OUT / f"query-{records}"
+def prepare(records: int, data_dir: Path) -> tuple[dict[str, str], str]:
     env = {**os.environ, "KBAUDIT_DATA_DIR": str(data_dir), "KBAUDIT_LOG_LEVEL": "warning"}
     marker = data_dir / "loaded"
     if not marker.exists():
@@ -136,8 +135,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="a data folder already loaded with the data set (org 'bench'), to skip the import",
+    )
     args = parser.parse_args()
-    env, key = prepare(args.records)
+    data_dir = args.data_dir or OUT / f"query-{args.records}"
+    if args.data_dir:
+        (data_dir / "loaded").touch()
+    env, key = prepare(args.records, data_dir)
     world = DemoWorld.build(random.Random(7))
     print(f"query benchmark: {args.records:,} records in one organization")
     print(f"  {'mix':32} {'baseline p50':>13} {'p99':>10}   {'HTTP p50':>10} {'p99':>10}")

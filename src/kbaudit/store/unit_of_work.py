@@ -3,6 +3,8 @@ without ``commit()`` rolls everything back."""
 
 from __future__ import annotations
 
+import os
+from threading import Lock, Semaphore
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine
@@ -14,6 +16,8 @@ from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
 from kbaudit.store.records import RecordRepository
 
+GATE_WAIT = 60.0
+
 
 class UnitOfWork:
     records: RecordRepository
@@ -21,19 +25,23 @@ class UnitOfWork:
     access_log: AccessLogRepository
     exports: ExportRepository
 
-    def __init__(self, engine: Engine, *, write: bool) -> None:
+    def __init__(self, engine: Engine, *, write: bool, gate: Semaphore | Lock) -> None:
         self._engine = engine
         self._write = write
+        self._gate = gate
         self._connection: Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
+        if not self._gate.acquire(timeout=GATE_WAIT):
+            raise StoreUnavailable("the database is busy; try again")
         try:
             connection = self._engine.connect()
+            if self._write and connection.dialect.name == "sqlite":
+                connection.info["begin"] = "BEGIN IMMEDIATE"
+            connection.begin()
         except OperationalError as exc:
+            self._release()
             raise StoreUnavailable("the database cannot be reached") from exc
-        if self._write and connection.dialect.name == "sqlite":
-            connection.info["begin"] = "BEGIN IMMEDIATE"
-        connection.begin()
         self._connection = connection
         self.records = RecordRepository(connection)
         self.keys = KeyRepository(connection)
@@ -57,6 +65,10 @@ class UnitOfWork:
         finally:
             connection.info.pop("begin", None)
             connection.close()
+            self._release()
+
+    def _release(self) -> None:
+        self._gate.release()
 
     def commit(self) -> None:
         assert self._connection is not None, "commit outside the unit of work"
@@ -66,14 +78,29 @@ class UnitOfWork:
 class Store:
     """The database side of the container: hands out units of work over one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_readers: int = max(2, os.cpu_count() or 2)) -> None:
         self.engine = engine
+        # Units of work queue here, in Python, rather than inside the database driver:
+        # - SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
+        #   growing steps; writers in this process take turns on a lock instead (other
+        #   processes still meet busy_timeout).
+        # - Many threads stepping through SQLite at once fight over the GIL at every row and
+        #   get slower together; a few readers at a time keep both cores busy.
+        self._writers: Semaphore | Lock = (
+            Lock() if engine.dialect.name == "sqlite" else Semaphore(64)
+        )
+        self._readers = Semaphore(max_readers)
 
     def reading(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, write=False)
+        """A short read: a request's worth."""
+        return UnitOfWork(self.engine, write=False, gate=self._readers)
+
+    def streaming(self) -> UnitOfWork:
+        """A long read (an export part, a plan) that must not hold back the short ones."""
+        return UnitOfWork(self.engine, write=False, gate=Semaphore(1))
 
     def writing(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, write=True)
+        return UnitOfWork(self.engine, write=True, gate=self._writers)
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

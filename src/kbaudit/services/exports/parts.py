@@ -105,7 +105,7 @@ def _write(
     rows = partial_rows = 0
     context = file_context(org_uuid, job.id, part.file_name)
     with (
-        deps.store.reading() as uow,
+        deps.store.streaming() as uow,
         deps.blobs.writer(blob_key) as sink,
         EncryptedFileWriter(aead, context, sink) as out,
     ):

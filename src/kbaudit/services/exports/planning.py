@@ -16,7 +16,7 @@ log = structlog.get_logger("kbaudit.exports")
 def plan_job(deps: ExportDeps, job_id: str) -> None:
     """Move a pending job to running with its parts, then dispatch every part. Safe to call
     twice: only the call that moves the job out of pending plans it."""
-    with deps.store.reading() as uow:
+    with deps.store.streaming() as uow:
         job = uow.exports.job(job_id)
         if job is None or job.status != "pending":
             return
