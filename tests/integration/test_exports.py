@@ -20,6 +20,7 @@ from tests.helpers import (
     EXPORTS,
     RECORDS,
     download_all,
+    record,
     seed_demo,
     start_export,
     view_export,
@@ -108,8 +109,8 @@ def test_ndjson_is_lossless(api: Api) -> None:
     records = seed_demo(api, key, 60)
     job = start_export(api, key, export_format="ndjson")
     exported = {row["id"]: row for row in parse_ndjson(download_all(api, key, job["id"]))}
-    for record in records:
-        sent = msgspec.to_builtins(record)
+    for written in records:
+        sent = msgspec.to_builtins(written)
         row = exported[sent["id"]]
         assert row["ref"] == "r" + sent["id"].replace("-", "")
         for name, value in sent.items():
@@ -122,6 +123,20 @@ def test_ndjson_is_lossless(api: Api) -> None:
                 assert row[name].replace(".000000Z", "Z") == value.replace("+00:00", "Z")
             else:
                 assert row[name] == value, name
+
+
+def test_ndjson_keeps_every_bit_of_floats(api: Api) -> None:
+    key = api.key()
+    awkward = [0.30000000000000004, 1 / 3, 1e-300, -2.5, 123456789.12345678]
+    items = [
+        record(created_at=f"2026-05-01T10:00:0{i}Z", alpha=value, refs=[{"score": value}])
+        for i, value in enumerate(awkward)
+    ]
+    assert api.client.post(RECORDS, json={"items": items}, headers=key).status_code == 200
+    job = start_export(api, key, export_format="ndjson")
+    rows = parse_ndjson(download_all(api, key, job["id"]))
+    assert [row["alpha"] for row in rows] == awkward
+    assert [row["refs"][0]["score"] for row in rows] == awkward
 
 
 def test_csv_neutralizes_formulas_and_quotes(api: Api) -> None:

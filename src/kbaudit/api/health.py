@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from kbaudit.errors import StoreUnavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -16,17 +16,26 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database and the other backends answer")
+@router.get("/readyz", summary="The database, the blob store and the queue answer")
 def readyz(request: Request) -> JSONResponse:
     container = request.app.state.container
-    checks = {"database": "ok"}
-    try:
-        container.store.ping()
-    except (StoreUnavailable, OSError, Exception):  # readiness reports, it never raises
-        checks["database"] = "unavailable"
+    probes = {
+        "database": container.store.ping,
+        "blob_store": container.exports.blobs.ping,
+        "queue": container.huey.pending_count,
+    }
+    checks = {name: _probe(probe) for name, probe in probes.items()}
     ready = all(value == "ok" for value in checks.values())
     body = {"status": "ready" if ready else "not_ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _probe(probe: Callable[[], object]) -> str:
+    try:
+        probe()
+    except Exception:  # readiness reports what failed; it never fails itself
+        return "unavailable"
+    return "ok"
 
 
 @router.get("/metrics", summary="Prometheus metrics")

@@ -42,9 +42,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         # Record ids are random, so their unique index is written all over: keep it cached.
-        # Reads go through a shared memory map, so each connection's own cache stays modest.
         cursor.execute("PRAGMA cache_size=-65536")
-        cursor.execute("PRAGMA mmap_size=2147418112")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 

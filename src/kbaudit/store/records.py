@@ -18,15 +18,22 @@ from typing import Any
 import msgspec
 import orjson
 from sqlalchemy import (
+    Boolean,
     Connection,
+    Float,
     Row,
     Select,
     String,
     and_,
+    case,
+    cast,
     exists,
+    false,
     func,
     literal,
+    null,
     select,
+    true,
     tuple_,
     type_coerce,
 )
@@ -48,6 +55,12 @@ _INSTANT_FIELDS = frozenset({"created_at", "intent_recorded_at", "finalized_at"}
 _JSON_FIELDS = frozenset({"ineligible_counts_by_reason", "effective_serving_status_counts"})
 _CREATED_AT = VALUE_FIELDS.index("created_at")
 _WRITE_STATUS = VALUE_FIELDS.index("audit_write_status")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportBatch:
+    rows: list[tuple[Any, ...]]
+    unfinalized: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,13 +324,21 @@ class RecordRepository:
         snapshot_seq: int,
         lower: tuple[datetime, str] | None,
         upper: tuple[datetime, str] | None,
+        *,
+        json_lines: bool = False,
         batch_size: int = 2000,
-    ) -> Iterator[list[tuple[Any, ...]]]:
-        """One part's records in ascending key order, in batches, as raw stored values (the
-        export formats them; converting them to Python objects first would double the cost)."""
+    ) -> Iterator[ExportBatch]:
+        """One part's records in ascending key order, in batches.
+
+        Rows are the raw stored values in ``RECORD_FIELDS`` order or, with ``json_lines``,
+        one-element tuples holding the record as a JSON object with its scopes and refs, built
+        by the database: turning rows into Python objects first would cost more than the rest
+        of the export together.
+        """
         r = retrieval_records.c
+        columns = [_json_line()] if json_lines else [_raw(r[name]) for name in RECORD_FIELDS]
         query = (
-            select(*(_raw(r[name]) for name in RECORD_FIELDS))
+            select(*columns, r.audit_write_status)
             .where(*self._conditions(org_id, filters), r.seq <= snapshot_seq)
             .order_by(r.created_at, r.id)
         )
@@ -328,24 +349,10 @@ class RecordRepository:
             query = query.where(key < tuple_(*_typed_key(upper)))
         result = self._connection.execution_options(yield_per=batch_size).execute(query)
         for partition in result.partitions():
-            yield [tuple(row) for row in partition]
-
-    def export_children(
-        self, org_id: OrgId, record_ids: Sequence[str]
-    ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]:
-        """Scopes and refs of these records, raw, in position order, by record id."""
-        found = []
-        for table, fields in ((retrieval_scopes, SCOPE_FIELDS), (retrieval_refs, REF_FIELDS)):
-            query = (
-                select(_raw(table.c.record_id), *(_raw(table.c[name]) for name in fields))
-                .where(table.c.org_id == org_id, table.c.record_id.in_(record_ids))
-                .order_by(table.c.record_id, table.c.position)
+            yield ExportBatch(
+                rows=[tuple(row)[:-1] for row in partition],
+                unfinalized=sum(1 for row in partition if row[-1] != "finalized"),
             )
-            by_record: dict[str, list[tuple[Any, ...]]] = {}
-            for row in self._connection.execute(query):
-                by_record.setdefault(row[0], []).append(tuple(row[1:]))
-            found.append(by_record)
-        return found[0], found[1]
 
     def find(self, org_id: OrgId, ref_or_id: str) -> Row[Any] | None:
         """The record whose ref is ``ref_or_id``, else the one whose id it is."""
@@ -378,6 +385,45 @@ def _raw(column: Any) -> Any:
     if isinstance(column.type, Instant | UuidText | JsonObject):
         return type_coerce(column, String).label(column.name)
     return column
+
+
+def _json_value(column: Any) -> Any:
+    """A column as json_object should embed it: maps as objects, flags as true/false."""
+    if isinstance(column.type, JsonObject):
+        return func.json(column)
+    if isinstance(column.type, Boolean):
+        return case((column == true(), func.json("true")), (column == false(), func.json("false")))
+    if isinstance(column.type, Float):
+        # SQLite's JSON writes 15 significant digits; a double needs up to 17 to come back
+        # the same. Take 15 when they suffice (the usual, readable case), else 17.
+        short = func.printf("%.15g", column)
+        exact = case((cast(short, Float) == column, short), else_=func.printf("%!.17g", column))
+        return case((column.is_(None), null()), else_=func.json(exact))
+    return _raw(column)
+
+
+def _json_object(table: Any, fields: Sequence[str]) -> Any:
+    pairs = [part for name in fields for part in (literal(name), _json_value(table.c[name]))]
+    return func.json_object(*pairs)
+
+
+def _json_line() -> Any:
+    """A record and its children as one JSON object, built inside SQLite. Children come out
+    in position order: each list is read along its (org_id, record_id, position) key."""
+    r = retrieval_records
+    children = []
+    for name, table, fields in (
+        ("scopes", retrieval_scopes, SCOPE_FIELDS),
+        ("refs", retrieval_refs, REF_FIELDS),
+    ):
+        items = (
+            select(func.json_group_array(func.json(_json_object(table, fields))))
+            .where(table.c.org_id == r.c.org_id, table.c.record_id == r.c.id)
+            .scalar_subquery()
+        )
+        children += [literal(name), func.json(items)]
+    pairs = [part for name in RECORD_FIELDS for part in (literal(name), _json_value(r.c[name]))]
+    return func.json_object(*pairs, *children)
 
 
 def _typed_key(key: tuple[datetime, str]) -> tuple[Any, Any]:

@@ -17,15 +17,12 @@ from sqlalchemy import Row
 
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.crypto.files import EncryptedFileWriter
-from kbaudit.domain import RECORD_FIELDS
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
 from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.exports")
-_WRITE_STATUS = RECORD_FIELDS.index("audit_write_status")
-_ID = RECORD_FIELDS.index("id")
 
 
 class LeaseLost(Exception):
@@ -111,15 +108,17 @@ def _write(
     ):
         out.write(export_format.header())
         batches = uow.records.export_rows(
-            job.org_id, filters_of(job), job.snapshot_seq, lower, upper
+            job.org_id,
+            filters_of(job),
+            job.snapshot_seq,
+            lower,
+            upper,
+            json_lines=export_format.json_lines,
         )
         for batch in batches:
-            children = None
-            if export_format.needs_children:
-                children = uow.records.export_children(job.org_id, [row[_ID] for row in batch])
-            out.write(export_format.render(batch, children))
-            rows += len(batch)
-            partial_rows += sum(1 for row in batch if row[_WRITE_STATUS] != "finalized")
+            out.write(export_format.render(batch.rows))
+            rows += len(batch.rows)
+            partial_rows += batch.unfinalized
             heartbeat.beat()
     return WrittenFile(
         blob_key, rows, partial_rows, out.plaintext_bytes, out.ciphertext_bytes, out.sha256

@@ -1,0 +1,32 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from tests.conftest import Api
+
+
+class _Unreachable:
+    def ping(self) -> None:
+        raise OSError("gone")
+
+
+def test_readiness_names_the_backend_that_fails(api: Api) -> None:
+    assert api.client.get("/readyz").status_code == 200
+    api.container.exports.blobs = _Unreachable()  # type: ignore[assignment]
+    response = api.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "blob_store": "unavailable",
+        "queue": "ok",
+    }
+    assert api.client.get("/healthz").status_code == 200
+
+
+def test_metrics_count_requests_and_written_records(api: Api) -> None:
+    from tests.helpers import RECORDS, record
+
+    api.client.post(RECORDS, json={"items": [record(), record()]}, headers=api.key())
+    text = api.client.get("/metrics").text
+    assert 'kbaudit_records_written_total{outcome="created"} 2.0' in text
+    assert 'route="/v1/knowledge-base/audit/retrievals",status="200"' in text
