@@ -37,6 +37,7 @@ from kbaudit.crypto.envelope import LocalKeyManager, WrappedKeyset
 from kbaudit.crypto.files import EncryptedFileWriter, decrypted_chunks
 from kbaudit.crypto.keyring import Keyring
 from kbaudit.domain import RECORD_FIELDS, REF_FIELDS, SCOPE_FIELDS, Caller, KeyId, OrgId
+from kbaudit.logs import configure_logging
 from kbaudit.services.exports.jobs import ExportSpec, create_export, get_export
 from kbaudit.services.exports.parts import file_context
 from kbaudit.services.query import RecordFilters
@@ -179,7 +180,7 @@ def service_in_child(data_dir: Path, export_format: str) -> tuple[float, int, st
         text=True,
         check=True,
     )
-    rate, rows, export_id, rss = result.stdout.split()
+    rate, rows, export_id, rss = result.stdout.splitlines()[-1].split()
     return float(rate), int(rows), export_id, float(rss)
 
 
@@ -190,6 +191,7 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        configure_logging("warning")
         rate, rows, export_id = service_rate(args.data_dir, args.child)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(rate, rows, export_id, rss)

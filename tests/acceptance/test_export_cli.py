@@ -122,3 +122,22 @@ def part_status(database: Path, export_id: str, part_no: int) -> str:
         .fetchone()
     )
     return str(row[0])
+
+
+def test_sigterm_lets_the_running_part_finish(
+    cli: Cli, serve: Callable[[], Serve], tmp_path: Path
+) -> None:
+    cli.env.update({"KBAUDIT_EXPORT_ROWS_PER_FILE": "4000", "KBAUDIT_WORKER_THREADS": "1"})
+    key, ids = load(cli, tmp_path, 12_000)
+    first = serve()
+    cli.env.update({"KBAUDIT_URL": first.url, "KBAUDIT_API_KEY": key})
+    export_id = cli.run("export", "create", *WINDOW).stdout.splitlines()[-1]
+    database = cli.data_dir / "kbaudit.db"
+    running = wait_for_running_part(database, export_id)
+    first.stop()  # SIGTERM; asserts an exit status of 0
+    assert part_status(database, export_id, running) == "done"
+
+    cli.env["KBAUDIT_URL"] = serve().url
+    assert "succeeded, 12000 rows" in cli.run("export", "wait", export_id).stderr
+    paths = cli.run("export", "download", export_id, "--out", str(tmp_path / "out")).stdout
+    assert exported_ids(paths.splitlines()) == ids

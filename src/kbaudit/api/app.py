@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kbaudit import __version__
 from kbaudit.api import exports, health, retrievals
@@ -34,7 +35,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(health.router)
     install_error_handlers(app)
-    app.middleware("http")(_observe)
+    app.add_middleware(_Observe)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -59,25 +60,44 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers.stop()
 
 
-async def _observe(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    response = await call_next(request)
-    elapsed = time.perf_counter() - started
-    route = getattr(request.scope.get("route"), "path", "unmatched")
-    metrics = request.app.state.container.metrics
-    metrics.http_requests.labels(route, request.method, str(response.status_code)).inc()
-    metrics.http_latency.labels(route).observe(elapsed)
-    # The path template only: query strings can carry download tokens.
-    log.info(
-        "request",
-        method=request.method,
-        route=route,
-        status=response.status_code,
-        ms=round(elapsed * 1000, 2),
-    )
-    return response
+class _Observe:
+    """Request metrics and one log line per request. Plain ASGI: Starlette's
+    BaseHTTPMiddleware would relay every chunk of a download through an extra stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        metrics = scope["app"].state.container.metrics
+        metrics.http_requests.labels(route, scope["method"], str(status)).inc()
+        metrics.http_latency.labels(route).observe(elapsed)
+        # The path template only: query strings can carry download tokens.
+        log.info(
+            "request",
+            method=scope["method"],
+            route=route,
+            status=status,
+            ms=round(elapsed * 1000, 2),
+        )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -123,7 +125,7 @@ def view_export(
     operation_id="downloadKBAuditExportFile",
     responses={**ERROR_RESPONSES, 410: {"model": ErrorResponse}},
 )
-def download_export_file(
+async def download_export_file(
     request: Request,
     caller: Annotated[Caller, Depends(require_scope("kb_audit:export"))],
     export_id: Annotated[UUID, Path()],
@@ -137,4 +139,26 @@ def download_export_file(
         "ETag": f'"{download.sha256_plaintext}"',
         "Cache-Control": "no-store",
     }
-    return StreamingResponse(download.chunks, media_type=download.content_type, headers=headers)
+    return StreamingResponse(
+        _one_ahead(download.chunks), media_type=download.content_type, headers=headers
+    )
+
+
+async def _one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Decrypt the next chunk in a thread while the current one is on the wire: without
+    this, decrypting and sending take turns and each waits for the other."""
+    pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+    try:
+        while (chunk := await pending) is not None:
+            pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+            yield chunk
+    finally:
+        if not pending.done():
+            await asyncio.wait([pending])
+        await asyncio.to_thread(_close, chunks)
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
