@@ -31,6 +31,7 @@ from typing import Any
 import httpx2
 
 from bench.common import OUT, Server, kbaudit
+from bench.query import prepare
 from kbaudit.config import Settings
 from kbaudit.container import build_container
 from kbaudit.crypto.envelope import LocalKeyManager, WrappedKeyset
@@ -187,6 +188,12 @@ def service_in_child(data_dir: Path, export_format: str) -> tuple[float, int, st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=OUT / "ingest-import")
+    parser.add_argument(
+        "--records",
+        type=int,
+        help="load this many demo records into bench/out/export-N first (once) and use that",
+    )
+    parser.add_argument("--no-download", action="store_true")
     parser.add_argument("--formats", default="csv,ndjson")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -196,6 +203,9 @@ def main() -> None:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(rate, rows, export_id, rss)
         return
+    if args.records:
+        env, _ = prepare(args.records, OUT / f"export-{args.records}")
+        args.data_dir = Path(env["KBAUDIT_DATA_DIR"])
     print(f"export benchmark on {args.data_dir}")
     last_id = ""
     for export_format in args.formats.split(","):
@@ -206,6 +216,8 @@ def main() -> None:
             f"kbaudit {rate:9,.0f} rows/s  {rate / base:5.0%} of baseline   "
             f"worker peak RSS {rss:,.0f} MB"
         )
+    if args.no_download:
+        return
     raw, http, size = download_rates(args.data_dir, last_id)
     print(
         f"  download of a {size / 1e6:,.0f} MB file: raw decrypt+decompress {raw:,.0f} MB/s, "

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
+from kbaudit.container import Container
 from kbaudit.domain import Caller
 from kbaudit.errors import InsufficientScope
 from kbaudit.services.keys import authenticate
@@ -14,11 +15,16 @@ from kbaudit.services.keys import authenticate
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False)
 
 
+def container_of(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
 def require_scope(scope: str) -> Callable[..., Caller]:
     """A dependency that authenticates the caller and insists on one scope."""
 
     def dependency(request: Request, api_key: str | None = Depends(api_key_header)) -> Caller:
-        container = request.app.state.container
+        container = container_of(request)
         address = request.client.host if request.client else None
         caller = authenticate(container.store, api_key, address)
         if scope not in caller.scopes:

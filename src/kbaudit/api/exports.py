@@ -10,10 +10,9 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from kbaudit.api.auth import require_scope
+from kbaudit.api.auth import container_of, require_scope
 from kbaudit.api.retrievals import ERROR_RESPONSES, record_filters
 from kbaudit.api.schemas import CursorPage, ErrorResponse, ExportJobResponse, ExportRequest
-from kbaudit.container import Container
 from kbaudit.domain import Caller
 from kbaudit.services.exports.download import open_download
 from kbaudit.services.exports.jobs import (
@@ -26,11 +25,6 @@ from kbaudit.services.exports.jobs import (
 
 router = APIRouter(prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"])
 ExportStatus = Literal["pending", "running", "succeeded", "partial", "failed", "expired"]
-
-
-def _container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
 
 
 def as_response(view: ExportView) -> dict[str, Any]:
@@ -77,7 +71,7 @@ def request_export(
         body.session_id,
         "body",
     )
-    container = _container(request)
+    container = container_of(request)
     spec = ExportSpec(body.export_format, filters)
     return as_response(create_export(container.exports, caller, spec, idempotency_key))
 
@@ -95,7 +89,7 @@ def list_export_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(description="Opaque cursor from a prior page.")] = None,
 ) -> dict[str, Any]:
-    container = _container(request)
+    container = container_of(request)
     page = list_exports(container.exports, container.cursor_codec, caller, status, limit, cursor)
     return {
         "items": [as_response(view) for view in page.items],
@@ -116,7 +110,7 @@ def view_export(
     caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
     export_id: Annotated[UUID, Path()],
 ) -> dict[str, Any]:
-    return as_response(get_export(_container(request).exports, caller, str(export_id)))
+    return as_response(get_export(container_of(request).exports, caller, str(export_id)))
 
 
 @router.get(
@@ -132,7 +126,10 @@ async def download_export_file(
     file_name: Annotated[str, Path()],
     token: Annotated[str, Query(description="Short-lived HMAC download token.")],
 ) -> StreamingResponse:
-    download = open_download(_container(request).exports, caller, str(export_id), file_name, token)
+    # The checks and the first segment's decryption touch the database and disk: off the loop.
+    download = await asyncio.to_thread(
+        open_download, container_of(request).exports, caller, str(export_id), file_name, token
+    )
     headers = {
         "Content-Disposition": f'attachment; filename="{download.file_name}"',
         "Content-Length": str(download.length),

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
-from kbaudit.api.auth import require_scope
+from kbaudit.api.auth import container_of, require_scope
 from kbaudit.api.errors import from_msgspec, validation_error
 from kbaudit.api.schemas import (
     CursorPage,
@@ -20,7 +20,6 @@ from kbaudit.api.schemas import (
     RetrievalAuditDetailResponse,
     RetrievalAuditLogSummary,
 )
-from kbaudit.container import Container
 from kbaudit.domain import RETRIEVAL_STATUSES, Caller, RecordBatch, RecordFilters
 from kbaudit.errors import PayloadTooLarge
 from kbaudit.services.ingest import Outcome, ingest_records
@@ -33,11 +32,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Bad request"},
     404: {"model": ErrorResponse, "description": "Resource not found"},
 }
-
-
-def _container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
 
 
 @router.post(
@@ -58,7 +52,7 @@ def _container(request: Request) -> Container:
 async def write_retrievals(
     request: Request, caller: Annotated[Caller, Depends(require_scope("kb_audit:write"))]
 ) -> IngestResponse:
-    container = _container(request)
+    container = container_of(request)
     body = await _read_body(request, container.settings.max_body_bytes)
     # Parsing a large batch is CPU work: keep it off the event loop, next to the write.
     batch = await run_in_threadpool(_decode_batch, body, container.settings.max_batch_records)
@@ -128,7 +122,7 @@ def query_retrievals(
     cursor: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     filters = record_filters(start, end, kb_ids, statuses, actor_user_id, session_id, "query")
-    container = _container(request)
+    container = container_of(request)
     page = query_records(
         container.store,
         container.clock,
@@ -186,6 +180,6 @@ def retrieval_detail(
     caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
     ref: Annotated[str, Path()],
 ) -> dict[str, Any]:
-    container = _container(request)
+    container = container_of(request)
     detail = record_detail(container.store, container.clock, caller, ref)
     return {"log": detail.log, "scopes": detail.scopes, "refs": detail.refs}
