@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kbaudit.cli.export import export_app
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
-from kbaudit.domain import SCOPES
+from kbaudit.domain import SCOPES, OrgId
 from kbaudit.errors import KbAuditError
 from kbaudit.services.importer import ImportReport, import_lines
 from kbaudit.services.ingest import ingest_records
@@ -129,36 +129,44 @@ def _import_with_progress(container: Container, org_id: int, file: Path) -> Impo
 def demo(
     records: Annotated[int, typer.Option(help="How many sample records.")] = 20_000,
 ) -> None:
-    """Fill the store with realistic sample records and print a ready API key (last line)."""
-    from kbaudit.demo import demo_records
-
+    """Fill the store with realistic sample records and print a ready API key (last line).
+    Run again, it keeps the records it loaded before and prints a new key."""
     container = _container()
     key = create_key(container.store, container.clock, DEMO_ORG, SCOPES)
     with container.store.reading() as uow:
         org = uow.keys.organization_by_name(DEMO_ORG)
-    assert org is not None
-    end = container.clock().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        assert org is not None
+        newest = uow.records.newest_created_at(org.id)
+    if newest is None:
+        newest = container.clock().replace(second=0, microsecond=0)
+        _load_demo(container, org.id, records, newest)
+    else:
+        err.print(f"organization {DEMO_ORG!r} already has its sample records; keeping them")
+    err.print(
+        f"Sample records of organization {DEMO_ORG!r} run up to {newest:%Y-%m-%d %H:%M} UTC. Try:\n"
+        f'  curl -H "x-api-key: $KEY" \'http://127.0.0.1:8000/v1/knowledge-base/audit/'
+        f"retrievals?start={(newest - timedelta(days=30)):%Y-%m-%dT%H:%M:%SZ}"
+        f"&end={newest + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}&limit=5'\nAPI key (all scopes):",
+        soft_wrap=True,
+    )
+    print(key)
+
+
+def _load_demo(container: Container, org_id: OrgId, records: int, end: datetime) -> None:
+    from kbaudit.demo import demo_records
+
     batch = []
     with _progress() as progress:
         task = progress.add_task("demo records", total=records)
         for record in demo_records(records, end=end.astimezone(UTC)):
             batch.append(record)
             if len(batch) == 1000:
-                ingest_records(container.store, org.id, batch, reject_conflicts=False)
+                ingest_records(container.store, org_id, batch)
                 progress.advance(task, len(batch))
                 batch.clear()
         if batch:
-            ingest_records(container.store, org.id, batch, reject_conflicts=False)
+            ingest_records(container.store, org_id, batch)
             progress.advance(task, len(batch))
-    err.print(
-        f"organization {DEMO_ORG!r} has {records} sample records in the 30 days to "
-        f"{end:%Y-%m-%d %H:%M} UTC. Try:\n"
-        f'  curl -H "x-api-key: $KEY" \'http://127.0.0.1:8000/v1/knowledge-base/audit/'
-        f"retrievals?start={(end - timedelta(days=30)):%Y-%m-%dT%H:%M:%SZ}"
-        f"&end={end:%Y-%m-%dT%H:%M:%SZ}&limit=5'\nAPI key (all scopes):",
-        soft_wrap=True,
-    )
-    print(key)
 
 
 def _progress() -> Progress:

@@ -354,6 +354,13 @@ class RecordRepository:
                 unfinalized=sum(1 for row in partition if row[-1] != "finalized"),
             )
 
+    def newest_created_at(self, org_id: OrgId) -> datetime | None:
+        r = retrieval_records.c
+        newest: datetime | None = self._connection.execute(
+            select(func.max(r.created_at)).where(r.org_id == org_id)
+        ).scalar_one()
+        return newest
+
     def find(self, org_id: OrgId, ref_or_id: str) -> Row[Any] | None:
         """The record whose ref is ``ref_or_id``, else the one whose id it is."""
         r = retrieval_records.c
