@@ -19,10 +19,16 @@ class ClientError(Exception):
 
 
 class ExportClient:
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 60) -> None:
-        self._http = httpx2.Client(
-            base_url=base_url, headers={"x-api-key": api_key}, timeout=timeout
-        )
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 60,
+        http: httpx2.Client | None = None,
+    ) -> None:
+        self._http = http or httpx2.Client(base_url=base_url, timeout=timeout)
+        self._http.headers["x-api-key"] = api_key
 
     def close(self) -> None:
         self._http.close()

@@ -47,9 +47,10 @@ def serve(
     container = _container()
     configure_logging(container.settings.log_level)
     err.print(f"kbaudit serving on http://{host}:{port}  (data in {container.settings.data_dir})")
-    # uvicorn shuts down gracefully, then re-raises SIGTERM to the handler it found: make that
+    # uvicorn shuts down gracefully, then re-raises the signal to the handler it found: make that
     # handler a clean exit, so that a supervisor sees status 0 for an orderly stop.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: sys.exit(0))
     uvicorn.run(create_app(container), host=host, port=port, log_level="warning", access_log=False)
 
 

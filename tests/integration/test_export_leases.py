@@ -1,0 +1,76 @@
+"""Leases, claims and finalizing: the guarded updates several workers race on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kbaudit.services.exports.parts import finalize_if_done
+from kbaudit.services.exports.sweep import sweep
+from tests.conftest import Api, ManualClock
+from tests.helpers import seed_demo, start_export, view_export
+
+
+class Holding:
+    """A dispatcher that keeps the work: the test plays the workers."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, int]] = []
+        self.plans: list[str] = []
+
+    def plan_export(self, job_id: str) -> None:
+        self.plans.append(job_id)
+
+    def run_part(self, job_id: str, part_no: int) -> None:
+        self.parts.append((job_id, part_no))
+
+
+def test_a_part_is_claimed_once_and_a_dead_workers_part_is_taken_back(
+    api: Api, clock: ManualClock
+) -> None:
+    from kbaudit.services.exports.planning import plan_job
+
+    key = api.key()
+    seed_demo(api, key, 20)
+    deps = api.container.exports
+    held = Holding()
+    deps.dispatcher = held
+    job_id = start_export(api, key)["id"]
+    plan_job(deps, job_id)
+    until = clock.now + timedelta(seconds=deps.config.lease_seconds)
+    with deps.store.writing() as uow:
+        assert uow.exports.claim_part(job_id, 0, "worker-a", clock.now, until)
+        assert not uow.exports.claim_part(job_id, 0, "worker-b", clock.now, until)
+        uow.commit()
+    assert sweep(deps).parts_recovered == 0  # the lease still runs
+    clock.now = until + timedelta(seconds=1)
+    held.parts.clear()
+    assert sweep(deps).parts_recovered == 1
+    assert held.parts == [(job_id, 0)]  # handed out again
+    with deps.store.writing() as uow:
+        assert not uow.exports.update_held_part(job_id, 0, "worker-a", {"status": "done"})
+        assert uow.exports.claim_part(job_id, 0, "worker-b", clock.now, until + timedelta(hours=1))
+        uow.commit()
+
+
+def test_a_job_is_finalized_once(api: Api) -> None:
+    key = api.key()
+    seed_demo(api, key, 10)
+    job = view_export(api, key, start_export(api, key)["id"])
+    assert job["status"] == "succeeded"
+    deps = api.container.exports
+    with deps.store.writing() as uow:
+        assert not finalize_if_done(deps, uow, job["id"], deps.clock() + timedelta(days=1))
+        uow.commit()
+    assert view_export(api, key, job["id"])["finalized_at"] == job["finalized_at"]
+
+
+def test_a_lost_plan_message_is_sent_again(api: Api, clock: ManualClock) -> None:
+    key = api.key()
+    deps = api.container.exports
+    held = Holding()
+    deps.dispatcher = held
+    job_id = start_export(api, key)["id"]
+    assert sweep(deps).jobs_replanned == 0
+    clock.now += timedelta(seconds=deps.config.lease_seconds + 1)
+    assert sweep(deps).jobs_replanned == 1
+    assert held.plans == [job_id, job_id]
