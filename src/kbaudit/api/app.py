@@ -13,11 +13,12 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kbaudit import __version__
-from kbaudit.api import exports, health, retrievals
+from kbaudit.api import exports, health, retention, retrievals
 from kbaudit.api.errors import install_error_handlers
 from kbaudit.container import Container
 from kbaudit.domain import RecordBatch
 from kbaudit.services.exports.sweep import sweep
+from kbaudit.services.retention import purge
 from kbaudit.workers.embedded import EmbeddedWorkers
 
 log = structlog.get_logger("kbaudit.http")
@@ -33,6 +34,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     app.include_router(retrievals.router)
     app.include_router(exports.router)
+    app.include_router(retention.router)
     app.include_router(health.router)
     install_error_handlers(app)
     app.add_middleware(_Observe)
@@ -47,10 +49,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if container.huey.immediate:
         yield
         return
+
+    def maintain() -> None:
+        sweep(container.exports)
+        purge(container.store, container.clock)
+
     workers = EmbeddedWorkers(
         container.huey,
         container.settings.worker_threads,
-        lambda: sweep(container.exports),
+        maintain,
         container.settings.sweep_interval_seconds,
     )
     workers.start()

@@ -4,10 +4,10 @@ them (``shared/contract/feather-kb-audit-openapi.json``); the contract test hold
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Item = TypeVar("Item")
 
@@ -185,3 +185,35 @@ class ExportJobResponse(BaseModel):
     filters: dict[str, Any] | None = None
     files: list[ExportFileStatus] = []
     progress: ExportProgress | None = None
+
+
+class RetentionPolicyResponse(BaseModel):
+    """Org audit-retention policy + legal-hold state."""
+
+    id: UUID
+    organization_id: UUID
+    retention_days: int
+    legal_hold_enabled: bool
+    legal_hold_reason: str | None = None
+    legal_hold_set_by: UUID | None = None
+    legal_hold_set_at: datetime | None = None
+    archive_before_delete: bool
+    archive_destination: str | None = None
+    policy_version: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RetentionPolicyUpdateRequest(BaseModel):
+    """PUT body for the retention policy: only the fields given change. Strict: a policy
+    that guards deletion takes ``true``, not ``"yes"``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    retention_days: Annotated[int, Field(ge=90)] | None = None  # the ceiling: see services
+    legal_hold_enabled: bool | None = None
+    legal_hold_reason: Annotated[str, Field(max_length=500)] | None = None
+    archive_before_delete: bool | None = None
+    archive_destination: (
+        Annotated[str, Field(max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")] | None
+    ) = None

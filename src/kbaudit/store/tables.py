@@ -243,3 +243,21 @@ export_parts = Table(
     Column("updated_at", Instant, nullable=False),
     Index("ix_export_parts_status_lease", "status", "lease_expires_at"),
 )
+
+# One row per organization, made with the defaults the first time it is read.
+retention_policies = Table(
+    "retention_policies",
+    metadata,
+    Column("id", UuidText, primary_key=True),
+    Column("org_id", Integer, ForeignKey("organizations.id"), nullable=False, unique=True),
+    Column("retention_days", Integer, nullable=False),
+    Column("legal_hold_enabled", Boolean, nullable=False),
+    Column("legal_hold_reason", String(500)),
+    Column("legal_hold_set_by", UuidText),
+    Column("legal_hold_set_at", Instant),
+    Column("archive_before_delete", Boolean, nullable=False),
+    Column("archive_destination", String(255)),
+    Column("policy_version", Integer, nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+)

@@ -15,6 +15,7 @@ from kbaudit.store.access_log import AccessLogRepository
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
 from kbaudit.store.records import RecordRepository
+from kbaudit.store.retention import RetentionRepository
 
 GATE_WAIT = 60.0
 
@@ -24,6 +25,7 @@ class UnitOfWork:
     keys: KeyRepository
     access_log: AccessLogRepository
     exports: ExportRepository
+    retention: RetentionRepository
 
     def __init__(self, engine: Engine, *, write: bool, gate: Semaphore | Lock) -> None:
         self._engine = engine
@@ -47,6 +49,7 @@ class UnitOfWork:
         self.keys = KeyRepository(connection)
         self.access_log = AccessLogRepository(connection)
         self.exports = ExportRepository(connection)
+        self.retention = RetentionRepository(connection)
         return self
 
     def __exit__(

@@ -1,4 +1,5 @@
-"""Export workers inside ``kbaudit serve``: Huey consumer threads and a sweeper thread."""
+"""Workers inside ``kbaudit serve``: Huey consumer threads for export parts, and a thread for
+the periodic upkeep (the export sweep, the retention purge)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,153 @@
+"""Retention: each organization's policy, and the purge that applies it.
+
+The purge deletes records older than ``retention_days`` in bounded batches, one short write
+transaction each, so that ingest and queries keep flowing. It re-reads the policy before
+every batch: a legal hold set mid-purge stops it before its next batch. It leaves an
+organization alone while a legal hold is on, while an export of it is pending or running
+(no rows vanish from under a part), and while ``archive_before_delete`` is on: archiving is
+not built yet, and records are never deleted without their archive.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Row
+
+from kbaudit.domain import Caller, OrgId
+from kbaudit.errors import InvalidRequest
+from kbaudit.services.access import record_access
+from kbaudit.services.clock import Clock
+from kbaudit.store.unit_of_work import Store, UnitOfWork
+
+log = structlog.get_logger("kbaudit.retention")
+
+DEFAULT_RETENTION_DAYS = 365
+MIN_RETENTION_DAYS = 90
+MAX_RETENTION_DAYS = 36_500
+POLICY_ROUTE = "PUT /v1/knowledge-base/retention-policy"
+_PRINCIPALS = uuid.UUID("6f1b7a52-3c2e-4d0a-9b7e-2f5d8c1a9e40")
+
+
+def principal_uuid(key_id: str) -> str:
+    """The uuid under which an API key appears in ``legal_hold_set_by``."""
+    return str(uuid.uuid5(_PRINCIPALS, key_id))
+
+
+def get_policy(store: Store, clock: Clock, caller: Caller) -> dict[str, Any]:
+    with store.writing() as uow:
+        policy = _policy(uow, caller.org_id, clock)
+        uow.commit()
+    return policy
+
+
+def update_policy(
+    store: Store, clock: Clock, caller: Caller, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply the given fields only. Every change raises ``policy_version`` and is logged."""
+    days = changes.get("retention_days")
+    if days is not None and not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise InvalidRequest(
+            f"retention_days must be {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS}",
+            field=("body", "retention_days"),
+        )
+    now = clock()
+    with store.writing() as uow:
+        before = _policy(uow, caller.org_id, clock)
+        values = {name: value for name, value in changes.items() if before[name] != value}
+        if values.get("legal_hold_enabled") is True:
+            values |= {"legal_hold_set_by": principal_uuid(caller.key_id), "legal_hold_set_at": now}
+        elif values.get("legal_hold_enabled") is False:
+            values |= {"legal_hold_set_by": None, "legal_hold_set_at": None}
+        if values:
+            values |= {"policy_version": int(before["policy_version"]) + 1, "updated_at": now}
+            uow.retention.update_policy(caller.org_id, values)
+        after = _policy(uow, caller.org_id, clock)
+        uow.commit()
+    if values:
+        changed = sorted(name for name in values if name not in ("policy_version", "updated_at"))
+        record_access(
+            store,
+            clock,
+            caller,
+            "retention_policy_changed",
+            POLICY_ROUTE,
+            details={
+                "old": {name: _plain(before[name]) for name in changed},
+                "new": {name: _plain(after[name]) for name in changed},
+                "policy_version": after["policy_version"],
+            },
+        )
+    return after
+
+
+def purge(
+    store: Store,
+    clock: Clock,
+    batch_size: int = 5000,
+    on_batch: Callable[[OrgId, int], None] | None = None,
+) -> int:
+    """Apply every organization's policy; returns how many records were deleted.
+    ``on_batch`` hears of each batch written (organization, records deleted)."""
+    deleted = 0
+    with store.reading() as uow:
+        org_ids = uow.retention.organization_ids()
+    for org_id in org_ids:
+        while True:
+            with store.writing() as uow:
+                policy = uow.retention.policy(org_id)
+                if _reason_to_wait(uow, org_id, policy):
+                    break
+                days = policy.retention_days if policy else DEFAULT_RETENTION_DAYS
+                gone = uow.retention.delete_older_than(
+                    org_id, clock() - timedelta(days=days), batch_size
+                )
+                uow.commit()
+            deleted += gone
+            if gone and on_batch:
+                on_batch(org_id, gone)
+            if gone < batch_size:
+                break
+    if deleted:
+        log.info("purged", records=deleted)
+    return deleted
+
+
+def _reason_to_wait(uow: UnitOfWork, org_id: OrgId, policy: Row[Any] | None) -> str | None:
+    if policy is not None and policy.legal_hold_enabled:
+        return "legal_hold"
+    if policy is not None and policy.archive_before_delete:
+        return "archive_not_available"
+    if uow.exports.active_count(org_id):
+        return "export_running"
+    return None
+
+
+def _policy(uow: UnitOfWork, org_id: OrgId, clock: Clock) -> dict[str, Any]:
+    row = uow.retention.policy(org_id)
+    if row is None:
+        now = clock()
+        uow.retention.add_policy(
+            {
+                "id": str(uuid.uuid4()),
+                "org_id": org_id,
+                "retention_days": DEFAULT_RETENTION_DAYS,
+                "legal_hold_enabled": False,
+                "archive_before_delete": False,
+                "policy_version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        row = uow.retention.policy(org_id)
+        assert row is not None
+    org = uow.keys.organization(org_id)
+    return {**row._mapping, "organization_id": org.uuid, "policy_version": str(row.policy_version)}
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value

@@ -1,0 +1,174 @@
+"""The retention policy routes and the purge that applies them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from kbaudit.domain import OrgId
+from kbaudit.services.retention import principal_uuid, purge
+from kbaudit.store.tables import retrieval_refs, retrieval_scopes
+from tests.conftest import WINDOW, Api, ManualClock
+from tests.helpers import RECORDS, record
+
+POLICY = "/v1/knowledge-base/retention-policy"
+
+
+def ids_of(api: Api, key: dict[str, str]) -> set[str]:
+    rows = api.client.get(RECORDS, params={**WINDOW, "limit": 200}, headers=key).json()["items"]
+    return {row["id"] for row in rows}
+
+
+def seed_ages(api: Api, key: dict[str, str], clock: ManualClock, days: list[int]) -> list[str]:
+    """One record ``d`` days old per entry; returns their ids in the same order."""
+    items = [
+        record(created_at=(clock.now - timedelta(days=d)).isoformat().replace("+00:00", "Z"))
+        for d in days
+    ]
+    assert api.client.post(RECORDS, json={"items": items}, headers=key).status_code == 200
+    return [item["id"] for item in items]
+
+
+def test_get_creates_the_defaults(api: Api) -> None:
+    policy = api.client.get(POLICY, headers=api.key()).json()
+    assert policy["retention_days"] == 365
+    assert policy["legal_hold_enabled"] is False
+    assert policy["archive_before_delete"] is False
+    assert policy["policy_version"] == "1"
+    assert api.client.get(POLICY, headers=api.key()).json()["id"] == policy["id"]
+
+
+def test_policy_needs_the_admin_scope(api: Api) -> None:
+    reader = api.key(scopes=("kb_audit:read", "kb_audit:export"))
+    assert api.client.get(POLICY, headers=reader).status_code == 403
+    assert api.client.put(POLICY, json={"retention_days": 100}, headers=reader).status_code == 403
+
+
+def test_put_changes_only_the_given_fields_and_records_who_set_a_hold(api: Api) -> None:
+    key = api.key()
+    api.client.put(POLICY, json={"retention_days": 120}, headers=key)
+    held = api.client.put(
+        POLICY, json={"legal_hold_enabled": True, "legal_hold_reason": "case 42"}, headers=key
+    ).json()
+    assert held["retention_days"] == 120
+    assert held["legal_hold_reason"] == "case 42"
+    assert held["legal_hold_set_by"] == principal_uuid(key["x-api-key"].split("_")[1])
+    assert held["legal_hold_set_at"] == "2026-06-01T12:00:00Z"
+    assert held["policy_version"] == "3"
+    same = api.client.put(POLICY, json={"retention_days": 120}, headers=key).json()
+    assert same["policy_version"] == "3"  # nothing changed, no new version
+    released = api.client.put(POLICY, json={"legal_hold_enabled": False}, headers=key).json()
+    assert (released["legal_hold_set_by"], released["legal_hold_set_at"]) == (None, None)
+
+
+def test_every_change_is_in_the_access_log_with_old_and_new(api: Api) -> None:
+    key = api.key("acme")
+    api.client.put(POLICY, json={"retention_days": 200, "archive_before_delete": True}, headers=key)
+    with api.container.store.reading() as uow:
+        [entry] = [e for e in uow.access_log.entries(OrgId(1)) if e.action.startswith("retention")]
+    assert entry.details["old"] == {"archive_before_delete": False, "retention_days": 365}
+    assert entry.details["new"] == {"archive_before_delete": True, "retention_days": 200}
+
+
+BAD: dict[str, Any] = {
+    "below 90 days": {"retention_days": 89},
+    "over 100 years": {"retention_days": 36_501},
+    "unknown field": {"retention_days": 100, "delete_everything": True},
+    "wrong type": {"legal_hold_enabled": "yes"},
+    "days as text": {"retention_days": "ninety"},
+    "long reason": {"legal_hold_reason": "x" * 501},
+    "long destination": {"archive_destination": "a" * 256},
+    "destination with tricks": {"archive_destination": "../../etc"},
+    "not an object": [1, 2],
+}
+
+
+@pytest.mark.parametrize("body", BAD.values(), ids=BAD.keys())
+def test_bad_updates_are_a_422_and_change_nothing(api: Api, body: Any) -> None:
+    key = api.key()
+    before = api.client.get(POLICY, headers=key).json()
+    response = api.client.put(POLICY, json=body, headers=key)
+    assert response.status_code == 422, response.text
+    assert api.client.get(POLICY, headers=key).json() == before
+
+
+def test_purge_deletes_what_aged_past_retention_with_its_children(
+    api: Api, clock: ManualClock
+) -> None:
+    key = api.key("acme")
+    api.client.put(POLICY, json={"retention_days": 90}, headers=key)
+    old, young = seed_ages(api, key, clock, [120, 10])
+    assert purge(api.container.store, clock) == 1
+    assert ids_of(api, key) == {young}
+    with api.container.store.reading() as uow:
+        connection = uow.records._connection
+        for child in (retrieval_scopes, retrieval_refs):
+            count = select(func.count()).where(child.c.record_id == old)
+            assert connection.execute(count).scalar_one() == 0
+    clock.now += timedelta(days=81)
+    assert purge(api.container.store, clock) == 1
+    assert ids_of(api, key) == set()
+
+
+def test_a_legal_hold_keeps_everything(api: Api, clock: ManualClock) -> None:
+    key = api.key()
+    api.client.put(POLICY, json={"retention_days": 90, "legal_hold_enabled": True}, headers=key)
+    seeded = seed_ages(api, key, clock, [400, 200])
+    assert purge(api.container.store, clock) == 0
+    assert ids_of(api, key) == set(seeded)
+
+
+def test_archive_before_delete_keeps_records_until_archiving_exists(
+    api: Api, clock: ManualClock
+) -> None:
+    key = api.key()
+    api.client.put(POLICY, json={"retention_days": 90, "archive_before_delete": True}, headers=key)
+    seeded = seed_ages(api, key, clock, [400])
+    assert purge(api.container.store, clock) == 0
+    assert ids_of(api, key) == set(seeded)
+
+
+def test_one_orgs_policy_never_purges_another(api: Api, clock: ManualClock) -> None:
+    short, long = api.key("short"), api.key("long")
+    api.client.put(POLICY, json={"retention_days": 90}, headers=short)
+    api.client.put(POLICY, json={"retention_days": 3650}, headers=long)
+    seed_ages(api, short, clock, [100])
+    kept = seed_ages(api, long, clock, [100, 1000])
+    assert purge(api.container.store, clock) == 1
+    assert ids_of(api, long) == set(kept)
+
+
+def test_a_hold_set_during_a_purge_stops_it_before_the_next_batch(
+    api: Api, clock: ManualClock
+) -> None:
+    key = api.key()
+    api.client.put(POLICY, json={"retention_days": 90}, headers=key)
+    seed_ages(api, key, clock, [100 + day for day in range(10)])
+
+    def hold_after_first(org_id: OrgId, deleted: int) -> None:
+        api.client.put(POLICY, json={"legal_hold_enabled": True}, headers=key)
+
+    assert purge(api.container.store, clock, batch_size=3, on_batch=hold_after_first) == 3
+    assert len(ids_of(api, key)) == 7
+
+
+def test_purge_waits_while_an_export_is_active(api: Api, clock: ManualClock) -> None:
+    key = api.key()
+    api.client.put(POLICY, json={"retention_days": 90}, headers=key)
+    seeded = seed_ages(api, key, clock, [100])
+
+    class Holding:
+        def plan_export(self, job_id: str) -> None: ...
+        def run_part(self, job_id: str, part_no: int) -> None: ...
+
+    api.container.exports.dispatcher = Holding()
+    api.client.post(
+        "/v1/knowledge-base/audit/exports",
+        json={"start": "2026-01-01T00:00:00Z", "end": "2026-06-02T00:00:00Z"},
+        headers=key,
+    )
+    assert purge(api.container.store, clock) == 0
+    assert ids_of(api, key) == set(seeded)
