@@ -11,6 +11,7 @@ from kbaudit.config import Settings
 from kbaudit.crypto.envelope import LocalKeyManager
 from kbaudit.crypto.keyring import Keyring, load_keyring
 from kbaudit.metrics import Metrics
+from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock, system_clock
 from kbaudit.services.exports.deps import ExportConfig, ExportDeps
 from kbaudit.services.exports.tokens import DownloadTokens
@@ -30,6 +31,7 @@ class Container:
     clock: Clock
     huey: Huey
     exports: ExportDeps
+    archiver: Archiver
     metrics: Metrics = field(default_factory=Metrics)
 
     def close(self) -> None:
@@ -75,4 +77,5 @@ def build_container(
         clock=clock,
         huey=huey,
         exports=tasks.deps,
+        archiver=Archiver(tasks.deps.blobs, tasks.deps.keys, clock),
     )

@@ -22,6 +22,13 @@ def ids_of(api: Api, key: dict[str, str]) -> set[str]:
     return {row["id"] for row in rows}
 
 
+def detail(api: Api, key: dict[str, str], ref: str) -> dict[str, Any]:
+    response = api.client.get(f"{RECORDS}/{ref}", headers=key)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def seed_ages(api: Api, key: dict[str, str], clock: ManualClock, days: list[int]) -> list[str]:
     """One record ``d`` days old per entry; returns their ids in the same order."""
     items = [
@@ -101,7 +108,7 @@ def test_purge_deletes_what_aged_past_retention_with_its_children(
     key = api.key("acme")
     api.client.put(POLICY, json={"retention_days": 90}, headers=key)
     old, young = seed_ages(api, key, clock, [120, 10])
-    assert purge(api.container.store, clock) == 1
+    assert purge(api.container.store, clock, api.container.archiver) == 1
     assert ids_of(api, key) == {young}
     with api.container.store.reading() as uow:
         connection = uow.records._connection
@@ -109,7 +116,7 @@ def test_purge_deletes_what_aged_past_retention_with_its_children(
             count = select(func.count()).where(child.c.record_id == old)
             assert connection.execute(count).scalar_one() == 0
     clock.now += timedelta(days=81)
-    assert purge(api.container.store, clock) == 1
+    assert purge(api.container.store, clock, api.container.archiver) == 1
     assert ids_of(api, key) == set()
 
 
@@ -117,17 +124,44 @@ def test_a_legal_hold_keeps_everything(api: Api, clock: ManualClock) -> None:
     key = api.key()
     api.client.put(POLICY, json={"retention_days": 90, "legal_hold_enabled": True}, headers=key)
     seeded = seed_ages(api, key, clock, [400, 200])
-    assert purge(api.container.store, clock) == 0
+    assert purge(api.container.store, clock, api.container.archiver) == 0
     assert ids_of(api, key) == set(seeded)
 
 
-def test_archive_before_delete_keeps_records_until_archiving_exists(
+def test_archived_records_come_back_identical_through_restore(api: Api, clock: ManualClock) -> None:
+    key = api.key("acme")
+    api.client.put(POLICY, json={"retention_days": 90, "archive_before_delete": True}, headers=key)
+    old = seed_ages(api, key, clock, [400, 300, 200])
+    before = {ref: detail(api, key, ref) for ref in old}
+    seed_ages(api, key, clock, [5])
+    assert purge(api.container.store, clock, api.container.archiver, batch_size=2) == 3
+    assert not set(old) & ids_of(api, key)
+    with api.container.store.reading() as uow:
+        archives = uow.retention.archives(OrgId(1))
+    assert [a.record_count for a in archives] == [2, 1]
+    blob_root = api.container.settings.blob_root
+    for archive in archives:
+        folder = blob_root / "archives"
+        assert list(folder.rglob(f"{archive.id}/manifest.json"))
+        stored = next(folder.rglob(f"{archive.id}/records.ndjson.zst.tink")).read_bytes()
+        assert b"retrieval_status" not in stored
+    restored = api.key("restored")
+    into = OrgId(2)
+    for archive in archives:
+        api.container.archiver.restore(api.container.store, archive.id, into)
+        again = api.container.archiver.restore(api.container.store, archive.id, into)
+        assert {o.outcome.value for o in again.outcomes} == {"unchanged"}
+    for ref, original in before.items():
+        assert detail(api, restored, ref) == original
+
+
+def test_purge_without_an_archiver_keeps_records_that_need_archiving(
     api: Api, clock: ManualClock
 ) -> None:
     key = api.key()
     api.client.put(POLICY, json={"retention_days": 90, "archive_before_delete": True}, headers=key)
     seeded = seed_ages(api, key, clock, [400])
-    assert purge(api.container.store, clock) == 0
+    assert purge(api.container.store, clock, None) == 0
     assert ids_of(api, key) == set(seeded)
 
 
@@ -137,7 +171,7 @@ def test_one_orgs_policy_never_purges_another(api: Api, clock: ManualClock) -> N
     api.client.put(POLICY, json={"retention_days": 3650}, headers=long)
     seed_ages(api, short, clock, [100])
     kept = seed_ages(api, long, clock, [100, 1000])
-    assert purge(api.container.store, clock) == 1
+    assert purge(api.container.store, clock, api.container.archiver) == 1
     assert ids_of(api, long) == set(kept)
 
 
@@ -151,7 +185,16 @@ def test_a_hold_set_during_a_purge_stops_it_before_the_next_batch(
     def hold_after_first(org_id: OrgId, deleted: int) -> None:
         api.client.put(POLICY, json={"legal_hold_enabled": True}, headers=key)
 
-    assert purge(api.container.store, clock, batch_size=3, on_batch=hold_after_first) == 3
+    assert (
+        purge(
+            api.container.store,
+            clock,
+            api.container.archiver,
+            batch_size=3,
+            on_batch=hold_after_first,
+        )
+        == 3
+    )
     assert len(ids_of(api, key)) == 7
 
 
@@ -170,5 +213,5 @@ def test_purge_waits_while_an_export_is_active(api: Api, clock: ManualClock) -> 
         json={"start": "2026-01-01T00:00:00Z", "end": "2026-06-02T00:00:00Z"},
         headers=key,
     )
-    assert purge(api.container.store, clock) == 0
+    assert purge(api.container.store, clock, api.container.archiver) == 0
     assert ids_of(api, key) == set(seeded)

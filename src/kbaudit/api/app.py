@@ -52,7 +52,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     def maintain() -> None:
         sweep(container.exports)
-        purge(container.store, container.clock)
+        purge(container.store, container.clock, container.archiver)
 
     workers = EmbeddedWorkers(
         container.huey,

@@ -18,13 +18,19 @@ from kbaudit.container import Container, build_container
 from kbaudit.domain import SCOPES, OrgId
 from kbaudit.errors import KbAuditError
 from kbaudit.services.importer import ImportReport, import_lines
-from kbaudit.services.ingest import ingest_records
+from kbaudit.services.ingest import Outcome, ingest_records
 from kbaudit.services.keys import create_key
+from kbaudit.services.retention import purge
+from kbaudit.store.unit_of_work import UnitOfWork
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
+archive_app = typer.Typer(no_args_is_help=True, help="Archives written before purges.")
+app.add_typer(archive_app, name="archive")
+retention_app = typer.Typer(no_args_is_help=True, help="Retention.")
+app.add_typer(retention_app, name="retention")
 err = Console(stderr=True)
 DEMO_ORG = "demo"
 
@@ -168,6 +174,60 @@ def _load_demo(container: Container, org_id: OrgId, records: int, end: datetime)
         if batch:
             ingest_records(container.store, org_id, batch)
             progress.advance(task, len(batch))
+
+
+@retention_app.command("purge")
+def retention_purge(
+    batch_size: Annotated[int, typer.Option(help="Records per transaction.")] = 5000,
+) -> None:
+    """Apply every organization's retention policy now (kbaudit serve also does it
+    periodically)."""
+    container = _container()
+    deleted = purge(container.store, container.clock, container.archiver, batch_size)
+    err.print(f"purged {deleted} records")
+
+
+@archive_app.command("list")
+def archive_list(
+    org: Annotated[str | None, typer.Option(help="Only this organization's.")] = None,
+) -> None:
+    """Archives, oldest first: id, organization, records, when, where."""
+    container = _container()
+    with container.store.reading() as uow:
+        org_id = _org_id(uow, org) if org else None
+        archives = uow.retention.archives(org_id)
+        names = {o: uow.keys.organization(o).name for o in {a.org_id for a in archives}}
+    for archive in archives:
+        print(
+            f"{archive.id}  {names[archive.org_id]}  {archive.record_count} records  "
+            f"{archive.created_at:%Y-%m-%d %H:%M:%S}  {archive.destination}"
+        )
+
+
+@archive_app.command("restore")
+def archive_restore(
+    archive_id: str,
+    into: Annotated[str | None, typer.Option(help="Organization to restore into.")] = None,
+) -> None:
+    """Write an archive's records back, into its own organization or another; idempotent."""
+    container = _container()
+    with container.store.reading() as uow:
+        archive = uow.retention.archive(archive_id)
+        if archive is None:
+            err.print(f"[red]error:[/] no archive {archive_id!r}")
+            raise typer.Exit(2)
+        target = _org_id(uow, into) if into else OrgId(archive.org_id)
+    result = container.archiver.restore(container.store, archive_id, target)
+    counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome)
+    err.print(f"restored: {counts}")
+
+
+def _org_id(uow: UnitOfWork, name: str) -> OrgId:
+    org = uow.keys.organization_by_name(name)
+    if org is None:
+        err.print(f"[red]error:[/] no organization named {name!r}")
+        raise typer.Exit(2)
+    return org.id
 
 
 def _progress() -> Progress:

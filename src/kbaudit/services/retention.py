@@ -1,11 +1,12 @@
 """Retention: each organization's policy, and the purge that applies it.
 
 The purge deletes records older than ``retention_days`` in bounded batches, one short write
-transaction each, so that ingest and queries keep flowing. It re-reads the policy before
-every batch: a legal hold set mid-purge stops it before its next batch. It leaves an
-organization alone while a legal hold is on, while an export of it is pending or running
-(no rows vanish from under a part), and while ``archive_before_delete`` is on: archiving is
-not built yet, and records are never deleted without their archive.
+transaction each, so that ingest and queries keep flowing. Before each batch, and again just
+before deleting it, it reads the policy: a legal hold set mid-purge stops it. It leaves an
+organization alone while a legal hold is on and while an export of it is pending or running
+(no rows vanish from under a part). With ``archive_before_delete``, each batch is first
+written as an archive, read back and verified; only then, in one transaction, is the archive
+recorded and the batch deleted: a crash in between leaves the records in place.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import Row
 from kbaudit.domain import Caller, OrgId
 from kbaudit.errors import InvalidRequest
 from kbaudit.services.access import record_access
+from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock
 from kbaudit.store.unit_of_work import Store, UnitOfWork
 
@@ -88,6 +90,7 @@ def update_policy(
 def purge(
     store: Store,
     clock: Clock,
+    archiver: Archiver | None = None,
     batch_size: int = 5000,
     on_batch: Callable[[OrgId, int], None] | None = None,
 ) -> int:
@@ -97,18 +100,9 @@ def purge(
     with store.reading() as uow:
         org_ids = uow.retention.organization_ids()
     for org_id in org_ids:
-        while True:
-            with store.writing() as uow:
-                policy = uow.retention.policy(org_id)
-                if _reason_to_wait(uow, org_id, policy):
-                    break
-                days = policy.retention_days if policy else DEFAULT_RETENTION_DAYS
-                gone = uow.retention.delete_older_than(
-                    org_id, clock() - timedelta(days=days), batch_size
-                )
-                uow.commit()
+        while (gone := _purge_batch(store, clock, archiver, org_id, batch_size)) is not None:
             deleted += gone
-            if gone and on_batch:
+            if on_batch:
                 on_batch(org_id, gone)
             if gone < batch_size:
                 break
@@ -117,11 +111,46 @@ def purge(
     return deleted
 
 
-def _reason_to_wait(uow: UnitOfWork, org_id: OrgId, policy: Row[Any] | None) -> str | None:
+def _purge_batch(
+    store: Store, clock: Clock, archiver: Archiver | None, org_id: OrgId, batch_size: int
+) -> int | None:
+    """One batch: None when the organization must wait or has nothing left to purge."""
+    with store.reading() as uow:
+        policy = uow.retention.policy(org_id)
+        if _reason_to_wait(uow, org_id, policy, archiver):
+            return None
+        days = policy.retention_days if policy else DEFAULT_RETENTION_DAYS
+        archiving = bool(policy and policy.archive_before_delete)
+        victims = uow.retention.oldest_before(
+            org_id, clock() - timedelta(days=days), batch_size, json_lines=archiving
+        )
+        org_uuid = uow.keys.organization(org_id).uuid
+    if not victims:
+        return None
+    written = None
+    if archiving:
+        assert archiver is not None
+        assert policy is not None
+        lines = [row._mapping["record"] for row in victims]
+        written = archiver.write(org_id, org_uuid, policy.archive_destination, lines)
+    with store.writing() as uow:
+        # Read the policy again: a hold set since the batch was chosen wins.
+        if _reason_to_wait(uow, org_id, uow.retention.policy(org_id), archiver):
+            return None
+        if written is not None:
+            uow.retention.add_archive(written.values)
+        gone = uow.retention.delete_records(org_id, victims)
+        uow.commit()
+    return gone
+
+
+def _reason_to_wait(
+    uow: UnitOfWork, org_id: OrgId, policy: Row[Any] | None, archiver: Archiver | None
+) -> str | None:
     if policy is not None and policy.legal_hold_enabled:
         return "legal_hold"
-    if policy is not None and policy.archive_before_delete:
-        return "archive_not_available"
+    if policy is not None and policy.archive_before_delete and archiver is None:
+        return "no_archiver"
     if uow.exports.active_count(org_id):
         return "export_running"
     return None

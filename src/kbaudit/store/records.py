@@ -336,7 +336,7 @@ class RecordRepository:
         of the export together.
         """
         r = retrieval_records.c
-        columns = [_json_line()] if json_lines else [_raw(r[name]) for name in RECORD_FIELDS]
+        columns = [json_line()] if json_lines else [_raw(r[name]) for name in RECORD_FIELDS]
         query = (
             select(*columns, r.audit_write_status)
             .where(*self._conditions(org_id, filters), r.seq <= snapshot_seq)
@@ -414,7 +414,7 @@ def _json_object(table: Any, fields: Sequence[str]) -> Any:
     return func.json_object(*pairs)
 
 
-def _json_line() -> Any:
+def json_line() -> Any:
     """A record and its children as one JSON object, built inside SQLite. Children come out
     in position order: each list is read along its (org_id, record_id, position) key."""
     r = retrieval_records

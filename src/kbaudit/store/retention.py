@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from kbaudit.domain import OrgId
+from kbaudit.store.records import json_line
 from kbaudit.store.tables import (
+    archives,
     organizations,
     retention_policies,
     retrieval_records,
@@ -36,26 +38,45 @@ class RetentionRepository:
     def organization_ids(self) -> list[OrgId]:
         return [OrgId(row.id) for row in self._connection.execute(select(organizations.c.id))]
 
-    def delete_older_than(self, org_id: OrgId, cutoff: datetime, limit: int) -> int:
-        """Delete up to ``limit`` of the organization's oldest records created before
-        ``cutoff``, with their scopes and refs. Returns how many records went."""
+    def oldest_before(
+        self, org_id: OrgId, cutoff: datetime, limit: int, *, json_lines: bool = False
+    ) -> list[Row[Any]]:
+        """Up to ``limit`` of the organization's oldest records created before ``cutoff``:
+        (seq, id), and with ``json_lines`` each record as a JSON object with its children."""
         r = retrieval_records.c
-        victims = list(
-            self._connection.execute(
-                select(r.seq, r.id)
-                .where(r.org_id == org_id, r.created_at < cutoff)
-                .order_by(r.created_at, r.id)
-                .limit(limit)
-            )
+        columns = [r.seq, r.id, *([json_line().label("record")] if json_lines else [])]
+        query = (
+            select(*columns)
+            .where(r.org_id == org_id, r.created_at < cutoff)
+            .order_by(r.created_at, r.id)
+            .limit(limit)
         )
-        if not victims:
-            return 0
+        return list(self._connection.execute(query))
+
+    def delete_records(self, org_id: OrgId, victims: list[Row[Any]]) -> int:
+        """Delete these records (rows with seq and id) and their scopes and refs."""
         ids = [row.id for row in victims]
         for child in (retrieval_scopes, retrieval_refs):
             self._connection.execute(
                 delete(child).where(child.c.org_id == org_id, child.c.record_id.in_(ids))
             )
-        self._connection.execute(
-            delete(retrieval_records).where(r.seq.in_([row.seq for row in victims]))
+        seqs = [row.seq for row in victims]
+        result = self._connection.execute(
+            delete(retrieval_records).where(
+                retrieval_records.c.org_id == org_id, retrieval_records.c.seq.in_(seqs)
+            )
         )
-        return len(victims)
+        return result.rowcount
+
+    def add_archive(self, values: dict[str, Any]) -> None:
+        self._connection.execute(insert(archives).values(**values))
+
+    def archives(self, org_id: OrgId | None = None) -> list[Row[Any]]:
+        query = select(archives).order_by(archives.c.created_at)
+        if org_id is not None:
+            query = query.where(archives.c.org_id == org_id)
+        return list(self._connection.execute(query))
+
+    def archive(self, archive_id: str) -> Row[Any] | None:
+        query = select(archives).where(archives.c.id == archive_id)
+        return self._connection.execute(query).one_or_none()

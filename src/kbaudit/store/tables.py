@@ -261,3 +261,17 @@ retention_policies = Table(
     Column("created_at", Instant, nullable=False),
     Column("updated_at", Instant, nullable=False),
 )
+
+# Archives written before a purge: what they hold and how to open them.
+archives = Table(
+    "archives",
+    metadata,
+    Column("id", UuidText, primary_key=True),
+    Column("org_id", Integer, ForeignKey("organizations.id"), nullable=False, index=True),
+    Column("destination", String(255), nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("record_count", BigInteger, nullable=False),
+    Column("kek_version", Integer, nullable=False),
+    Column("wrapped_keyset", LargeBinary, nullable=False),
+    Column("files", JsonObject, nullable=False),
+)
