@@ -165,6 +165,13 @@ def download_rates(data_dir: Path, export_id: str) -> tuple[float, float, int]:
     return raw, http, size
 
 
+def newest_export(data_dir: Path) -> str:
+    container = build_container(Settings(data_dir=data_dir, queue_url="inline"))
+    with container.store.reading() as uow:
+        jobs = uow.exports.jobs_in(("succeeded",))
+    return str(max(jobs, key=lambda job: job.created_at).id)
+
+
 def service_in_child(data_dir: Path, export_format: str) -> tuple[float, int, str, float]:
     """The service's export in a fresh process, so that its peak RSS is its own."""
     result = subprocess.run(
@@ -194,6 +201,9 @@ def main() -> None:
         help="load this many demo records into bench/out/export-N first (once) and use that",
     )
     parser.add_argument("--no-download", action="store_true")
+    parser.add_argument(
+        "--download-only", action="store_true", help="measure downloads of the newest export"
+    )
     parser.add_argument("--formats", default="csv,ndjson")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -208,7 +218,9 @@ def main() -> None:
         args.data_dir = Path(env["KBAUDIT_DATA_DIR"])
     print(f"export benchmark on {args.data_dir}")
     last_id = ""
-    for export_format in args.formats.split(","):
+    if args.download_only:
+        args.formats, last_id = "", newest_export(args.data_dir)
+    for export_format in filter(None, args.formats.split(",")):
         base = baseline_rate(args.data_dir, export_format)
         rate, rows, last_id, rss = service_in_child(args.data_dir, export_format)
         print(
