@@ -178,7 +178,7 @@ def _load_demo(container: Container, org_id: OrgId, records: int, end: datetime)
 
 @retention_app.command("purge")
 def retention_purge(
-    batch_size: Annotated[int, typer.Option(help="Records per transaction.")] = 5000,
+    batch_size: Annotated[int, typer.Option(help="Records per transaction.")] = 500,
 ) -> None:
     """Apply every organization's retention policy now (kbaudit serve also does it
     periodically)."""

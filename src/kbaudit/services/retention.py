@@ -11,6 +11,7 @@ recorded and the batch deleted: a crash in between leaves the records in place.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -91,8 +92,9 @@ def purge(
     store: Store,
     clock: Clock,
     archiver: Archiver | None = None,
-    batch_size: int = 5000,
+    batch_size: int = 500,
     on_batch: Callable[[OrgId, int], None] | None = None,
+    pause_seconds: float = 0.02,
 ) -> int:
     """Apply every organization's policy; returns how many records were deleted.
     ``on_batch`` hears of each batch written (organization, records deleted)."""
@@ -106,6 +108,8 @@ def purge(
                 on_batch(org_id, gone)
             if gone < batch_size:
                 break
+            # SQLite has one writer: step aside so that ingest and the access log get in.
+            time.sleep(pause_seconds)
     if deleted:
         log.info("purged", records=deleted)
     return deleted
