@@ -93,3 +93,7 @@ class ExportInProgress(KbAuditError):
 
 class IdempotencyKeyReused(KbAuditError):
     code = "idempotency_key_reused"
+
+
+class ConfigurationError(Exception):
+    """Settings that cannot work together; raised at start-up, before anything is served."""

@@ -61,11 +61,11 @@ def write_forms(
     """``ingest_records`` for records already in storage form. The shaping is pure CPU work
     and the write mostly SQLite's, so callers can shape the next batch while this one writes."""
     _refuse_duplicate_ids(forms)
+    refs = [form.ref or default_ref(form.id) for form in forms]
     with store.writing() as uow:
+        uow.records.lock_for_write(org_id, [form.id for form in forms] + refs)
         existing = uow.records.stored_forms(org_id, [form.id for form in forms])
-        ref_owners = uow.records.owners_of_refs(
-            org_id, [form.ref or default_ref(form.id) for form in forms]
-        )
+        ref_owners = uow.records.owners_of_refs(org_id, refs)
         outcomes, new, changed = _plan(forms, existing, ref_owners)
         conflicts = [item for item in outcomes if item.outcome is Outcome.CONFLICT]
         if conflicts and reject_conflicts:

@@ -7,13 +7,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 
 def create_store_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
+    if parsed.get_backend_name() == "postgresql":
+        return _postgres_engine(parsed.set(drivername="postgresql+psycopg"))
     raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
 
 
@@ -52,3 +54,15 @@ def _sqlite_engine(url: str) -> Engine:
         connection.exec_driver_sql(mode)
 
     return engine
+
+
+def _postgres_engine(url: URL) -> Engine:
+    return create_engine(
+        url,
+        pool_size=16,
+        max_overflow=32,
+        # A restarted server leaves dead connections in the pool: test each before use.
+        pool_pre_ping=True,
+        json_serializer=lambda value: orjson.dumps(value).decode(),
+        connect_args={"connect_timeout": 10, "application_name": "kbaudit"},
+    )

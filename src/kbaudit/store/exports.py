@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, insert, literal, select, tuple_, update
 
 from kbaudit.domain import OrgId
+from kbaudit.store import postgres
 from kbaudit.store.tables import export_jobs, export_parts, retrieval_records
 
 ACTIVE = ("pending", "running")
@@ -84,6 +85,8 @@ class ExportRepository:
         return list(self._connection.execute(query))
 
     def newest_record_seq(self) -> int:
+        if self._connection.dialect.name == "postgresql":
+            return postgres.newest_seq(self._connection)
         seq = self._connection.execute(select(func.max(retrieval_records.c.seq))).scalar_one()
         return int(seq or 0)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import orjson
+import psycopg.errors
 from sqlalchemy import (
     Boolean,
     Connection,
@@ -47,6 +48,8 @@ from kbaudit.domain import (
     RecordIn,
 )
 from kbaudit.errors import RecordConflict
+from kbaudit.store import postgres
+from kbaudit.store.partitions import ensure_partitions
 from kbaudit.store.tables import retrieval_records, retrieval_refs, retrieval_scopes
 from kbaudit.store.types import Instant, JsonObject, UuidText, instant_text
 
@@ -129,11 +132,12 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
 
 
-_INSERT_RECORD = _insert_sql("retrieval_records", ("org_id", "ref", *VALUE_FIELDS))
-_INSERT_SCOPE = _insert_sql(
-    "retrieval_scopes", ("org_id", "record_id", "created_at", "position", *SCOPE_FIELDS)
-)
-_INSERT_REF = _insert_sql("retrieval_refs", ("org_id", "record_id", "position", *REF_FIELDS))
+_RECORD_COLUMNS = ("org_id", "ref", *VALUE_FIELDS)
+_SCOPE_COLUMNS = ("org_id", "record_id", "created_at", "position", *SCOPE_FIELDS)
+_REF_COLUMNS = ("org_id", "record_id", "created_at", "position", *REF_FIELDS)
+_INSERT_RECORD = _insert_sql("retrieval_records", _RECORD_COLUMNS)
+_INSERT_SCOPE = _insert_sql("retrieval_scopes", _SCOPE_COLUMNS)
+_INSERT_REF = _insert_sql("retrieval_refs", _REF_COLUMNS)
 _UPDATE_RECORD = (
     "UPDATE retrieval_records SET "  # noqa: S608
     + ", ".join(f"{name} = ?" for name in ("ref", *VALUE_FIELDS))
@@ -145,9 +149,26 @@ _SELECT_FORMS = (
 )
 
 
+def _scope_rows(org_id: OrgId, forms: Sequence[StoredForm]) -> list[tuple[Any, ...]]:
+    return [
+        (org_id, form.id, form.created_at, position, *scope)
+        for form in forms
+        for position, scope in enumerate(form.scopes)
+    ]
+
+
+def _ref_rows(org_id: OrgId, forms: Sequence[StoredForm]) -> list[tuple[Any, ...]]:
+    return [
+        (org_id, form.id, form.created_at, position, *ref)
+        for form in forms
+        for position, ref in enumerate(form.refs)
+    ]
+
+
 class RecordRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._postgres = connection.dialect.name == "postgresql"
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -157,7 +178,9 @@ class RecordRepository:
             return {}
         cursor = self._driver()
         sql = _SELECT_FORMS.format(marks=", ".join("?" for _ in ids))
-        rows = cursor.execute(sql, (org_id, *ids)).fetchall()
+        rows = self._execute(cursor, sql, (org_id, *ids)).fetchall()
+        if self._postgres:
+            rows = [tuple(map(postgres.as_stored, row)) for row in rows]
         if not rows:
             return {}
         found = [row[1 + VALUE_FIELDS.index("id")] for row in rows]
@@ -183,44 +206,51 @@ class RecordRepository:
         query = select(r.ref, r.id).where(r.org_id == org_id, r.ref.in_(refs))
         return {row.ref: row.id for row in self._connection.execute(query)}
 
+    def lock_for_write(self, org_id: OrgId, keys: Sequence[str]) -> None:
+        """Hold off other writers of these ids and refs until this transaction ends. SQLite
+        has one writer at a time already."""
+        if self._postgres:
+            postgres.lock_for_write(self._connection, org_id, keys)
+
     def insert(self, org_id: OrgId, forms: Sequence[StoredForm]) -> None:
-        cursor = self._driver()
+        if not forms:
+            return
+        rows = [(org_id, form.ref, *form.values) for form in forms]
         try:
-            cursor.executemany(_INSERT_RECORD, [(org_id, form.ref, *form.values) for form in forms])
-        except sqlite3.IntegrityError as exc:
+            if self._postgres:
+                ensure_partitions(self._connection, {form.created_at for form in forms})
+                postgres.copy_in(self._connection, "retrieval_records", _RECORD_COLUMNS, rows)
+            else:
+                self._driver().executemany(_INSERT_RECORD, rows)
+        except (sqlite3.IntegrityError, psycopg.errors.UniqueViolation) as exc:
             raise RecordConflict("a record id or ref in the batch is already taken") from exc
-        self._insert_children(cursor, org_id, forms)
+        self._insert_children(org_id, forms)
 
     def replace(self, org_id: OrgId, forms: Sequence[StoredForm]) -> None:
         """Overwrite existing records and their children with these forms."""
+        if not forms:
+            return
         cursor = self._driver()
-        cursor.executemany(
-            _UPDATE_RECORD, [(form.ref, *form.values, org_id, form.id) for form in forms]
+        self._execute_many(
+            cursor, _UPDATE_RECORD, [(form.ref, *form.values, org_id, form.id) for form in forms]
         )
         for table in ("retrieval_scopes", "retrieval_refs"):
-            cursor.executemany(
+            self._execute_many(
+                cursor,
                 f"DELETE FROM {table} WHERE org_id = ? AND record_id = ?",  # noqa: S608
                 [(org_id, form.id) for form in forms],
             )
-        self._insert_children(cursor, org_id, forms)
+        self._insert_children(org_id, forms)
 
-    def _insert_children(self, cursor: Any, org_id: OrgId, forms: Sequence[StoredForm]) -> None:
-        cursor.executemany(
-            _INSERT_SCOPE,
-            [
-                (org_id, form.id, form.created_at, position, *scope)
-                for form in forms
-                for position, scope in enumerate(form.scopes)
-            ],
-        )
-        cursor.executemany(
-            _INSERT_REF,
-            [
-                (org_id, form.id, position, *ref)
-                for form in forms
-                for position, ref in enumerate(form.refs)
-            ],
-        )
+    def _insert_children(self, org_id: OrgId, forms: Sequence[StoredForm]) -> None:
+        for table, columns, insert, rows in (
+            ("retrieval_scopes", _SCOPE_COLUMNS, _INSERT_SCOPE, _scope_rows(org_id, forms)),
+            ("retrieval_refs", _REF_COLUMNS, _INSERT_REF, _ref_rows(org_id, forms)),
+        ):
+            if self._postgres:
+                postgres.copy_in(self._connection, table, columns, rows)
+            elif rows:
+                self._driver().executemany(insert, rows)
 
     def _children(
         self, cursor: Any, table: str, fields: Sequence[str], org_id: OrgId, ids: Sequence[str]
@@ -231,12 +261,21 @@ class RecordRepository:
             f"WHERE org_id = ? AND record_id IN ({marks}) ORDER BY record_id, position"
         )
         children: dict[str, list[tuple[Any, ...]]] = {}
-        for row in cursor.execute(sql, (org_id, *ids)):
+        for row in self._execute(cursor, sql, (org_id, *ids)).fetchall():
+            if self._postgres:
+                row = tuple(map(postgres.as_stored, row))
             children.setdefault(row[0], []).append(tuple(row[1:]))
         return children
 
     def _driver(self) -> Any:
         return self._connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    def _execute(self, cursor: Any, sql: str, params: Sequence[Any]) -> Any:
+        # The statements here are written with sqlite3's marks; psycopg's are %s.
+        return cursor.execute(sql.replace("?", "%s") if self._postgres else sql, params)
+
+    def _execute_many(self, cursor: Any, sql: str, params: list[tuple[Any, ...]]) -> None:
+        cursor.executemany(sql.replace("?", "%s") if self._postgres else sql, params)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -336,7 +375,11 @@ class RecordRepository:
         of the export together.
         """
         r = retrieval_records.c
-        columns = [json_line()] if json_lines else [_raw(r[name]) for name in RECORD_FIELDS]
+        cell = postgres.text_cell if self._postgres else _raw
+        if json_lines:
+            columns = [json_line(self._connection.dialect.name)]
+        else:
+            columns = [cell(r[name]) for name in RECORD_FIELDS]
         query = (
             select(*columns, r.audit_write_status)
             .where(*self._conditions(org_id, filters), r.seq <= snapshot_seq)
@@ -347,6 +390,14 @@ class RecordRepository:
             query = query.where(key >= tuple_(*_typed_key(lower)))
         if upper is not None:
             query = query.where(key < tuple_(*_typed_key(upper)))
+        if self._postgres:
+            # Row-at-a-time fetching from a server-side cursor is several times slower.
+            for rows in postgres.copy_out(self._connection, query, batch_size):
+                yield ExportBatch(
+                    rows=[row[:-1] for row in rows],
+                    unfinalized=sum(1 for row in rows if row[-1] != "finalized"),
+                )
+            return
         result = self._connection.execution_options(yield_per=batch_size).execute(query)
         for partition in result.partitions():
             yield ExportBatch(
@@ -414,15 +465,17 @@ def _json_object(table: Any, fields: Sequence[str]) -> Any:
     return func.json_object(*pairs)
 
 
-def json_line() -> Any:
-    """A record and its children as one JSON object, built inside SQLite. Children come out
-    in position order: each list is read along its (org_id, record_id, position) key."""
+_CHILDREN = (("scopes", retrieval_scopes, SCOPE_FIELDS), ("refs", retrieval_refs, REF_FIELDS))
+
+
+def json_line(dialect: str = "sqlite") -> Any:
+    """A record and its children as one JSON object, built inside the database. Children come
+    out in position order: each list is read along its (org_id, record_id, position) key."""
     r = retrieval_records
+    if dialect == "postgresql":
+        return postgres.json_line(r, _CHILDREN, RECORD_FIELDS)
     children = []
-    for name, table, fields in (
-        ("scopes", retrieval_scopes, SCOPE_FIELDS),
-        ("refs", retrieval_refs, REF_FIELDS),
-    ):
+    for name, table, fields in _CHILDREN:
         items = (
             select(func.json_group_array(func.json(_json_object(table, fields))))
             .where(table.c.org_id == r.c.org_id, table.c.record_id == r.c.id)

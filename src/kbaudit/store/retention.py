@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from kbaudit.domain import OrgId
+from kbaudit.store import partitions
+from kbaudit.store.partitions import Month
 from kbaudit.store.records import json_line
 from kbaudit.store.tables import (
     archives,
@@ -44,7 +46,8 @@ class RetentionRepository:
         """Up to ``limit`` of the organization's oldest records created before ``cutoff``:
         (seq, id), and with ``json_lines`` each record as a JSON object with its children."""
         r = retrieval_records.c
-        columns = [r.seq, r.id, *([json_line().label("record")] if json_lines else [])]
+        line = json_line(self._connection.dialect.name).label("record")
+        columns = [r.seq, r.id, *([line] if json_lines else [])]
         query = (
             select(*columns)
             .where(r.org_id == org_id, r.created_at < cutoff)
@@ -60,13 +63,25 @@ class RetentionRepository:
             self._connection.execute(
                 delete(child).where(child.c.org_id == org_id, child.c.record_id.in_(ids))
             )
-        seqs = [row.seq for row in victims]
         result = self._connection.execute(
             delete(retrieval_records).where(
-                retrieval_records.c.org_id == org_id, retrieval_records.c.seq.in_(seqs)
+                retrieval_records.c.org_id == org_id, retrieval_records.c.id.in_(ids)
             )
         )
         return result.rowcount
+
+    # -- whole months (PostgreSQL) --------------------------------------------------------
+
+    def record_months(self) -> list[Month]:
+        if self._connection.dialect.name != "postgresql":
+            return []
+        return partitions.months_present(self._connection)
+
+    def organizations_in(self, month: Month) -> list[OrgId]:
+        return [OrgId(org) for org in partitions.organizations_in(self._connection, month)]
+
+    def drop_month(self, month: Month) -> int:
+        return partitions.drop_month(self._connection, month)
 
     def add_archive(self, values: dict[str, Any]) -> None:
         self._connection.execute(insert(archives).values(**values))

@@ -151,6 +151,8 @@ retrieval_refs = Table(
     metadata,
     Column("org_id", Integer, nullable=False),
     Column("record_id", UuidText, nullable=False),
+    # Filled on every write; nullable only for rows SQLite held before it was added.
+    Column("created_at", Instant),
     Column("position", Integer, nullable=False),
     Column("knowledge_base_id", UuidText),
     Column("document_id", UuidText),

@@ -4,6 +4,8 @@ without ``commit()`` rolls everything back."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from threading import Lock, Semaphore
 from types import TracebackType
 
@@ -18,6 +20,8 @@ from kbaudit.store.records import RecordRepository
 from kbaudit.store.retention import RetentionRepository
 
 GATE_WAIT = 60.0
+# Any fixed number: it only has to differ from kbaudit's other advisory locks.
+UPKEEP_LOCK = 7_241_003
 
 
 class UnitOfWork:
@@ -104,6 +108,25 @@ class Store:
 
     def writing(self) -> UnitOfWork:
         return UnitOfWork(self.engine, write=True, gate=self._writers)
+
+    @contextmanager
+    def upkeep_turn(self) -> Iterator[bool]:
+        """Whether this process may run the periodic upkeep now: on PostgreSQL, one process
+        of the whole cluster at a time; SQLite lives on one host, whose processes share it."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        with self.engine.connect() as connection:
+            mine = connection.exec_driver_sql(
+                "SELECT pg_try_advisory_lock(%s)", (UPKEEP_LOCK,)
+            ).scalar_one()
+            connection.commit()
+            try:
+                yield bool(mine)
+            finally:
+                if mine:
+                    connection.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (UPKEEP_LOCK,))
+                    connection.commit()
 
     def ping(self) -> None:
         with self.engine.connect() as connection:

@@ -1,0 +1,99 @@
+"""PostgreSQL's monthly partitions of the record tables: made as records arrive, dropped whole
+when retention has passed them by."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, text
+
+RECORD_TABLES = ("retrieval_records", "retrieval_scopes", "retrieval_refs")
+# Any fixed number: it only has to differ from kbaudit's other advisory locks.
+PARTITION_LOCK = 7_241_001
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    year: int
+    month: int
+
+    @classmethod
+    def of(cls, instant: datetime | str) -> Month:
+        if isinstance(instant, str):
+            return cls(int(instant[0:4]), int(instant[5:7]))
+        instant = instant.astimezone(UTC)
+        return cls(instant.year, instant.month)
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.year, self.month, 1, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        after = Month(self.year + self.month // 12, self.month % 12 + 1)
+        return after.start
+
+    def table(self, base: str) -> str:
+        return f"{base}_p{self.year:04d}_{self.month:02d}"
+
+
+def ensure_partitions(connection: Connection, instants: Iterable[datetime | str]) -> None:
+    """Make the monthly partitions these instants fall in, where missing. The lock makes two
+    writers that need the same new month take turns; the check keeps the common case (every
+    month exists) to one round trip without it."""
+    months = sorted({Month.of(instant) for instant in instants})
+    missing = _missing(connection, months)
+    if not missing:
+        return
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK})
+    for month in _missing(connection, missing):
+        for base in RECORD_TABLES:
+            connection.exec_driver_sql(
+                f"CREATE TABLE {month.table(base)} PARTITION OF {base} "
+                f"FOR VALUES FROM ('{month.start.isoformat()}') TO ('{month.end.isoformat()}')"
+            )
+
+
+def _missing(connection: Connection, months: list[Month]) -> list[Month]:
+    if not months:
+        return []
+    names = [month.table("retrieval_records") for month in months]
+    query = text(
+        "SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NULL"
+    )
+    absent = {row.name for row in connection.execute(query, {"names": names})}
+    return [month for month in months if month.table("retrieval_records") in absent]
+
+
+def months_present(connection: Connection) -> list[Month]:
+    query = text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'retrieval_records'::regclass"
+    )
+    months = []
+    for (name,) in connection.execute(query):
+        year, month = name.removeprefix("retrieval_records_p").split("_")
+        months.append(Month(int(year), int(month)))
+    return sorted(months)
+
+
+def organizations_in(connection: Connection, month: Month) -> list[int]:
+    """The organizations with records in the month: a probe of the time index per
+    organization, rather than a scan of the month."""
+    table = month.table("retrieval_records")
+    rows = connection.exec_driver_sql(
+        f"SELECT o.id FROM organizations o WHERE EXISTS "  # noqa: S608
+        f"(SELECT 1 FROM {table} r WHERE r.org_id = o.id)"
+    )
+    return [row[0] for row in rows]
+
+
+def drop_month(connection: Connection, month: Month) -> int:
+    """Drop the month's partitions; returns how many records they held."""
+    table = month.table("retrieval_records")
+    count = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()  # noqa: S608
+    for base in RECORD_TABLES:
+        connection.exec_driver_sql(f"DROP TABLE {month.table(base)}")
+    return int(count)
