@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
 
     blob_url: str | None = None
+    s3_endpoint: str | None = None
     queue_url: str | None = None
+    queue_name: str = Field("kbaudit", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     export_rows_per_file: int = Field(100_000, ge=1)
     export_ttl_hours: int = Field(168, ge=1)
@@ -35,12 +37,19 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     @property
-    def blob_root(self) -> Path:
-        if self.blob_url is None:
-            return self.data_dir / "blobs"
-        if self.blob_url.startswith("file://"):
-            return Path(self.blob_url.removeprefix("file://"))
-        raise ValueError(f"KBAUDIT_BLOB_URL: unsupported blob store {self.blob_url!r}")
+    def api_runs_workers(self) -> bool:
+        """Only the embedded queue (SQLite in the data folder) has its consumers in the API."""
+        return self.queue_url is None
+
+    @property
+    def scaled_out(self) -> bool:
+        """Whether any part of the state lives off this host, so that every host must share
+        the master key rather than each make its own."""
+        return bool(
+            (self.database_url and not self.database_url.startswith("sqlite"))
+            or (self.blob_url and self.blob_url.startswith("s3://"))
+            or (self.queue_url and self.queue_url.startswith("redis"))
+        )
 
     @property
     def resolved_database_url(self) -> str:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from huey import Huey
 
+from kbaudit.blobs import BlobStore
 from kbaudit.blobs.local import LocalBlobStore
+from kbaudit.blobs.s3 import S3BlobStore
 from kbaudit.config import Settings
 from kbaudit.crypto.envelope import LocalKeyManager
 from kbaudit.crypto.keyring import Keyring, load_keyring
+from kbaudit.errors import ConfigurationError
 from kbaudit.metrics import Metrics
 from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock, system_clock
@@ -42,6 +46,11 @@ def build_container(
     settings: Settings, *, clock: Clock = system_clock, apply_migrations: bool = True
 ) -> Container:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.scaled_out and settings.master_key is None:
+        raise ConfigurationError(
+            "KBAUDIT_MASTER_KEY must be set when the database, blob store or queue is shared: "
+            "every host has to hold the same master keys (see docs/operations.md)"
+        )
     keyring = load_keyring(
         settings.data_dir,
         settings.master_key.get_secret_value() if settings.master_key else None,
@@ -50,11 +59,11 @@ def build_container(
     if apply_migrations:
         migrate(engine, settings.data_dir)
     store = Store(engine)
-    huey = build_huey(settings.queue_url, settings.data_dir)
+    huey = build_huey(settings.queue_url, settings.data_dir, settings.queue_name)
     tasks = ExportTasks(huey)
     tasks.deps = ExportDeps(
         store=store,
-        blobs=LocalBlobStore(settings.blob_root),
+        blobs=build_blob_store(settings),
         keys=LocalKeyManager(keyring),
         tokens=DownloadTokens(keyring, settings.download_token_ttl_seconds, clock),
         dispatcher=tasks,
@@ -79,3 +88,14 @@ def build_container(
         exports=tasks.deps,
         archiver=Archiver(tasks.deps.blobs, tasks.deps.keys, clock),
     )
+
+
+def build_blob_store(settings: Settings) -> BlobStore:
+    url = settings.blob_url
+    if url is None:
+        return LocalBlobStore(settings.data_dir / "blobs")
+    if url.startswith("file://"):
+        return LocalBlobStore(Path(url.removeprefix("file://")))
+    if url.startswith("s3://"):
+        return S3BlobStore(url, settings.s3_endpoint)
+    raise ConfigurationError(f"KBAUDIT_BLOB_URL: unsupported blob store {url!r}")

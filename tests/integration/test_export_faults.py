@@ -3,6 +3,8 @@ ciphertext, expiry. Every answer is specific; nothing leaks or lies."""
 
 from __future__ import annotations
 
+import base64
+import os
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,6 +19,11 @@ from kbaudit.crypto.keyring import rotate
 from kbaudit.domain import OrgId
 from tests.conftest import Api, ManualClock
 from tests.helpers import DEMO_WINDOW, EXPORTS, seed_demo, start_export, view_export
+
+
+def put_blob(blobs: BlobStore, key: str, content: bytes) -> None:
+    with blobs.writer(key) as sink:
+        sink.write(content)
 
 
 class FailingBlobs:
@@ -220,27 +227,29 @@ def test_altered_ciphertext_never_returns_plaintext(
     finished: tuple[Api, dict[str, str], dict[str, Any]],
 ) -> None:
     api, key, job = finished
-    blobs = sorted((api.container.settings.blob_root).rglob("kb-audit-00001.csv.*"))
-    assert len(blobs) == 1
+    blobs = api.container.exports.blobs
+    [blob] = [k for k in blobs.keys("exports") if "/kb-audit-00001.csv." in k]
+    original = b"".join(blobs.read(blob))
     for offset in (10, 60, -20):
-        original = blobs[0].read_bytes()
         damaged = bytearray(original)
         damaged[offset] ^= 0x01
-        blobs[0].write_bytes(bytes(damaged))
+        put_blob(blobs, blob, bytes(damaged))
         file = view_export(api, key, job["id"])["files"][0]
         response = download(api, key, job["id"], file["name"], file["download_token"])
         assert response.status_code == 500
         assert response.json()["error"] == "export_file_corrupt"
-        blobs[0].write_bytes(original)
+        put_blob(blobs, blob, original)
 
 
 def test_blob_files_hold_no_plaintext(finished: tuple[Api, dict[str, str], dict[str, Any]]) -> None:
     api, _, _ = finished
-    for path in api.container.settings.blob_root.rglob("*"):
-        if path.is_file():
-            content = path.read_bytes()
-            assert b"retrieval_status" not in content
-            assert b"support-agent" not in content
+    blobs = api.container.exports.blobs
+    stored_keys = blobs.keys("exports")
+    assert stored_keys
+    for blob in stored_keys:
+        content = b"".join(blobs.read(blob))
+        assert b"retrieval_status" not in content
+        assert b"support-agent" not in content
 
 
 def test_expiry_deletes_blobs_destroys_keys_and_answers_410(
@@ -258,7 +267,7 @@ def test_expiry_deletes_blobs_destroys_keys_and_answers_410(
     response = download(api, key, job["id"], file["name"], file["download_token"])
     assert response.status_code == 410
     assert response.json()["error"] == "export_expired"
-    assert [p for p in api.container.settings.blob_root.rglob("*") if p.is_file()] == []
+    assert api.container.exports.blobs.keys("exports") == []
     with api.container.store.reading() as uow:
         assert uow.exports.job(job["id"]).wrapped_keyset is None  # type: ignore[union-attr]
 
@@ -270,9 +279,20 @@ def test_files_written_before_a_master_key_rotation_still_download(
     key = api.key()
     seed_demo(api, key, 20)
     job = start_export(api, key)
-    data_dir = api.container.settings.data_dir
-    assert rotate(data_dir) == 2
-    rotated = make_api(data_dir=data_dir)
+    settings = api.container.settings
+    same_store = {"data_dir": settings.data_dir}
+    if settings.master_key is None:
+        assert rotate(settings.data_dir) == 2
+    else:
+        # Shared keys rotate in the setting every host reads: a new version in front.
+        old = settings.master_key.get_secret_value()
+        new = base64.b64encode(os.urandom(32)).decode()
+        same_store |= {
+            "master_key": f"2:{new},{old}",
+            "database_url": settings.database_url,
+            "blob_url": settings.blob_url,
+        }
+    rotated = make_api(**same_store)
     assert rotated.container.keyring.current == 2
     file = view_export(rotated, key, job["id"])["files"][0]
     assert file["download_token"].split(".")[1] == "2"

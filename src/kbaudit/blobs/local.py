@@ -51,6 +51,14 @@ class LocalBlobStore:
         except FileNotFoundError as exc:
             raise BlobNotFound(f"no blob {key}") from exc
 
+    def keys(self, prefix: str) -> list[str]:
+        folder = self._path(prefix)
+        return sorted(
+            path.relative_to(self.root).as_posix()
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.endswith(".partial")
+        )
+
     def delete_prefix(self, prefix: str) -> int:
         folder = self._path(prefix)
         if not folder.exists():

@@ -1,0 +1,87 @@
+"""Blobs in any S3-compatible object store, through obstore (Rust's object_store).
+
+Writes stream: obstore buffers one chunk, then switches to a multipart upload, and aborts it
+when the block raises, so a failed part never leaves a blob behind. Reads stream in chunks.
+Retries with backoff on 5xx, dropped connections and timeouts are obstore's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, BinaryIO, cast
+from urllib.parse import urlsplit
+
+import obstore
+from obstore.store import S3Store
+
+from kbaudit.errors import BlobNotFound
+
+UPLOAD_CHUNK = 8 * 1024 * 1024
+
+
+class S3BlobStore:
+    def __init__(self, url: str, endpoint: str | None = None) -> None:
+        """``url`` is ``s3://bucket/prefix``; credentials come from the usual AWS variables."""
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"KBAUDIT_BLOB_URL: expected s3://bucket/prefix, not {url!r}")
+        self.bucket = parts.netloc
+        options: dict[str, Any] = {
+            "client_options": {
+                "allow_http": bool(endpoint and endpoint.startswith("http://")),
+                "connect_timeout": timedelta(seconds=5),
+                "timeout": timedelta(seconds=60),
+            },
+            "retry_config": {
+                "max_retries": 6,
+                "retry_timeout": timedelta(seconds=60),
+                "backoff": {"init_backoff": timedelta(milliseconds=100)},
+            },
+        }
+        if endpoint:
+            options["endpoint"] = endpoint
+        self._store = S3Store(self.bucket, prefix=parts.path.strip("/") or None, **options)
+
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        with obstore.open_writer(self._store, _checked(key), buffer_size=UPLOAD_CHUNK) as sink:
+            yield cast(BinaryIO, sink)
+
+    def read(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        try:
+            result = obstore.get(self._store, _checked(key))
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"no blob {key}") from exc
+        for chunk in result.stream(min_chunk_size=chunk_size):
+            yield bytes(chunk)
+
+    def size(self, key: str) -> int:
+        try:
+            return int(obstore.head(self._store, _checked(key))["size"])
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"no blob {key}") from exc
+
+    def keys(self, prefix: str) -> list[str]:
+        listing = obstore.list(self._store, _checked(prefix) + "/", chunk_size=1000)
+        return sorted(meta["path"] for batch in listing for meta in batch)
+
+    def delete_prefix(self, prefix: str) -> int:
+        paths = self.keys(prefix)
+        if paths:
+            obstore.delete(self._store, paths)
+        return len(paths)
+
+    def ping(self) -> None:
+        """Reach the bucket; a missing bucket or bad credentials raise."""
+        obstore.list_with_delimiter(self._store, "kbaudit-ping")
+
+
+def _checked(key: str) -> str:
+    # Keys are built by kbaudit, never taken from a request; still refuse anything that could
+    # name another place in the bucket.
+    parts = key.split("/")
+    if any(not part or part in (".", "..") for part in parts):
+        raise BlobNotFound("not a valid blob key")
+    return key
