@@ -17,9 +17,7 @@ from kbaudit.api import exports, health, retention, retrievals
 from kbaudit.api.errors import install_error_handlers
 from kbaudit.container import Container
 from kbaudit.domain import RecordBatch
-from kbaudit.services.exports.sweep import sweep
-from kbaudit.services.retention import purge
-from kbaudit.workers.embedded import EmbeddedWorkers
+from kbaudit.workers.consumer import Workers
 
 log = structlog.get_logger("kbaudit.http")
 
@@ -44,22 +42,13 @@ def create_app(container: Container) -> FastAPI:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """In the embedded default the export workers live in this process."""
+    """In the embedded default the export workers live in this process; in the scale-out mode
+    they are ``kbaudit worker`` processes, and the API only enqueues."""
     container: Container = app.state.container
-    if container.huey.immediate:
+    if not container.settings.api_runs_workers:
         yield
         return
-
-    def maintain() -> None:
-        sweep(container.exports)
-        purge(container.store, container.clock, container.archiver)
-
-    workers = EmbeddedWorkers(
-        container.huey,
-        container.settings.worker_threads,
-        maintain,
-        container.settings.sweep_interval_seconds,
-    )
+    workers = Workers.for_container(container)
     workers.start()
     try:
         yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -58,6 +59,38 @@ def serve(
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: sys.exit(0))
     uvicorn.run(create_app(container), host=host, port=port, log_level="warning", access_log=False)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Parts run at once (threads); default KBAUDIT_WORKER_THREADS."),
+    ] = None,
+) -> None:
+    """Run export parts and the periodic upkeep from the queue, until SIGTERM or SIGINT.
+
+    For the scale-out mode (KBAUDIT_QUEUE_URL=redis://...): run one on any number of hosts.
+    A stop lets the running parts finish first."""
+    from kbaudit.logs import configure_logging
+    from kbaudit.workers.consumer import Workers
+
+    container = _container()
+    configure_logging(container.settings.log_level)
+    if container.settings.api_runs_workers:
+        err.print("[yellow]note:[/] with the embedded queue, `kbaudit serve` runs the workers too")
+    stopping = threading.Event()
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: stopping.set())
+    workers = Workers.for_container(container, concurrency)
+    workers.start()
+    err.print(
+        f"kbaudit worker running {concurrency or container.settings.worker_threads} part(s) at once"
+    )
+    stopping.wait()
+    err.print("stopping: letting running parts finish")
+    workers.stop()
+    container.close()
 
 
 @app.command()

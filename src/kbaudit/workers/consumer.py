@@ -1,5 +1,6 @@
-"""Workers inside ``kbaudit serve``: Huey consumer threads for export parts, and a thread for
-the periodic upkeep (the export sweep, the retention purge)."""
+"""Export workers: Huey consumer threads for export parts, and a thread for the periodic
+upkeep (the export sweep, the retention purge). ``kbaudit serve`` runs them inside the API in
+the embedded default; ``kbaudit worker`` runs them on their own in the scale-out mode."""
 
 from __future__ import annotations
 
@@ -10,14 +11,31 @@ import structlog
 from huey import Huey
 from huey.consumer import Consumer
 
+from kbaudit.container import Container
+from kbaudit.services.exports.sweep import sweep
+from kbaudit.services.retention import purge
+
 log = structlog.get_logger("kbaudit.workers")
 
 
 class _QuietConsumer(Consumer):  # type: ignore[misc]
-    """A consumer that leaves signal handling to its host process (uvicorn owns it)."""
+    """A consumer that leaves signal handling to its host process."""
 
     def _set_signal_handlers(self) -> None:
         pass
+
+
+def upkeep(container: Container) -> Callable[[], None]:
+    """The periodic upkeep. Every worker host runs it; the store lets one at a time through,
+    so that two hosts never archive the same records twice."""
+
+    def run() -> None:
+        with container.store.upkeep_turn() as mine:
+            if mine:
+                sweep(container.exports)
+                purge(container.store, container.clock, container.archiver)
+
+    return run
 
 
 class Sweeper:
@@ -45,10 +63,20 @@ class Sweeper:
             self._stop.wait(self._interval)
 
 
-class EmbeddedWorkers:
+class Workers:
     def __init__(self, huey: Huey, threads: int, sweep: Callable[[], object], interval: float):
         self._consumer = _QuietConsumer(huey, workers=threads, periodic=False, worker_type="thread")
         self._sweeper = Sweeper(sweep, interval)
+
+    @classmethod
+    def for_container(cls, container: Container, threads: int | None = None) -> Workers:
+        settings = container.settings
+        return cls(
+            container.huey,
+            threads or settings.worker_threads,
+            upkeep(container),
+            settings.sweep_interval_seconds,
+        )
 
     def start(self) -> None:
         self._consumer.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from huey import Huey, MemoryHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.parts import run_part
@@ -14,13 +14,16 @@ from kbaudit.services.exports.planning import plan_job
 INLINE = "inline"
 
 
-def build_huey(queue_url: str | None, data_dir: Path) -> Huey:
-    """``None``: SQLite in the data folder. ``inline``: tasks run at once in the caller
-    (tests and debugging)."""
+def build_huey(queue_url: str | None, data_dir: Path, name: str = "kbaudit") -> Huey:
+    """``None``: SQLite in the data folder. ``redis://``: Redis, for workers on many hosts.
+    ``inline``: tasks run at once in the caller (tests and debugging)."""
     if queue_url == INLINE:
         return MemoryHuey("kbaudit", immediate=True, results=False)
     if queue_url is None:
         return SqliteHuey("kbaudit", filename=str(data_dir / "queue.db"), results=False)
+    if queue_url.startswith(("redis://", "rediss://", "unix://")):
+        # The name keys the queue in Redis: deployments that share a server need their own.
+        return RedisHuey(name, url=queue_url, results=False)
     raise ValueError(f"KBAUDIT_QUEUE_URL: unsupported queue {queue_url!r}")
 
 
