@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # kbaudit's two everyday commands:
 #   ./dev.sh run    install into .venv, load demo data, print an API key, serve on 127.0.0.1:8000
-#   ./dev.sh test   install with the dev tools, then lint, type-check and run the whole suite
+#   ./dev.sh test   install with the dev tools, lint, type-check, then run the whole suite twice:
+#                   on the embedded default, and on the scale-out mode against a real
+#                   PostgreSQL, Redis and SeaweedFS that it starts on 127.0.0.1 and stops after
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -40,7 +42,16 @@ case "${1:-}" in
     "$VENV/bin/ruff" check src tests bench
     "$VENV/bin/ruff" format --check src tests bench
     "$VENV/bin/mypy"
-    exec "$VENV/bin/pytest" "$@"
+    services=.services
+    scripts/services.sh stop "$services" # a run that was killed may have left them up
+    trap 'scripts/services.sh stop "$services"' EXIT
+    scripts/services.sh start "$services"
+    # shellcheck disable=SC1091
+    source "$services/env"
+    echo "== the embedded default: SQLite, a local folder, in-process workers"
+    "$VENV/bin/pytest" -m "not scaleout" "$@"
+    echo "== the scale-out mode: PostgreSQL, SeaweedFS (S3), Redis-dispatched workers"
+    KBAUDIT_TEST_MODE=scaleout "$VENV/bin/pytest" "$@"
     ;;
   *)
     echo "usage: ./dev.sh run | test [pytest args]" >&2

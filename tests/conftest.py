@@ -16,6 +16,7 @@ from kbaudit.container import Container, build_container
 from kbaudit.domain import SCOPES
 from kbaudit.logs import configure_logging
 from kbaudit.services.keys import create_key
+from tests.backends import SCALEOUT, databases, scaleout_settings
 
 CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "contract"
 WINDOW = {"start": "2020-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"}
@@ -37,11 +38,13 @@ def clock() -> ManualClock:
 
 
 def settings_for_tests(data_dir: Path, **overrides: object) -> Settings:
-    """Settings for in-process tests: tasks run inline, retries do not wait."""
+    """Settings for in-process tests: tasks run inline, retries do not wait. In the scale-out
+    mode, each call gets its own PostgreSQL database and its own prefix in the bucket."""
     values: dict[str, object] = {
         "data_dir": data_dir,
         "queue_url": "inline",
         "export_retry_backoff_seconds": 0,
+        **(scaleout_settings() if SCALEOUT else {}),
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
@@ -87,6 +90,13 @@ def make_api(tmp_path: Path, clock: ManualClock) -> Iterator[Callable[..., Api]]
     for client, built in opened:
         client.__exit__(None, None, None)
         built.close()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    if SCALEOUT:
+        databases().drop_all()
 
 
 @pytest.fixture(autouse=True, scope="session")

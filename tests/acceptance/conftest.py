@@ -8,11 +8,18 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from kbaudit.store.engine import create_store_engine
+from tests.backends import SCALEOUT, scaleout_settings
 
 KBAUDIT = [sys.executable, "-m", "kbaudit.cli"]
 
@@ -21,6 +28,10 @@ class Cli:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.env = {**os.environ, "KBAUDIT_DATA_DIR": str(data_dir), "KBAUDIT_LOG_LEVEL": "warning"}
+        if SCALEOUT:
+            # The queue stays in the data folder: these tests drive one `serve` with its own
+            # workers. The Redis-dispatched workers have tests of their own.
+            self.env |= {f"KBAUDIT_{k.upper()}": v for k, v in scaleout_settings().items()}
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -29,6 +40,20 @@ class Cli:
         if check and result.returncode != 0:
             raise AssertionError(f"kbaudit {args} failed:\n{result.stderr}")
         return result
+
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` from the database the commands use; uuids as text. A table that
+        does not exist yet reads as no rows (the server may still be migrating)."""
+        url = self.env.get("KBAUDIT_DATABASE_URL") or f"sqlite:///{self.data_dir / 'kbaudit.db'}"
+        engine = create_store_engine(url)
+        try:
+            with engine.connect() as connection:
+                rows = connection.execute(text(sql), params).fetchall()
+        except DBAPIError:
+            return []
+        finally:
+            engine.dispose()
+        return [tuple(str(v) if isinstance(v, uuid.UUID) else v for v in row) for row in rows]
 
     def key(self, org: str, scopes: str) -> str:
         return self.run("keys", "create", "--org", org, "--scopes", scopes).stdout.splitlines()[-1]

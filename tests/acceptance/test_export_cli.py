@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,43 +68,32 @@ def test_a_worker_killed_mid_part_still_yields_exactly_the_rows(
     first = serve()
     cli.env.update({"KBAUDIT_URL": first.url, "KBAUDIT_API_KEY": key})
     export_id = cli.run("export", "create", *WINDOW).stdout.splitlines()[-1]
-    database = cli.data_dir / "kbaudit.db"
-    killed_during = wait_for_running_part(database, export_id)
+    killed_during = wait_for_running_part(cli, export_id)
     first.kill()
-    assert part_status(database, export_id, killed_during) == "running"
+    assert part_status(cli, export_id, killed_during) == "running"
 
     second = serve()
     cli.env["KBAUDIT_URL"] = second.url
     waited = cli.run("export", "wait", export_id)
     assert "succeeded, 20000 rows" in waited.stderr
-    attempts = (
-        sqlite3.connect(database)
-        .execute(
-            "SELECT attempts FROM export_parts WHERE job_id = ? AND part_no = ?",
-            (export_id, killed_during),
-        )
-        .fetchone()[0]
+    [(attempts,)] = cli.query(
+        "SELECT attempts FROM export_parts WHERE job_id = :job AND part_no = :no",
+        job=export_id,
+        no=killed_during,
     )
     assert attempts >= 2, "the killed part was redone from its start"
     paths = cli.run("export", "download", export_id, "--out", str(tmp_path / "out")).stdout
     assert exported_ids(paths.splitlines()) == ids
 
 
-def wait_for_running_part(database: Path, export_id: str) -> int:
+def wait_for_running_part(cli: Cli, export_id: str) -> int:
     """The number of a part that is running and has at least one part done before it."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        try:
-            rows = (
-                sqlite3.connect(database, timeout=5)
-                .execute(
-                    "SELECT part_no, status FROM export_parts WHERE job_id = ? ORDER BY part_no",
-                    (export_id,),
-                )
-                .fetchall()
-            )
-        except sqlite3.OperationalError:
-            rows = []
+        rows = cli.query(
+            "SELECT part_no, status FROM export_parts WHERE job_id = :job ORDER BY part_no",
+            job=export_id,
+        )
         running = [no for no, status in rows if status == "running"]
         if running and any(status == "done" for _, status in rows):
             return int(running[0])
@@ -113,15 +101,13 @@ def wait_for_running_part(database: Path, export_id: str) -> int:
     raise AssertionError("no part was seen running")
 
 
-def part_status(database: Path, export_id: str, part_no: int) -> str:
-    row = (
-        sqlite3.connect(database)
-        .execute(
-            "SELECT status FROM export_parts WHERE job_id = ? AND part_no = ?", (export_id, part_no)
-        )
-        .fetchone()
+def part_status(cli: Cli, export_id: str, part_no: int) -> str:
+    [(status,)] = cli.query(
+        "SELECT status FROM export_parts WHERE job_id = :job AND part_no = :no",
+        job=export_id,
+        no=part_no,
     )
-    return str(row[0])
+    return str(status)
 
 
 def test_sigterm_lets_the_running_part_finish(
@@ -132,10 +118,9 @@ def test_sigterm_lets_the_running_part_finish(
     first = serve()
     cli.env.update({"KBAUDIT_URL": first.url, "KBAUDIT_API_KEY": key})
     export_id = cli.run("export", "create", *WINDOW).stdout.splitlines()[-1]
-    database = cli.data_dir / "kbaudit.db"
-    running = wait_for_running_part(database, export_id)
+    running = wait_for_running_part(cli, export_id)
     first.stop()  # SIGTERM; asserts an exit status of 0
-    assert part_status(database, export_id, running) == "done"
+    assert part_status(cli, export_id, running) == "done"
 
     cli.env["KBAUDIT_URL"] = serve().url
     assert "succeeded, 12000 rows" in cli.run("export", "wait", export_id).stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -16,24 +15,17 @@ from kbaudit.demo import demo_records
 from tests.acceptance.conftest import KBAUDIT, Cli, Serve
 
 
-def present_ids(database: Path, org: str) -> set[str]:
-    rows = sqlite3.connect(database).execute(
+def present_ids(cli: Cli, org: str) -> set[str]:
+    rows = cli.query(
         "SELECT r.id FROM retrieval_records r JOIN organizations o ON o.id = r.org_id "
-        "WHERE o.name = ?",
-        (org,),
+        "WHERE o.name = :org",
+        org=org,
     )
     return {row[0] for row in rows}
 
 
-def archive_count(database: Path) -> int:
-    try:
-        return int(
-            sqlite3.connect(database, timeout=5)
-            .execute("SELECT count(*) FROM archives")
-            .fetchone()[0]
-        )
-    except sqlite3.OperationalError:
-        return 0
+def archive_count(cli: Cli) -> int:
+    return int(sum(count for (count,) in cli.query("SELECT count(*) FROM archives")))
 
 
 def test_a_purge_killed_midway_never_deletes_without_an_archive(
@@ -56,7 +48,6 @@ def test_a_purge_killed_midway_never_deletes_without_an_archive(
     assert response.status_code == 200, response.text
     server.stop()
 
-    database = cli.data_dir / "kbaudit.db"
     purging = subprocess.Popen(
         [*KBAUDIT, "retention", "purge", "--batch-size", "250"],
         env=cli.env,
@@ -64,21 +55,21 @@ def test_a_purge_killed_midway_never_deletes_without_an_archive(
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
-    while archive_count(database) < 3 and time.monotonic() < deadline:
+    while archive_count(cli) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     purging.kill()
     purging.wait()
-    remaining = present_ids(database, "acme")
+    remaining = present_ids(cli, "acme")
     assert seeded - remaining, "the purge had deleted some records before it was killed"
     assert remaining, "the purge was killed before it finished"
 
     def archived_ids() -> set[str]:
         for line in cli.run("archive", "list", "--org", "acme").stdout.splitlines():
             cli.run("archive", "restore", line.split()[0], "--into", "check")
-        return present_ids(database, "check")
+        return present_ids(cli, "check")
 
     assert seeded - remaining <= archived_ids()
 
     cli.run("retention", "purge", "--batch-size", "1000")
-    assert present_ids(database, "acme") == set()
+    assert present_ids(cli, "acme") == set()
     assert archived_ids() == seeded
