@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tests.conftest import WINDOW, Api
@@ -116,3 +117,16 @@ def test_write_needs_the_write_scope(api: Api) -> None:
     assert response.json()["error"] == "insufficient_scope"
     everything = api.client.get(RECORDS, params=WINDOW, headers=reader)
     assert everything.json()["items"] == []
+
+
+def test_writers_racing_on_the_same_records_each_get_a_clean_answer(api: Api) -> None:
+    """Retries often arrive twice at once. Every copy must answer 200, the records exist
+    once, and exactly one writer created each of them."""
+    key = api.key()
+    batch = [record(created_at=f"2026-05-0{1 + i % 3}T10:00:00Z") for i in range(200)]
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: write(api, key, *batch), range(6)))
+    assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
+    assert sum(r.json()["created"] for r in responses) == len(batch)
+    listed = api.client.get(RECORDS, params={**WINDOW, "limit": 200}, headers=key).json()
+    assert {item["id"] for item in listed["items"]} == {item["id"] for item in batch}

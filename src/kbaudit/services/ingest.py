@@ -63,7 +63,7 @@ def write_forms(
     _refuse_duplicate_ids(forms)
     refs = [form.ref or default_ref(form.id) for form in forms]
     with store.writing() as uow:
-        uow.records.lock_for_write(org_id, [form.id for form in forms] + refs)
+        uow.records.lock_for_write(org_id)
         existing = uow.records.stored_forms(org_id, [form.id for form in forms])
         ref_owners = uow.records.owners_of_refs(org_id, refs)
         outcomes, new, changed = _plan(forms, existing, ref_owners)

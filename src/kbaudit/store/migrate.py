@@ -9,6 +9,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from kbaudit.store.postgres import MIGRATION_LOCK
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -17,10 +19,6 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
     return config
-
-
-# Any fixed number: it only has to differ from kbaudit's other advisory locks.
-MIGRATION_LOCK = 7_241_000
 
 
 def migrate(engine: Engine, lock_dir: Path | None) -> None:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
+from kbaudit.store.postgres import PARTITION_LOCK
+
 RECORD_TABLES = ("retrieval_records", "retrieval_scopes", "retrieval_refs")
-# Any fixed number: it only has to differ from kbaudit's other advisory locks.
-PARTITION_LOCK = 7_241_001
 
 
 @dataclass(frozen=True, order=True)

@@ -16,9 +16,15 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from kbaudit.domain import OrgId
 from kbaudit.store.types import Instant, instant_text
 
+# kbaudit's advisory locks; the numbers only have to differ from each other's and from any
+# other application's on the same database.
+MIGRATION_LOCK = 7_241_000
+PARTITION_LOCK = 7_241_001
 # Writers hold this lock shared for their whole transaction; taking it exclusively therefore
 # waits until every seq handed out so far is committed or rolled back (see newest_seq).
 SNAPSHOT_LOCK = 7_241_002
+UPKEEP_LOCK = 7_241_003
+WRITER_LOCKS = 7_241_004  # with the organization's id as the second key
 INSTANT_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 
@@ -34,15 +40,13 @@ def as_stored(value: Any) -> Any:
     return value
 
 
-def lock_for_write(connection: Connection, org_id: OrgId, keys: Sequence[str]) -> None:
-    """Serialize writers of the same record ids and refs (a partitioned table cannot hold a
-    unique key without created_at), in a fixed order so two batches cannot deadlock."""
+def lock_for_write(connection: Connection, org_id: OrgId) -> None:
+    """Writers of one organization take turns, as SQLite's single writer does: a partitioned
+    table cannot keep ids and refs unique without created_at, so the check-then-write of the
+    ingest rules must not interleave. One lock per organization, rather than one per id,
+    keeps the server's shared lock table small however large the batches."""
     connection.exec_driver_sql("SELECT pg_advisory_xact_lock_shared(%s)", (SNAPSHOT_LOCK,))
-    connection.exec_driver_sql(
-        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
-        "hashtextextended(%s || ':' || key, 0) AS k FROM unnest(%s::text[]) AS key ORDER BY 1) s",
-        (str(org_id), list(keys)),
-    )
+    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s, %s)", (WRITER_LOCKS, org_id))
 
 
 def newest_seq(connection: Connection) -> int:

@@ -206,11 +206,11 @@ class RecordRepository:
         query = select(r.ref, r.id).where(r.org_id == org_id, r.ref.in_(refs))
         return {row.ref: row.id for row in self._connection.execute(query)}
 
-    def lock_for_write(self, org_id: OrgId, keys: Sequence[str]) -> None:
-        """Hold off other writers of these ids and refs until this transaction ends. SQLite
-        has one writer at a time already."""
+    def lock_for_write(self, org_id: OrgId) -> None:
+        """Hold off the organization's other writers until this transaction ends. SQLite has
+        one writer at a time already."""
         if self._postgres:
-            postgres.lock_for_write(self._connection, org_id, keys)
+            postgres.lock_for_write(self._connection, org_id)
 
     def insert(self, org_id: OrgId, forms: Sequence[StoredForm]) -> None:
         if not forms:

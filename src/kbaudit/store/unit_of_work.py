@@ -16,12 +16,11 @@ from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessLogRepository
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
+from kbaudit.store.postgres import UPKEEP_LOCK
 from kbaudit.store.records import RecordRepository
 from kbaudit.store.retention import RetentionRepository
 
 GATE_WAIT = 60.0
-# Any fixed number: it only has to differ from kbaudit's other advisory locks.
-UPKEEP_LOCK = 7_241_003
 
 
 class UnitOfWork:
