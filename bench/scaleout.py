@@ -154,7 +154,7 @@ def replicate(env: dict[str, str], copies: int) -> int:
                     row[0]
                     for row in connection.exec_driver_sql(
                         f"SELECT DISTINCT date_trunc('month', created_at - {shift}) "
-                        "FROM retrieval_records WHERE ref NOT LIKE '%-copy%'"
+                        "FROM retrieval_records WHERE ref NOT LIKE '%%-copy%%'"
                     )
                 ],
             )
@@ -167,7 +167,7 @@ def replicate(env: dict[str, str], copies: int) -> int:
             connection.exec_driver_sql(
                 f"INSERT INTO retrieval_records ({', '.join(values)}) "
                 f"SELECT {', '.join(values.values())} FROM retrieval_records "
-                "WHERE ref NOT LIKE '%-copy%'"
+                "WHERE ref NOT LIKE '%%-copy%%'"
             )
             for table in ("retrieval_scopes", "retrieval_refs"):
                 columns = [
@@ -181,7 +181,7 @@ def replicate(env: dict[str, str], copies: int) -> int:
                     "record_id": f"md5(record_id::text || '-copy{copy}')::uuid",
                     "created_at": f"created_at - {shift}",
                 }
-                originals = "SELECT id FROM retrieval_records WHERE ref NOT LIKE '%-copy%'"
+                originals = "SELECT id FROM retrieval_records WHERE ref NOT LIKE '%%-copy%%'"
                 connection.exec_driver_sql(
                     f"INSERT INTO {table} ({', '.join(child)}) "
                     f"SELECT {', '.join(child.values())} FROM {table} "

@@ -28,9 +28,14 @@ def test_a_blob_reads_back_whole_across_many_ranges(
 
 def test_a_write_that_fails_leaves_no_blob(container: Container) -> None:
     blobs = container.exports.blobs
-    with pytest.raises(RuntimeError), blobs.writer("exports/org/job/broken.bin") as sink:
-        sink.write(os.urandom(9 * 1024 * 1024))  # past one upload chunk: a multipart upload
-        raise RuntimeError("the part failed")
+
+    def fail_midway() -> None:
+        with blobs.writer("exports/org/job/broken.bin") as sink:
+            sink.write(os.urandom(9 * 1024 * 1024))  # past one upload chunk: multipart
+            raise RuntimeError("the part failed")
+
+    with pytest.raises(RuntimeError):
+        fail_midway()
     assert blobs.keys("exports/org") == []
     with pytest.raises(BlobNotFound):
         list(blobs.read("exports/org/job/broken.bin"))

@@ -10,7 +10,7 @@ from threading import Lock, Semaphore
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessLogRepository
@@ -65,13 +65,18 @@ class UnitOfWork:
         if connection is None:
             return
         self._connection = None
+        lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
         try:
             if connection.in_transaction():
-                connection.rollback()
+                connection.rollback()  # on a lost connection, this resets it for the pool
         finally:
             connection.info.pop("begin", None)
             connection.close()
             self._release()
+        if lost:
+            # A restarted or failed-over server: the client may retry, and the pool has
+            # already dropped the dead connection.
+            raise StoreUnavailable("the connection to the database was lost; try again") from exc
 
     def _release(self) -> None:
         self._gate.release()

@@ -1,0 +1,60 @@
+"""The store when PostgreSQL drops a connection: a retryable 503, and the next request works.
+
+Always on the real PostgreSQL (``./dev.sh test`` runs it once, in the scale-out pass): there
+is no way to cut an embedded SQLite database's connection from outside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import URL, create_engine
+
+from kbaudit.api.app import create_app
+from kbaudit.container import build_container
+from kbaudit.errors import StoreUnavailable
+from tests.backends import scaleout_settings
+from tests.conftest import WINDOW, Api, ManualClock, settings_for_tests
+from tests.helpers import RECORDS, record
+
+pytestmark = pytest.mark.scaleout
+
+
+@pytest.fixture
+def pg_api(tmp_path: Path, clock: ManualClock) -> Iterator[Api]:
+    settings = settings_for_tests(tmp_path / "data", **scaleout_settings())
+    container = build_container(settings, clock=clock)
+    with TestClient(create_app(container), raise_server_exceptions=False) as client:
+        yield Api(client, container)
+    container.close()
+
+
+def terminate(url: URL, pid: int) -> None:
+    killer = create_engine(url, isolation_level="AUTOCOMMIT")
+    with killer.connect() as connection:
+        connection.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
+    killer.dispose()
+
+
+def test_a_connection_cut_mid_unit_of_work_is_store_unavailable(pg_api: Api) -> None:
+    key = pg_api.key()
+    assert pg_api.client.post(RECORDS, json={"items": [record()]}, headers=key).status_code == 200
+    store = pg_api.container.store
+
+    def cut_mid_unit_of_work() -> None:
+        with store.reading() as uow:
+            connection = uow.records._connection
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            terminate(store.engine.url, pid)
+            connection.exec_driver_sql("SELECT 1")
+
+    with pytest.raises(StoreUnavailable) as raised:
+        cut_mid_unit_of_work()
+
+    assert raised.value.retryable
+    retried = pg_api.client.get(RECORDS, params=WINDOW, headers=key)
+    assert retried.status_code == 200
+    assert len(retried.json()["items"]) == 1
