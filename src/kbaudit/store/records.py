@@ -331,6 +331,8 @@ class RecordRepository:
                     and_(
                         s.org_id == r.org_id,
                         s.record_id == r.id,
+                        # Lets PostgreSQL look in the one partition that holds them.
+                        s.created_at == r.created_at,
                         s.knowledge_base_id.in_(filters.kb_ids),
                     )
                 )
