@@ -1,12 +1,18 @@
 """Purge throughput with and without archive, and the query route's p99 while it runs.
 
     .venv/bin/python -m bench.purge [--source bench/out/ingest-import] [--seconds 20]
+    .venv/bin/python -m bench.purge --postgres bench_load1000000 --now 2026-09-29T12:00:00Z
 
 Copies a loaded data folder (organization ``bench``, bench.ingest leaves one), moves the
 purge's clock two years ahead so that every record has expired, and purges with a 90-day
 policy: once plainly, once with archive before delete (each on its own copy). While the
 first purge runs, a ``kbaudit serve`` on the same database answers queries from one client;
 its p99 is compared with the p99 measured at rest just before, on the same server.
+
+With ``--postgres DB`` the copies are databases cloned from ``DB`` (``bench.scaleout`` loads
+one) on the servers ``bench.scaleout`` starts, with blobs in SeaweedFS; ``--now`` sets the
+purge's clock, so that a chosen share of the records has expired. There the plain purge drops
+wholly expired months and deletes the rest in batches; the archiving purge works in batches.
 """
 
 from __future__ import annotations
@@ -17,13 +23,17 @@ import random
 import shutil
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from bench.common import OUT, Server, kbaudit, percentile
 from bench.query import ROUTE, as_params, mixes
+from bench.scaleout import MASTER_KEY, services
 from kbaudit.config import Settings
 from kbaudit.container import build_container
 from kbaudit.demo import DemoWorld
@@ -33,19 +43,37 @@ from kbaudit.services.retention import purge, update_policy
 FUTURE = datetime(2028, 12, 1, tzinfo=UTC)
 
 
-def copy_of(source: Path, name: str) -> Path:
+def copy_of(source: Path, name: str, postgres: str | None) -> dict[str, str]:
+    """The KBAUDIT_* settings of a fresh copy of the loaded records."""
     target = OUT / name
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("blobs", "queue.db*"))
-    return target
+    if postgres is None:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("blobs", "queue.db*"))
+        return {"KBAUDIT_DATA_DIR": str(target)}
+    base, database = services(), f"bench_{name.replace('-', '_')}"
+    admin = create_engine(base["KBAUDIT_TEST_PG_ADMIN_URL"], isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        connection.execute(text(f"CREATE DATABASE {database} TEMPLATE {postgres}"))
+    admin.dispose()
+    url = make_url(base["KBAUDIT_TEST_PG_ADMIN_URL"]).set(database=database)
+    return {
+        "KBAUDIT_DATA_DIR": str(target),
+        "KBAUDIT_DATABASE_URL": url.render_as_string(hide_password=False),
+        "KBAUDIT_BLOB_URL": f"s3://kbaudit/bench-{name}-{uuid.uuid4().hex[:8]}",
+        "KBAUDIT_S3_ENDPOINT": base["KBAUDIT_TEST_S3_ENDPOINT"],
+        "KBAUDIT_QUEUE_URL": base["KBAUDIT_TEST_REDIS_URL"],
+        "KBAUDIT_MASTER_KEY": MASTER_KEY,
+        **{k: v for k, v in base.items() if k.startswith("AWS_")},
+    }
 
 
 def purge_rate(
-    data_dir: Path, archive: bool, during: threading.Event | None = None
+    copy: dict[str, str], now: datetime, archive: bool, during: threading.Event | None = None
 ) -> tuple[float, int]:
-    container = build_container(
-        Settings(data_dir=data_dir, queue_url="inline"), clock=lambda: FUTURE
-    )
+    # Settings read the environment, as the server does: the copy's settings are put there.
+    os.environ.update(copy)
+    container = build_container(Settings(queue_url="inline"), clock=lambda: now)
     with container.store.reading() as uow:
         org = uow.keys.organization_by_name("bench")
     assert org is not None
@@ -82,11 +110,14 @@ def query_latencies(url: str, key: str, stop: threading.Event, seconds: float) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--source", type=Path, default=OUT / "ingest-import")
+    parser.add_argument("--postgres", help="a loaded PostgreSQL database to clone instead")
+    parser.add_argument("--now", type=datetime.fromisoformat, default=FUTURE)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
-    plain = copy_of(args.source, "purge-plain")
-    archived = copy_of(args.source, "purge-archive")
-    env = {**os.environ, "KBAUDIT_DATA_DIR": str(plain), "KBAUDIT_LOG_LEVEL": "warning"}
+    os.environ["KBAUDIT_LOG_LEVEL"] = "warning"
+    plain = copy_of(args.source, "purge-plain", args.postgres)
+    archived = copy_of(args.source, "purge-archive", args.postgres)
+    env = {**os.environ, **plain}
     key = kbaudit(env, "keys", "create", "--org", "bench", "--scopes", "kb_audit:read")
     server = Server(env)
     try:
@@ -96,7 +127,7 @@ def main() -> None:
         result: list[tuple[float, int]] = []
 
         def run() -> None:
-            result.append(purge_rate(plain, archive=False, during=started))
+            result.append(purge_rate(plain, args.now, archive=False, during=started))
             finished.set()
 
         worker = threading.Thread(target=run)
@@ -107,7 +138,7 @@ def main() -> None:
     finally:
         server.stop()
     rate, deleted = result[0]
-    archived_rate, archived_deleted = purge_rate(archived, archive=True)
+    archived_rate, archived_deleted = purge_rate(archived, args.now, archive=True)
     print(f"purge benchmark: {deleted:,} expired records")
     print(f"  purge, no archive          {rate:>9,.0f} records/s")
     print(
