@@ -17,7 +17,9 @@ from tink import streaming_aead
 from kbaudit.errors import CiphertextCorrupt
 
 ZSTD_LEVEL = 3
-READ_SIZE = 1 << 20
+# Plaintext handed out per step. Each step crosses from a thread to the event loop, so fewer,
+# larger steps download faster: 4 MB gave 640-750 MB/s through HTTP where 1 MB gave 480-580.
+READ_SIZE = 4 << 20
 
 
 class _Passthrough(io.RawIOBase):
