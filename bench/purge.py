@@ -23,7 +23,6 @@ import random
 import shutil
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from sqlalchemy.engine import make_url
 
 from bench.common import OUT, Server, kbaudit, percentile
 from bench.query import ROUTE, as_params, mixes
-from bench.scaleout import MASTER_KEY, services
+from bench.scaleout import kbaudit_env, services
 from kbaudit.config import Settings
 from kbaudit.container import build_container
 from kbaudit.demo import DemoWorld
@@ -57,15 +56,7 @@ def copy_of(source: Path, name: str, postgres: str | None) -> dict[str, str]:
         connection.execute(text(f"CREATE DATABASE {database} TEMPLATE {postgres}"))
     admin.dispose()
     url = make_url(base["KBAUDIT_TEST_PG_ADMIN_URL"]).set(database=database)
-    return {
-        "KBAUDIT_DATA_DIR": str(target),
-        "KBAUDIT_DATABASE_URL": url.render_as_string(hide_password=False),
-        "KBAUDIT_BLOB_URL": f"s3://kbaudit/bench-{name}-{uuid.uuid4().hex[:8]}",
-        "KBAUDIT_S3_ENDPOINT": base["KBAUDIT_TEST_S3_ENDPOINT"],
-        "KBAUDIT_QUEUE_URL": base["KBAUDIT_TEST_REDIS_URL"],
-        "KBAUDIT_MASTER_KEY": MASTER_KEY,
-        **{k: v for k, v in base.items() if k.startswith("AWS_")},
-    }
+    return kbaudit_env(base, name, url.render_as_string(hide_password=False))
 
 
 def purge_rate(

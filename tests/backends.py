@@ -96,5 +96,10 @@ def scaleout_settings() -> dict[str, str]:
     }
 
 
+def scaleout_env() -> dict[str, str]:
+    """``scaleout_settings`` as the environment of a ``kbaudit`` process."""
+    return {f"KBAUDIT_{name.upper()}": value for name, value in scaleout_settings().items()}
+
+
 def redis_url() -> str:
     return _required("KBAUDIT_TEST_REDIS_URL")

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from kbaudit.store.engine import create_store_engine
-from tests.backends import SCALEOUT, scaleout_settings
+from tests.backends import SCALEOUT, scaleout_env
 
 KBAUDIT = [sys.executable, "-m", "kbaudit.cli"]
 
@@ -31,7 +31,7 @@ class Cli:
         if SCALEOUT:
             # The queue stays in the data folder: these tests drive one `serve` with its own
             # workers. The Redis-dispatched workers have tests of their own.
-            self.env |= {f"KBAUDIT_{k.upper()}": v for k, v in scaleout_settings().items()}
+            self.env |= scaleout_env()
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

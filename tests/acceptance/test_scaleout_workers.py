@@ -20,7 +20,7 @@ import pytest
 
 from tests.acceptance.conftest import KBAUDIT, Cli, Serve
 from tests.acceptance.test_export_cli import WINDOW, exported_ids, load
-from tests.backends import redis_url, scaleout_settings
+from tests.backends import redis_url, scaleout_env
 
 pytestmark = pytest.mark.scaleout
 SERVICES = Path(os.environ.get("KBAUDIT_TEST_SERVICES", "."))
@@ -47,7 +47,7 @@ class Worker:
 @pytest.fixture
 def cluster_cli(tmp_path: Path) -> Cli:
     cli = Cli(tmp_path / "data")
-    cli.env |= {f"KBAUDIT_{k.upper()}": v for k, v in scaleout_settings().items()}
+    cli.env |= scaleout_env()
     cli.env |= {
         "KBAUDIT_QUEUE_URL": redis_url(),
         "KBAUDIT_QUEUE_NAME": f"test-{uuid.uuid4().hex[:12]}",
