@@ -21,9 +21,16 @@ import msgspec
 from bench.common import Server, dataset, fresh_env, kbaudit
 from kbaudit.config import Settings
 from kbaudit.container import build_container
-from kbaudit.domain import RecordIn
+from kbaudit.domain import OrgId, RecordIn
 from kbaudit.store.engine import create_store_engine
-from kbaudit.store.records import _INSERT_RECORD, _INSERT_REF, _INSERT_SCOPE, stored_form
+from kbaudit.store.records import (
+    _INSERT_RECORD,
+    _INSERT_REF,
+    _INSERT_SCOPE,
+    _ref_rows,
+    _scope_rows,
+    stored_form,
+)
 
 
 def raw_sqlite_rate(path: Path) -> float:
@@ -42,11 +49,8 @@ def raw_sqlite_rate(path: Path) -> float:
         batch = forms[offset : offset + 5000]
         db.execute("BEGIN IMMEDIATE")
         db.executemany(_INSERT_RECORD, [(1, f.ref or "r" + f.id, *f.values) for f in batch])
-        db.executemany(
-            _INSERT_SCOPE,
-            [(1, f.id, f.created_at, i, *s) for f in batch for i, s in enumerate(f.scopes)],
-        )
-        db.executemany(_INSERT_REF, [(1, f.id, i, *r) for f in batch for i, r in enumerate(f.refs)])
+        db.executemany(_INSERT_SCOPE, _scope_rows(OrgId(1), batch))
+        db.executemany(_INSERT_REF, _ref_rows(OrgId(1), batch))
         db.execute("COMMIT")
     elapsed = time.perf_counter() - started
     db.close()

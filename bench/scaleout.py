@@ -40,7 +40,7 @@ from kbaudit.crypto.envelope import LocalKeyManager
 from kbaudit.crypto.files import EncryptedFileWriter
 from kbaudit.crypto.keyring import Keyring
 from kbaudit.demo import DemoWorld
-from kbaudit.domain import RecordIn
+from kbaudit.domain import OrgId, RecordIn
 from kbaudit.store import postgres
 from kbaudit.store.engine import create_store_engine
 from kbaudit.store.migrate import migrate
@@ -128,8 +128,9 @@ def raw_copy_rate(base: dict[str, str], path: Path) -> float:
             batch = forms[offset : offset + 5000]
             rows = [(1, f.ref or "r" + f.id, *f.values) for f in batch]
             postgres.copy_in(connection, "retrieval_records", _RECORD_COLUMNS, rows)
-            postgres.copy_in(connection, "retrieval_scopes", _SCOPE_COLUMNS, _scope_rows(1, batch))  # type: ignore[arg-type]
-            postgres.copy_in(connection, "retrieval_refs", _REF_COLUMNS, _ref_rows(1, batch))  # type: ignore[arg-type]
+            scopes, refs = _scope_rows(OrgId(1), batch), _ref_rows(OrgId(1), batch)
+            postgres.copy_in(connection, "retrieval_scopes", _SCOPE_COLUMNS, scopes)
+            postgres.copy_in(connection, "retrieval_refs", _REF_COLUMNS, refs)
             driver.commit()
         elapsed = time.perf_counter() - started
     engine.dispose()
