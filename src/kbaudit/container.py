@@ -39,7 +39,7 @@ class Container:
     metrics: Metrics = field(default_factory=Metrics)
 
     def close(self) -> None:
-        self.store.engine.dispose()
+        self.store.close()
 
 
 def build_container(

@@ -33,6 +33,7 @@ log = structlog.get_logger("kbaudit.retention")
 DEFAULT_RETENTION_DAYS = 365
 MIN_RETENTION_DAYS = 90
 MAX_RETENTION_DAYS = 36_500
+BATCH_SIZE = 500
 POLICY_ROUTE = "PUT /v1/knowledge-base/retention-policy"
 _PRINCIPALS = uuid.UUID("6f1b7a52-3c2e-4d0a-9b7e-2f5d8c1a9e40")
 
@@ -93,7 +94,7 @@ def purge(
     store: Store,
     clock: Clock,
     archiver: Archiver | None = None,
-    batch_size: int = 500,
+    batch_size: int = BATCH_SIZE,
     on_batch: Callable[[OrgId, int], None] | None = None,
     pause_seconds: float = 0.02,
 ) -> int:
@@ -165,7 +166,7 @@ def _purge_batch(
         assert policy is not None
         lines = [row._mapping["record"] for row in victims]
         written = archiver.write(org_id, org_uuid, policy.archive_destination, lines)
-    with store.writing() as uow:
+    with store.writing(bulk=True) as uow:
         # Read the policy again: a hold set since the batch was chosen wins.
         if _reason_to_wait(uow, org_id, uow.retention.policy(org_id), archiver):
             return None

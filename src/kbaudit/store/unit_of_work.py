@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from threading import Lock, Semaphore
+from threading import Semaphore
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine
@@ -19,6 +19,7 @@ from kbaudit.store.keys import KeyRepository
 from kbaudit.store.postgres import UPKEEP_LOCK
 from kbaudit.store.records import RecordRepository
 from kbaudit.store.retention import RetentionRepository
+from kbaudit.store.sqlite import WriterLock, checkpoint, database_file, hold_checkpoints
 
 GATE_WAIT = 60.0
 
@@ -30,9 +31,12 @@ class UnitOfWork:
     exports: ExportRepository
     retention: RetentionRepository
 
-    def __init__(self, engine: Engine, *, write: bool, gate: Semaphore | Lock) -> None:
+    def __init__(
+        self, engine: Engine, *, write: bool, gate: Semaphore | WriterLock, bulk: bool = False
+    ) -> None:
         self._engine = engine
         self._write = write
+        self._bulk = bulk and engine.dialect.name == "sqlite"
         self._gate = gate
         self._connection: Connection | None = None
 
@@ -43,6 +47,8 @@ class UnitOfWork:
             connection = self._engine.connect()
             if self._write and connection.dialect.name == "sqlite":
                 connection.info["begin"] = "BEGIN IMMEDIATE"
+            if self._bulk:
+                hold_checkpoints(connection)
             connection.begin()
         except OperationalError as exc:
             self._release()
@@ -71,8 +77,10 @@ class UnitOfWork:
                 connection.rollback()  # on a lost connection, this resets it for the pool
         finally:
             connection.info.pop("begin", None)
-            connection.close()
             self._release()
+            if self._bulk:  # after the release, so that the next writer need not wait
+                checkpoint(connection)
+            connection.close()
         if lost:
             # A restarted or failed-over server: the client may retry, and the pool has
             # already dropped the dead connection.
@@ -92,15 +100,19 @@ class Store:
     def __init__(self, engine: Engine, max_readers: int = max(2, os.cpu_count() or 2)) -> None:
         self.engine = engine
         # Units of work queue here, in Python, rather than inside the database driver:
-        # - SQLite has one writer at a time, and a writer that finds the lock taken sleeps in
-        #   growing steps; writers in this process take turns on a lock instead (other
-        #   processes still meet busy_timeout).
+        # - SQLite has one writer at a time: writers take turns on a lock of the whole host
+        #   (see store/sqlite.py).
         # - Many threads stepping through SQLite at once fight over the GIL at every row and
         #   get slower together; a few readers at a time keep both cores busy.
-        self._writers: Semaphore | Lock = (
-            Lock() if engine.dialect.name == "sqlite" else Semaphore(64)
+        self._writers: Semaphore | WriterLock = (
+            WriterLock(database_file(engine)) if engine.dialect.name == "sqlite" else Semaphore(64)
         )
         self._readers = Semaphore(max_readers)
+
+    def close(self) -> None:
+        if isinstance(self._writers, WriterLock):
+            self._writers.close()
+        self.engine.dispose()
 
     def reading(self) -> UnitOfWork:
         """A short read: a request's worth."""
@@ -110,8 +122,10 @@ class Store:
         """A long read (an export part, a plan) that must not hold back the short ones."""
         return UnitOfWork(self.engine, write=False, gate=Semaphore(1))
 
-    def writing(self) -> UnitOfWork:
-        return UnitOfWork(self.engine, write=True, gate=self._writers)
+    def writing(self, *, bulk: bool = False) -> UnitOfWork:
+        """``bulk``: a large write, one of a series (a purge batch). On SQLite it checkpoints
+        after the lock is released rather than inside its commit (see store/sqlite.py)."""
+        return UnitOfWork(self.engine, write=True, gate=self._writers, bulk=bulk)
 
     @contextmanager
     def upkeep_turn(self) -> Iterator[bool]:

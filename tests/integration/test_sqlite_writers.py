@@ -1,0 +1,83 @@
+"""SQLite's writers: one at a time across processes; bulk writes checkpoint outside the lock.
+
+Embedded only by nature; the files and locks are real.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from kbaudit.store.engine import create_store_engine
+from kbaudit.store.sqlite import WriterLock
+from kbaudit.store.unit_of_work import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    built = Store(create_store_engine(f"sqlite:///{tmp_path / 'kbaudit.db'}"))
+    yield built
+    built.close()
+
+
+def test_a_writer_of_another_process_waits_for_the_file_lock(tmp_path: Path) -> None:
+    # Two locks on one file stand for two processes: flock holds per open file, not per pid.
+    database = tmp_path / "kbaudit.db"
+    mine, theirs = WriterLock(database), WriterLock(database)
+    assert mine.acquire(timeout=1)
+    assert not theirs.acquire(timeout=0.05)
+    mine.release()
+    assert theirs.acquire(timeout=1)
+    assert not mine.acquire(timeout=0.05)
+    theirs.release()
+    mine.close()
+    theirs.close()
+
+
+def test_writers_of_one_process_take_turns(tmp_path: Path) -> None:
+    lock = WriterLock(tmp_path / "kbaudit.db")
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def write(n: int) -> None:
+        for _ in range(50):
+            assert lock.acquire(timeout=5)
+            inside.append(n)
+            if len(inside) > 1:
+                overlaps.append(n)
+            time.sleep(0.0001)
+            inside.remove(n)
+            lock.release()
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []
+    lock.close()
+
+
+def test_a_bulk_write_checkpoints_after_its_commit_not_inside(store: Store, tmp_path: Path) -> None:
+    database = tmp_path / "kbaudit.db"
+    with store.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE pages (body BLOB)"))
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    size_before = database.stat().st_size
+    # About 8 MB: over SQLite's threshold (1,000 pages), so a plain commit would checkpoint.
+    with store.writing(bulk=True) as uow:
+        bulk_connection = uow._connection
+        assert bulk_connection is not None
+        for _ in range(2000):
+            bulk_connection.execute(text("INSERT INTO pages VALUES (randomblob(4000))"))
+        uow.commit()
+        assert database.stat().st_size == size_before, "the commit checkpointed"
+    assert database.stat().st_size >= size_before + 8_000_000, "no checkpoint after the write"
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
