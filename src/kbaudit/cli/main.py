@@ -211,7 +211,10 @@ def _load_demo(container: Container, org_id: OrgId, records: int, end: datetime)
 
 @retention_app.command("purge")
 def retention_purge(
-    batch_size: Annotated[int, typer.Option(help="Records per transaction.")] = 500,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Records per transaction; default 100 on SQLite, 500 on PostgreSQL."),
+    ] = None,
 ) -> None:
     """Apply every organization's retention policy now (kbaudit serve also does it
     periodically)."""
