@@ -18,8 +18,10 @@ from kbaudit.errors import CiphertextCorrupt
 
 ZSTD_LEVEL = 3
 # Plaintext handed out per step. Each step crosses from a thread to the event loop, so fewer,
-# larger steps download faster: 4 MB gave 640-750 MB/s through HTTP where 1 MB gave 480-580.
-READ_SIZE = 4 << 20
+# larger steps download faster: through HTTP, 8 MB gave 64-72% of the raw decrypt speed where
+# 4 MB gave 60-64% (medians of five rounds, bench.export) and 1 MB about half. A download
+# holds about two steps in memory.
+READ_SIZE = 8 << 20
 
 
 class _Passthrough(io.RawIOBase):
