@@ -40,6 +40,7 @@ from kbaudit.container import build_container
 from kbaudit.demo import DemoWorld
 from kbaudit.domain import Caller, KeyId
 from kbaudit.services.retention import purge, update_policy
+from kbaudit.workers.consumer import UPKEEP_NICENESS, lower_thread_priority
 
 FUTURE = datetime(2028, 12, 1, tzinfo=UTC)
 
@@ -98,6 +99,7 @@ def purge_in_child(
     now: datetime,
     batch_size: int | None,
 ) -> None:
+    lower_thread_priority(UPKEEP_NICENESS)  # as the server's upkeep thread does
     results.put(purge_rate(copy, now, False, batch_size, during=started))
     finished.set()
 

@@ -4,6 +4,7 @@ the embedded default; ``kbaudit worker`` runs them on their own in the scale-out
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 
@@ -16,6 +17,8 @@ from kbaudit.services.exports.sweep import sweep
 from kbaudit.services.retention import purge
 
 log = structlog.get_logger("kbaudit.workers")
+
+UPKEEP_NICENESS = 10
 
 
 class _QuietConsumer(Consumer):  # type: ignore[misc]
@@ -55,12 +58,26 @@ class Sweeper:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        lower_thread_priority(UPKEEP_NICENESS)
         while not self._stop.is_set():
             try:
                 self._sweep()
             except Exception as exc:  # a failed sweep is retried at the next tick
                 log.error("sweep_failed", error=repr(exc))
             self._stop.wait(self._interval)
+
+
+def lower_thread_priority(by: int) -> None:
+    """Let this thread have a core only after the others: the upkeep (a purge most of all) is
+    background work, and on SQLite the queries it competes with are what users wait for.
+    Linux keeps a niceness per thread; elsewhere this may do nothing."""
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(
+            os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + by)
+        )
+    except OSError as exc:
+        log.info("priority_unchanged", error=str(exc))
 
 
 class Workers:
