@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from sqlalchemy import create_engine, text
@@ -66,7 +67,7 @@ def purge_rate(
     copy: dict[str, str],
     now: datetime,
     archive: bool,
-    batch_size: int | None,
+    pacing: dict[str, Any],
     during: Event | None = None,
 ) -> tuple[float, int]:
     # Settings read the environment, as the server does: the copy's settings are put there.
@@ -85,7 +86,7 @@ def purge_rate(
     if during:
         during.set()
     started = time.perf_counter()
-    deleted = purge(container.store, container.clock, container.archiver, batch_size)
+    deleted = purge(container.store, container.clock, container.archiver, **pacing)
     elapsed = time.perf_counter() - started
     container.close()
     return deleted / elapsed, deleted
@@ -97,10 +98,10 @@ def purge_in_child(
     finished: Event,
     copy: dict[str, str],
     now: datetime,
-    batch_size: int | None,
+    pacing: dict[str, Any],
 ) -> None:
     lower_thread_priority(UPKEEP_NICENESS)  # as the server's upkeep thread does
-    results.put(purge_rate(copy, now, False, batch_size, during=started))
+    results.put(purge_rate(copy, now, False, pacing, during=started))
     finished.set()
 
 
@@ -125,8 +126,13 @@ def main() -> None:
     parser.add_argument("--now", type=datetime.fromisoformat, default=FUTURE)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--batch-size", type=int, help="default: the purge's own")
+    parser.add_argument(
+        "--pause", type=float, help="seconds between batches; default the purge's own"
+    )
     parser.add_argument("--no-archive", action="store_true", help="skip the archiving purge")
     args = parser.parse_args()
+    given = {"batch_size": args.batch_size, "pause_seconds": args.pause}
+    pacing = {name: value for name, value in given.items() if value is not None}
     os.environ["KBAUDIT_LOG_LEVEL"] = "warning"
     plain = copy_of(args.source, "purge-plain", args.postgres)
     archived = None if args.no_archive else copy_of(args.source, "purge-archive", args.postgres)
@@ -144,7 +150,7 @@ def main() -> None:
         started, finished, results = spawn.Event(), spawn.Event(), spawn.Queue()
         child = spawn.Process(
             target=purge_in_child,
-            args=(results, started, finished, plain, args.now, args.batch_size),
+            args=(results, started, finished, plain, args.now, pacing),
         )
         child.start()
         started.wait()
@@ -153,11 +159,10 @@ def main() -> None:
         child.join()
     finally:
         server.stop()
-    batch = args.batch_size or "the default number"
-    print(f"purge benchmark: {deleted:,} expired records, {batch} a batch")
+    print(f"purge benchmark: {deleted:,} expired records, pacing {pacing or 'the default'}")
     print(f"  purge, no archive          {rate:>9,.0f} records/s")
     if archived is not None:
-        archived_rate, archived_deleted = purge_rate(archived, args.now, True, args.batch_size)
+        archived_rate, archived_deleted = purge_rate(archived, args.now, True, pacing)
         print(
             f"  purge, archive first       {archived_rate:>9,.0f} records/s  "
             f"({archived_deleted:,} records, {archived_rate / rate:.0%} of plain)"
