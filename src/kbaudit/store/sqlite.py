@@ -1,4 +1,4 @@
-"""What SQLite needs so that one long writer (the purge, an import) does not stall requests.
+"""What SQLite needs so that one long writer (the purge) does not stall requests.
 
 - Writers take turns on a lock of the whole host, not on SQLite's own: a writer that finds
   SQLite's lock taken sleeps in growing steps, up to 100 ms, and often long after the lock

@@ -47,9 +47,9 @@ class UnitOfWork:
             connection = self._engine.connect()
             if self._write and connection.dialect.name == "sqlite":
                 connection.info["begin"] = "BEGIN IMMEDIATE"
-            if self._bulk:
-                hold_checkpoints(connection)
             connection.begin()
+            if self._bulk:  # once begun: a failed begin must not leave it set on a pooled one
+                hold_checkpoints(connection)
         except OperationalError as exc:
             self._release()
             raise StoreUnavailable("the database cannot be reached") from exc
