@@ -1,4 +1,4 @@
-"""SQLite's writers: one at a time across processes; bulk writes checkpoint outside the lock.
+"""SQLite's writers: one at a time across processes; no commit checkpoints under the lock.
 
 Embedded only by nature; the files and locks are real.
 """
@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from kbaudit.store.engine import create_store_engine
-from kbaudit.store.sqlite import WriterLock
+from kbaudit.store.sqlite import Checkpointer, WriterLock
 from kbaudit.store.unit_of_work import Store
 
 
@@ -63,21 +63,52 @@ def test_writers_of_one_process_take_turns(tmp_path: Path) -> None:
     lock.close()
 
 
-def test_a_bulk_write_checkpoints_after_its_commit_not_inside(store: Store, tmp_path: Path) -> None:
-    database = tmp_path / "kbaudit.db"
+def _eight_megabytes(store: Store, *, bulk: bool, database: Path) -> int:
+    """Write about 8 MB (over SQLite's own threshold of 1,000 pages, where a commit would
+    checkpoint); returns the database file's size before the write."""
     with store.engine.begin() as connection:
         connection.execute(text("CREATE TABLE pages (body BLOB)"))
     with store.engine.begin() as connection:
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     size_before = database.stat().st_size
-    # About 8 MB: over SQLite's threshold (1,000 pages), so a plain commit would checkpoint.
-    with store.writing(bulk=True) as uow:
-        bulk_connection = uow._connection
-        assert bulk_connection is not None
+    with store.writing(bulk=bulk) as uow:
+        connection = uow._connection
+        assert connection is not None
         for _ in range(2000):
-            bulk_connection.execute(text("INSERT INTO pages VALUES (randomblob(4000))"))
+            connection.execute(text("INSERT INTO pages VALUES (randomblob(4000))"))
         uow.commit()
         assert database.stat().st_size == size_before, "the commit checkpointed"
+    return size_before
+
+
+def test_a_bulk_write_checkpoints_after_its_commit_not_inside(store: Store, tmp_path: Path) -> None:
+    database = tmp_path / "kbaudit.db"
+    size_before = _eight_megabytes(store, bulk=True, database=database)
     assert database.stat().st_size >= size_before + 8_000_000, "no checkpoint after the write"
+
+
+def test_the_checkpointer_copies_a_plain_write_soon_after(store: Store, tmp_path: Path) -> None:
+    database = tmp_path / "kbaudit.db"
+    size_before = _eight_megabytes(store, bulk=False, database=database)
+    deadline = time.monotonic() + 10
+    while database.stat().st_size < size_before + 8_000_000:
+        assert time.monotonic() < deadline, "the checkpointer never copied the write"
+        time.sleep(0.02)
     with store.engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 1000
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+
+
+def test_the_checkpointer_thread_ends_when_idle_and_comes_back(store: Store) -> None:
+    checkpointer = Checkpointer(store.engine, idle=0.1)
+    checkpointer.wake()
+    assert checkpointer.running
+    deadline = time.monotonic() + 5
+    while checkpointer.running:
+        assert time.monotonic() < deadline, "the idle thread never ended"
+        time.sleep(0.02)
+    checkpointer.wake()
+    assert checkpointer.running
+    checkpointer.close()
+    assert not checkpointer.running
+    checkpointer.wake()  # after close: ignored
+    assert not checkpointer.running

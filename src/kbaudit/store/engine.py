@@ -46,6 +46,8 @@ def _sqlite_engine(url: str) -> Engine:
         # Record ids are random, so their unique index is written all over: keep it cached.
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        # No commit checkpoints, where it would hold every other writer back (store/sqlite.py).
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -3,9 +3,12 @@
 - Writers take turns on a lock of the whole host, not on SQLite's own: a writer that finds
   SQLite's lock taken sleeps in growing steps, up to 100 ms, and often long after the lock
   was freed. The file lock hands over within a millisecond, to any process.
-- A bulk writer (a purge batch) checkpoints after it let the lock go. SQLite checkpoints
-  (copies the write-ahead log into the database) inside the commit that fills the log, and
-  every writer queued behind a 500-record purge batch waited some 80 ms for it.
+- No commit checkpoints (copies the write-ahead log into the database). SQLite would do it
+  inside the commit that fills the log, under the writer lock: every writer queued behind a
+  500-record purge batch waited some 80 ms for it, and when a query's access-log entry was the
+  commit that found the log full, the query paid for the purge's pages. Instead, a bulk
+  writer (a purge batch) checkpoints once it has let the lock go, before its next batch, so
+  it cannot outrun the checkpoints; after any other write, a thread of its own does.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from sqlalchemy import Connection, Engine
 
 log = structlog.get_logger("kbaudit.store")
 
-AUTOMATIC_CHECKPOINT_PAGES = 1000  # SQLite's default
+# The checkpointer lets writes gather this long between checkpoints, and its thread ends
+# after this long without one (to start again with the next write).
+CHECKPOINT_SPACING = 0.05
+CHECKPOINTER_IDLE = 5.0
 _POLL = 0.0005  # seconds between tries of a taken file lock
 
 
@@ -69,22 +75,74 @@ class WriterLock:
             self._file.close()
 
 
-def hold_checkpoints(connection: Connection) -> None:
-    """Keep this connection's commits from checkpointing, until ``checkpoint``."""
-    _driver(connection).execute("PRAGMA wal_autocheckpoint=0")
-
-
 def checkpoint(connection: Connection) -> None:
-    """Copy the log into the database now, and give the connection its automatic
-    checkpoints back. PASSIVE never waits for readers or writers: it copies what it can."""
+    """Copy the log into the database now. PASSIVE never waits for readers or writers: it
+    copies what it can, and what a reader still needs waits for the next one."""
     # On the driver's connection: SQLAlchemy's would open a transaction, where no
     # checkpoint can run.
-    driver = _driver(connection)
     try:
-        driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        _driver(connection).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
     except sqlite3.Error as exc:
         log.warning("checkpoint_failed", error=str(exc))
-    driver.execute(f"PRAGMA wal_autocheckpoint={AUTOMATIC_CHECKPOINT_PAGES}")
+
+
+class Checkpointer:
+    """Checkpoints on a thread of its own soon after each ``wake``: no request waits for it."""
+
+    def __init__(self, engine: Engine, idle: float = CHECKPOINTER_IDLE) -> None:
+        self._engine = engine
+        self._idle = idle
+        self._due = threading.Event()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def wake(self) -> None:
+        with self._guard:
+            if self._closed:
+                return
+            self._due.set()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="kbaudit-checkpointer", daemon=True
+                )
+                self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def close(self) -> None:
+        with self._guard:
+            self._closed = True
+            thread = self._thread
+            self._due.set()
+        if thread is not None:
+            thread.join()
+        self._thread = None
+
+    def _run(self) -> None:
+        while self._due.wait(self._idle) or not self._retire():
+            if self._closed:
+                return
+            self._due.clear()
+            self._checkpoint()
+            time.sleep(CHECKPOINT_SPACING)
+
+    def _checkpoint(self) -> None:
+        try:
+            with self._engine.connect() as connection:
+                checkpoint(connection)
+        except Exception as exc:  # the thread must live on: the next write wakes it again
+            log.warning("checkpoint_failed", error=str(exc))
+
+    def _retire(self) -> bool:
+        """End the thread if no wake came in the meantime; a later one starts another."""
+        with self._guard:
+            if self._due.is_set():
+                return False
+            self._thread = None
+            return True
 
 
 def _driver(connection: Connection) -> sqlite3.Connection:

@@ -4,7 +4,7 @@ without ``commit()`` rolls everything back."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from threading import Semaphore
 from types import TracebackType
@@ -19,7 +19,7 @@ from kbaudit.store.keys import KeyRepository
 from kbaudit.store.postgres import UPKEEP_LOCK
 from kbaudit.store.records import RecordRepository
 from kbaudit.store.retention import RetentionRepository
-from kbaudit.store.sqlite import WriterLock, checkpoint, database_file, hold_checkpoints
+from kbaudit.store.sqlite import Checkpointer, WriterLock, checkpoint, database_file
 
 GATE_WAIT = 60.0
 
@@ -32,12 +32,17 @@ class UnitOfWork:
     retention: RetentionRepository
 
     def __init__(
-        self, engine: Engine, *, write: bool, gate: Semaphore | WriterLock, bulk: bool = False
+        self,
+        engine: Engine,
+        *,
+        write: bool,
+        gate: Semaphore | WriterLock,
+        after_release: Callable[[Connection], None] | None = None,
     ) -> None:
         self._engine = engine
         self._write = write
-        self._bulk = bulk and engine.dialect.name == "sqlite"
         self._gate = gate
+        self._after_release = after_release
         self._connection: Connection | None = None
 
     def __enter__(self) -> UnitOfWork:
@@ -48,8 +53,6 @@ class UnitOfWork:
             if self._write and connection.dialect.name == "sqlite":
                 connection.info["begin"] = "BEGIN IMMEDIATE"
             connection.begin()
-            if self._bulk:  # once begun: a failed begin must not leave it set on a pooled one
-                hold_checkpoints(connection)
         except OperationalError as exc:
             self._release()
             raise StoreUnavailable("the database cannot be reached") from exc
@@ -78,8 +81,8 @@ class UnitOfWork:
         finally:
             connection.info.pop("begin", None)
             self._release()
-            if self._bulk:  # after the release, so that the next writer need not wait
-                checkpoint(connection)
+            if self._after_release is not None:
+                self._after_release(connection)
             connection.close()
         if lost:
             # A restarted or failed-over server: the client may retry, and the pool has
@@ -104,12 +107,16 @@ class Store:
         #   (see store/sqlite.py).
         # - Many threads stepping through SQLite at once fight over the GIL at every row and
         #   get slower together; a few readers at a time keep both cores busy.
+        sqlite = engine.dialect.name == "sqlite"
         self._writers: Semaphore | WriterLock = (
-            WriterLock(database_file(engine)) if engine.dialect.name == "sqlite" else Semaphore(64)
+            WriterLock(database_file(engine)) if sqlite else Semaphore(64)
         )
+        self._checkpointer = Checkpointer(engine) if sqlite else None
         self._readers = Semaphore(max_readers)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if isinstance(self._writers, WriterLock):
             self._writers.close()
         self.engine.dispose()
@@ -124,8 +131,19 @@ class Store:
 
     def writing(self, *, bulk: bool = False) -> UnitOfWork:
         """``bulk``: a large write, one of a series (a purge batch). On SQLite it checkpoints
-        after the lock is released rather than inside its commit (see store/sqlite.py)."""
-        return UnitOfWork(self.engine, write=True, gate=self._writers, bulk=bulk)
+        itself once the lock is released, so that the series cannot outrun the checkpoints;
+        other writes leave it to the checkpointer's thread (see store/sqlite.py)."""
+        return UnitOfWork(
+            self.engine, write=True, gate=self._writers, after_release=self._after_write(bulk)
+        )
+
+    def _after_write(self, bulk: bool) -> Callable[[Connection], None] | None:
+        if self._checkpointer is None:
+            return None
+        if bulk:
+            return checkpoint
+        wake = self._checkpointer.wake
+        return lambda _connection: wake()
 
     @contextmanager
     def upkeep_turn(self) -> Iterator[bool]:
