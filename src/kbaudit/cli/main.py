@@ -213,7 +213,7 @@ def _load_demo(container: Container, org_id: OrgId, records: int, end: datetime)
 def retention_purge(
     batch_size: Annotated[
         int | None,
-        typer.Option(help="Records per transaction; default 100 on SQLite, 500 on PostgreSQL."),
+        typer.Option(help="Records per transaction; default 50 on SQLite, 500 on PostgreSQL."),
     ] = None,
 ) -> None:
     """Apply every organization's retention policy now (kbaudit serve also does it
