@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
+from kbaudit.store import sqlite
 from kbaudit.store.engine import create_store_engine
 from kbaudit.store.sqlite import Checkpointer, WriterLock
 from kbaudit.store.unit_of_work import Store
@@ -99,7 +100,7 @@ def test_the_checkpointer_copies_a_plain_write_soon_after(store: Store, tmp_path
 
 
 def test_the_checkpointer_thread_ends_when_idle_and_comes_back(store: Store) -> None:
-    checkpointer = Checkpointer(store.engine, idle=0.1)
+    checkpointer = Checkpointer(store.engine, WriterLock(None), idle=0.1)
     checkpointer.wake()
     assert checkpointer.running
     deadline = time.monotonic() + 5
@@ -112,3 +113,60 @@ def test_the_checkpointer_thread_ends_when_idle_and_comes_back(store: Store) -> 
     assert not checkpointer.running
     checkpointer.wake()  # after close: ignored
     assert not checkpointer.running
+
+
+def _log_frames(store: Store) -> int:
+    with store.engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        return int(driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+def test_a_long_log_is_copied_again_under_the_writer_lock(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE pages (body BLOB)"))
+        # About 5,000 pages: past the length (made shorter here) at which the log starts over.
+        connection.execute(
+            text(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)"
+                " INSERT INTO pages SELECT randomblob(4000) FROM n"
+            )
+        )
+    assert _log_frames(store) >= 5000
+    monkeypatch.setattr(sqlite, "LONG_LOG_FRAMES", 4096)
+    writers = WriterLock(None)
+    copy_log = sqlite._copy_log
+    locked_during_copies: list[bool] = []
+
+    def another_writer_commits_after_the_first_copy(connection: Connection) -> int:
+        frames = copy_log(connection)
+        locked_during_copies.append(writers._threads.locked())
+        if len(locked_during_copies) == 1:
+            with store.engine.begin() as theirs:
+                theirs.execute(text("INSERT INTO pages VALUES (x'00')"))
+        return frames
+
+    monkeypatch.setattr(sqlite, "_copy_log", another_writer_commits_after_the_first_copy)
+    with store.engine.connect() as connection:
+        Checkpointer(store.engine, writers).checkpoint(connection)
+    assert locked_during_copies == [False, True]
+    assert not writers._threads.locked()
+    with store.engine.begin() as connection:  # the next writer
+        connection.execute(text("INSERT INTO pages VALUES (x'01')"))
+    assert _log_frames(store) < 10, "the log did not start over"
+
+
+def test_a_short_log_is_copied_once_outside_the_lock(store: Store) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE pages (body BLOB)"))
+        connection.execute(text("INSERT INTO pages VALUES (randomblob(4000))"))
+    writers = WriterLock(None)
+    assert writers.acquire(timeout=1)  # held elsewhere: a copy that needed it would wait
+    started = time.monotonic()
+    with store.engine.connect() as connection:
+        Checkpointer(store.engine, writers).checkpoint(connection)
+    assert time.monotonic() - started < sqlite.LONG_LOG_LOCK_WAIT
+    assert _log_frames(store) < 10
+    writers.release()

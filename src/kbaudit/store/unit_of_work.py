@@ -19,7 +19,7 @@ from kbaudit.store.keys import KeyRepository
 from kbaudit.store.postgres import UPKEEP_LOCK
 from kbaudit.store.records import RecordRepository
 from kbaudit.store.retention import RetentionRepository
-from kbaudit.store.sqlite import Checkpointer, WriterLock, checkpoint, database_file
+from kbaudit.store.sqlite import Checkpointer, WriterLock, database_file
 
 GATE_WAIT = 60.0
 
@@ -107,11 +107,11 @@ class Store:
         #   (see store/sqlite.py).
         # - Many threads stepping through SQLite at once fight over the GIL at every row and
         #   get slower together; a few readers at a time keep both cores busy.
-        sqlite = engine.dialect.name == "sqlite"
-        self._writers: Semaphore | WriterLock = (
-            WriterLock(database_file(engine)) if sqlite else Semaphore(64)
-        )
-        self._checkpointer = Checkpointer(engine) if sqlite else None
+        self._writers: Semaphore | WriterLock = Semaphore(64)
+        self._checkpointer: Checkpointer | None = None
+        if engine.dialect.name == "sqlite":
+            self._writers = WriterLock(database_file(engine))
+            self._checkpointer = Checkpointer(engine, self._writers)
         self._readers = Semaphore(max_readers)
 
     def close(self) -> None:
@@ -141,7 +141,7 @@ class Store:
         if self._checkpointer is None:
             return None
         if bulk:
-            return checkpoint
+            return self._checkpointer.checkpoint
         wake = self._checkpointer.wake
         return lambda _connection: wake()
 
