@@ -22,6 +22,7 @@ ZSTD_LEVEL = 3
 # 4 MB gave 60-64% (medians of five rounds, bench.export) and 1 MB about half. A download
 # holds about two steps in memory.
 READ_SIZE = 8 << 20
+SEGMENT_SIZE = 1 << 20  # AES256_GCM_HKDF_1MB
 
 
 class _Passthrough(io.RawIOBase):
@@ -109,7 +110,11 @@ def decrypted_chunks(
     segment authenticated: altered or truncated ciphertext raises ``CiphertextCorrupt``."""
     try:
         decrypting = aead.new_decrypting_stream(_ChunkReader(ciphertext), context)
-        reader = zstandard.ZstdDecompressor().stream_reader(decrypting, read_across_frames=True)
+        # Pull ciphertext from Tink a segment (1 MB) at a time, not zstd's default 128 KB:
+        # each pull holds the GIL, which the event loop sending the last chunk needs.
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            decrypting, read_size=SEGMENT_SIZE, read_across_frames=True
+        )
         while chunk := reader.read(READ_SIZE):
             yield chunk
     except (tink.TinkError, zstandard.ZstdError) as exc:
