@@ -129,7 +129,8 @@ class Checkpointer:
                 self._thread.start()
 
     def checkpoint(self, connection: Connection) -> None:
-        """Copy the log now, on this connection, outside the writer lock."""
+        """Copy the log now, on this connection. The caller must not hold the writer lock: a
+        long log takes it for the second copy."""
         if _copy_log(connection) < LONG_LOG_FRAMES:
             return
         if self._writers.acquire(timeout=LONG_LOG_LOCK_WAIT):
