@@ -142,12 +142,14 @@ async def download_export_file(
 
 
 async def _one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Decrypt the next chunk in a thread while the current one is on the wire: without
-    this, decrypting and sending take turns and each waits for the other."""
-    pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+    """Decrypt the next chunk in a thread while the current one is on the wire. The thread is
+    handed the work before the chunk goes to the server, not when the loop next gets control:
+    after the send, decrypting and sending would take turns."""
+    loop = asyncio.get_running_loop()
+    pending = loop.run_in_executor(None, next, chunks, None)
     try:
         while (chunk := await pending) is not None:
-            pending = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+            pending = loop.run_in_executor(None, next, chunks, None)
             yield chunk
     finally:
         if not pending.done():
