@@ -141,7 +141,7 @@ async def download_export_file(
     )
 
 
-async def _one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+async def _one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[memoryview]:
     """Decrypt the next chunk in a thread while the current one is on the wire. The thread is
     handed the work before the chunk goes to the server, not when the loop next gets control:
     after the send, decrypting and sending would take turns."""
@@ -150,7 +150,9 @@ async def _one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     try:
         while (chunk := await pending) is not None:
             pending = loop.run_in_executor(None, next, chunks, None)
-            yield chunk
+            # A view: the loop's transport slices off what the socket took, and slicing 8 MB
+            # of bytes would copy the rest once more (2-5 points of raw speed).
+            yield memoryview(chunk)
     finally:
         if not pending.done():
             await asyncio.wait([pending])
