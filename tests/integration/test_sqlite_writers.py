@@ -5,13 +5,14 @@ Embedded only by nature; the files and locks are real.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import event, text
 
 from kbaudit.store import sqlite
 from kbaudit.store.engine import create_store_engine
@@ -90,17 +91,25 @@ def test_a_bulk_write_checkpoints_after_its_commit_not_inside(store: Store, tmp_
 
 def test_the_checkpointer_copies_a_plain_write_soon_after(store: Store, tmp_path: Path) -> None:
     database = tmp_path / "kbaudit.db"
+    # A pooled connection the checkpointer used would serve readers afterwards, and fill a
+    # page cache of its own: the checkpointer must keep to a connection of its own.
+    pooled_by: list[str] = []
+    event.listen(
+        store.engine, "checkout", lambda *_: pooled_by.append(threading.current_thread().name)
+    )
     size_before = _eight_megabytes(store, bulk=False, database=database)
     deadline = time.monotonic() + 10
     while database.stat().st_size < size_before + 8_000_000:
         assert time.monotonic() < deadline, "the checkpointer never copied the write"
         time.sleep(0.02)
+    assert pooled_by, "the listener saw no checkout at all"
+    assert "kbaudit-checkpointer" not in pooled_by
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
 
 
-def test_the_checkpointer_thread_ends_when_idle_and_comes_back(store: Store) -> None:
-    checkpointer = Checkpointer(store.engine, WriterLock(None), idle=0.1)
+def test_the_checkpointer_thread_ends_when_idle_and_comes_back(tmp_path: Path) -> None:
+    checkpointer = Checkpointer(tmp_path / "kbaudit.db", WriterLock(None), idle=0.1)
     checkpointer.wake()
     assert checkpointer.running
     deadline = time.monotonic() + 5
@@ -123,7 +132,7 @@ def _log_frames(store: Store) -> int:
 
 
 def test_a_long_log_is_copied_again_under_the_writer_lock(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("CREATE TABLE pages (body BLOB)"))
@@ -140,7 +149,7 @@ def test_a_long_log_is_copied_again_under_the_writer_lock(
     copy_log = sqlite._copy_log
     locked_during_copies: list[bool] = []
 
-    def another_writer_commits_after_the_first_copy(connection: Connection) -> int:
+    def another_writer_commits_after_the_first_copy(connection: sqlite3.Connection) -> int:
         frames = copy_log(connection)
         locked_during_copies.append(writers._threads.locked())
         if len(locked_during_copies) == 1:
@@ -150,7 +159,7 @@ def test_a_long_log_is_copied_again_under_the_writer_lock(
 
     monkeypatch.setattr(sqlite, "_copy_log", another_writer_commits_after_the_first_copy)
     with store.engine.connect() as connection:
-        Checkpointer(store.engine, writers).checkpoint(connection)
+        Checkpointer(tmp_path / "kbaudit.db", writers).checkpoint(connection)
     assert locked_during_copies == [False, True]
     assert not writers._threads.locked()
     with store.engine.begin() as connection:  # the next writer
@@ -158,7 +167,7 @@ def test_a_long_log_is_copied_again_under_the_writer_lock(
     assert _log_frames(store) < 10, "the log did not start over"
 
 
-def test_a_short_log_is_copied_once_outside_the_lock(store: Store) -> None:
+def test_a_short_log_is_copied_once_outside_the_lock(store: Store, tmp_path: Path) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("CREATE TABLE pages (body BLOB)"))
         connection.execute(text("INSERT INTO pages VALUES (randomblob(4000))"))
@@ -166,7 +175,7 @@ def test_a_short_log_is_copied_once_outside_the_lock(store: Store) -> None:
     assert writers.acquire(timeout=1)  # held elsewhere: a copy that needed it would wait
     started = time.monotonic()
     with store.engine.connect() as connection:
-        Checkpointer(store.engine, writers).checkpoint(connection)
+        Checkpointer(tmp_path / "kbaudit.db", writers).checkpoint(connection)
     assert time.monotonic() - started < sqlite.LONG_LOG_LOCK_WAIT
     assert _log_frames(store) < 10
     writers.release()

@@ -80,16 +80,12 @@ class WriterLock:
             self._file.close()
 
 
-def _copy_log(connection: Connection) -> int:
+def _copy_log(connection: sqlite3.Connection) -> int:
     """Copy the log into the database; returns how many frames the log holds. PASSIVE never
     waits for readers or writers: it copies what it can, and what a reader still needs waits
     for the next one."""
-    # On the driver's connection: SQLAlchemy's would open a transaction, where no
-    # checkpoint can run.
     try:
-        _busy, frames, _copied = (
-            _driver(connection).execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        )
+        _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     except sqlite3.Error as exc:
         log.warning("checkpoint_failed", error=str(exc))
         return 0
@@ -107,9 +103,9 @@ class Checkpointer:
     """
 
     def __init__(
-        self, engine: Engine, writers: WriterLock, idle: float = CHECKPOINTER_IDLE
+        self, database: Path, writers: WriterLock, idle: float = CHECKPOINTER_IDLE
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._writers = writers
         self._idle = idle
         self._due = threading.Event()
@@ -131,6 +127,11 @@ class Checkpointer:
     def checkpoint(self, connection: Connection) -> None:
         """Copy the log now, on this connection. The caller must not hold the writer lock: a
         long log takes it for the second copy."""
+        # On the driver's connection: SQLAlchemy's would open a transaction, where no
+        # checkpoint can run.
+        self._copy(_driver(connection))
+
+    def _copy(self, connection: sqlite3.Connection) -> None:
         if _copy_log(connection) < LONG_LOG_FRAMES:
             return
         if self._writers.acquire(timeout=LONG_LOG_LOCK_WAIT):
@@ -153,17 +154,23 @@ class Checkpointer:
         self._thread = None
 
     def _run(self) -> None:
-        while self._due.wait(self._idle) or not self._retire():
-            if self._closed:
-                return
-            self._due.clear()
-            self._checkpoint()
-            time.sleep(CHECKPOINT_SPACING)
-
-    def _checkpoint(self) -> None:
+        # A connection of the thread's own, not one of the engine's pool: a pooled one would
+        # then serve readers too, and each pooled connection fills a page cache of its own
+        # (64 MB; an export worker's peak RSS grew from 209 to 271 MB).
+        connection = sqlite3.connect(self._database, timeout=LONG_LOG_LOCK_WAIT)
         try:
-            with self._engine.connect() as connection:
-                self.checkpoint(connection)
+            while self._due.wait(self._idle) or not self._retire():
+                if self._closed:
+                    return
+                self._due.clear()
+                self._checkpoint(connection)
+                time.sleep(CHECKPOINT_SPACING)
+        finally:
+            connection.close()
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        try:
+            self._copy(connection)
         except Exception as exc:  # the thread must live on: the next write wakes it again
             log.warning("checkpoint_failed", error=str(exc))
 

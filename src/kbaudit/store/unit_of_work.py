@@ -110,8 +110,10 @@ class Store:
         self._writers: Semaphore | WriterLock = Semaphore(64)
         self._checkpointer: Checkpointer | None = None
         if engine.dialect.name == "sqlite":
-            self._writers = WriterLock(database_file(engine))
-            self._checkpointer = Checkpointer(engine, self._writers)
+            database = database_file(engine)
+            self._writers = WriterLock(database)
+            if database is not None:  # an in-memory database has no log
+                self._checkpointer = Checkpointer(database, self._writers)
         self._readers = Semaphore(max_readers)
 
     def close(self) -> None:
