@@ -124,6 +124,19 @@ def test_the_checkpointer_thread_ends_when_idle_and_comes_back(tmp_path: Path) -
     assert not checkpointer.running
 
 
+def test_a_checkpointer_that_cannot_open_the_database_tries_again_next_time(
+    tmp_path: Path,
+) -> None:
+    checkpointer = Checkpointer(tmp_path / "missing" / "kbaudit.db", WriterLock(None))
+    for _ in range(2):
+        checkpointer.wake()
+        deadline = time.monotonic() + 5
+        while checkpointer.running:
+            assert time.monotonic() < deadline, "the failed thread never let go"
+            time.sleep(0.02)
+    checkpointer.close()
+
+
 def _log_frames(store: Store) -> int:
     with store.engine.connect() as connection:
         driver = connection.connection.driver_connection
