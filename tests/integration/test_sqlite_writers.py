@@ -125,15 +125,24 @@ def test_the_checkpointer_thread_ends_when_idle_and_comes_back(tmp_path: Path) -
 
 
 def test_a_checkpointer_that_cannot_open_the_database_tries_again_next_time(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    opening = sqlite3.connect
+    tries: list[Path] = []
+
+    def counted(database: Path, **options: float) -> sqlite3.Connection:
+        tries.append(database)
+        return opening(database, **options)
+
+    monkeypatch.setattr(sqlite.sqlite3, "connect", counted)
     checkpointer = Checkpointer(tmp_path / "missing" / "kbaudit.db", WriterLock(None))
-    for _ in range(2):
+    for attempt in (1, 2):
         checkpointer.wake()
         deadline = time.monotonic() + 5
         while checkpointer.running:
             assert time.monotonic() < deadline, "the failed thread never let go"
             time.sleep(0.02)
+        assert len(tries) == attempt
     checkpointer.close()
 
 

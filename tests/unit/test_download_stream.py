@@ -27,7 +27,7 @@ def test_next_chunk_is_decrypting_before_the_current_one_is_sent() -> None:
             following = len(sent) + 1
             if following < CHUNKS:
                 assert asked[following].wait(timeout=5), f"chunk {following} was not asked for"
-            sent.append(chunk)
+            sent.append(bytes(chunk))
         return sent
 
     assert asyncio.run(send_all()) == [bytes([number]) for number in range(CHUNKS)]
