@@ -170,14 +170,11 @@ class Checkpointer:
                 if self._closed:
                     return
                 self._due.clear()
-                self._checkpoint(connection)
+                try:
+                    self._copy(connection)
+                except Exception as exc:  # the thread lives on: the next write wakes it again
+                    log.warning("checkpoint_failed", error=str(exc))
                 time.sleep(CHECKPOINT_SPACING)
-
-    def _checkpoint(self, connection: sqlite3.Connection) -> None:
-        try:
-            self._copy(connection)
-        except Exception as exc:  # the thread must live on: the next write wakes it again
-            log.warning("checkpoint_failed", error=str(exc))
 
     def _retire(self) -> bool:
         """End the thread if no wake came in the meantime; a later one starts another."""
