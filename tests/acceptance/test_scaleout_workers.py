@@ -9,6 +9,7 @@ them once, in the scale-out pass.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
@@ -38,6 +39,20 @@ class Worker:
             text=True,
         )
 
+    def wait_until_consuming(self, seconds: float = 60) -> None:
+        """Until the worker says it takes parts: on a slow machine, the first worker up could
+        otherwise run a whole export before the others start."""
+        assert self.process.stderr is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.process.stderr], [], [], deadline - time.monotonic())
+            line = self.process.stderr.readline() if ready else ""
+            if "kbaudit worker running" in line:
+                return
+            if not line and self.process.poll() is not None:
+                break
+        raise AssertionError("the worker did not start taking parts")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -66,6 +81,8 @@ def workers(cluster_cli: Cli) -> Iterator[Callable[[int], list[Worker]]]:
 
     def start(count: int) -> list[Worker]:
         started.extend(Worker(cluster_cli) for _ in range(count))
+        for worker in started[-count:]:
+            worker.wait_until_consuming()
         return started[-count:]
 
     yield start
