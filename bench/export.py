@@ -1,52 +1,40 @@
 """Export throughput, worker memory and download speed, each against a plain-script baseline.
 
-    .venv/bin/python -m bench.export [--data-dir bench/out/ingest-import]
+    .venv/bin/python -m bench.export [--records 1000000]
 
-Uses a data folder loaded with the demo data set in organization ``bench`` (``bench.ingest``
-leaves one in ``bench/out/ingest-import``). One worker: the export runs its parts one after
-another in this process (inline queue), and its peak RSS is read from the kernel.
+Loads ``--records`` demo records into ``bench/out/export-N`` with ``kbaudit import`` (once;
+reused after), in organization ``bench``. One worker: the export runs its parts one after
+another in a child process (inline queue), whose peak RSS is read from the kernel.
 
-Baselines, measured in the same run on the same rows:
-- CSV: the rows read with the driver's fetchmany and written by the C ``csv`` writer;
-- NDJSON: each line built inside SQLite by ``json_object`` (scopes and refs included);
-both then zstd level 3 and the same Tink AES256_GCM_HKDF_1MB stream, into a file.
-- Download: decrypt and decompress of the largest file straight from the blob store.
+Baselines, measured in the same run on the same records, sharing nothing with kbaudit
+(``bench.plain``): a plain script over a flat single-table SQLite copy of the data set, in
+time order; CSV by a generated f-string per row, NDJSON as stored lines; then zstd level 3
+and AES-256-GCM in 1 MiB chunks. Download: decrypt and decompress of the largest file
+straight from the blob store, against the HTTP route.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import resource
-import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx2
 
-from bench.common import OUT, Server, kbaudit
+from bench import plain
+from bench.common import OUT, Server, dataset, kbaudit
 from bench.query import prepare
 from kbaudit.config import Settings
 from kbaudit.container import build_container
-from kbaudit.crypto.envelope import LocalKeyManager, WrappedKeyset
-from kbaudit.crypto.files import EncryptedFileWriter, decrypted_chunks
-from kbaudit.crypto.keyring import Keyring
-from kbaudit.domain import (
-    RECORD_FIELDS,
-    REF_FIELDS,
-    SCOPE_FIELDS,
-    Caller,
-    KeyId,
-    OrgId,
-    RecordFilters,
-)
+from kbaudit.crypto.envelope import WrappedKeyset
+from kbaudit.crypto.files import decrypted_chunks
+from kbaudit.domain import Caller, KeyId, OrgId, RecordFilters
 from kbaudit.logs import configure_logging
 from kbaudit.services.exports.jobs import ExportSpec, create_export, get_export
 from kbaudit.services.exports.parts import file_context
@@ -71,46 +59,14 @@ def service_rate(data_dir: Path, export_format: str) -> tuple[float, int, str]:
     return done.job["total_rows"] / elapsed, done.job["total_rows"], job.job["id"]
 
 
-def baseline_rate(data_dir: Path, export_format: str) -> float:
-    database = sqlite3.connect(data_dir / "kbaudit.db")
-    aead = LocalKeyManager(Keyring({1: b"k" * 32}))
-    wrapped = aead.new_data_key("bench", "baseline")
-    primitive = aead.open_data_key("bench", "baseline", wrapped)
-    out = OUT / f"baseline.{export_format}.zst.tink"
-    started = time.perf_counter()
-    rows = 0
-    with out.open("wb") as sink, EncryptedFileWriter(primitive, b"baseline", sink) as writer:
-        for batch in _baseline_batches(database, export_format):
-            rows += len(batch[1])
-            writer.write(batch[0])
-    return rows / (time.perf_counter() - started)
-
-
-def _baseline_batches(database: sqlite3.Connection, export_format: str) -> Any:
-    where = "WHERE r.created_at >= '2026-01-01' AND r.created_at < '2026-12-01'"
-    if export_format == "csv":
-        cursor = database.execute(
-            f"SELECT {', '.join(RECORD_FIELDS)} FROM retrieval_records r {where} "
-            "ORDER BY created_at, id"
-        )
-        while batch := cursor.fetchmany(5000):
-            buffer = io.StringIO()
-            csv.writer(buffer).writerows(batch)
-            yield buffer.getvalue().encode(), batch
-        return
-    record = ", ".join(f"'{name}', r.{name}" for name in RECORD_FIELDS)
-    scope = ", ".join(f"'{name}', s.{name}" for name in SCOPE_FIELDS)
-    ref = ", ".join(f"'{name}', f.{name}" for name in REF_FIELDS)
-    cursor = database.execute(
-        f"SELECT json_object({record}, "
-        f"'scopes', (SELECT json_group_array(json_object({scope})) FROM retrieval_scopes s "
-        "WHERE s.org_id = r.org_id AND s.record_id = r.id), "
-        f"'refs', (SELECT json_group_array(json_object({ref})) FROM retrieval_refs f "
-        "WHERE f.org_id = r.org_id AND f.record_id = r.id)) "
-        f"FROM retrieval_records r {where} ORDER BY r.created_at, r.id"
-    )
-    while batch := cursor.fetchmany(5000):
-        yield ("\n".join(line for (line,) in batch) + "\n").encode(), batch
+def baseline_rate(records: int, export_format: str) -> float:
+    """The plain script's rows/s over a flat copy of the same records (bench.plain)."""
+    flat = OUT / f"flat-{records}.db"
+    plain.flat_copy(dataset(records), flat)
+    window = tuple(plain.utc_text(instant.isoformat()) or "" for instant in WINDOW)
+    out = OUT / f"baseline.{export_format}.zst.aesgcm"
+    export = plain.export_csv if export_format == "csv" else plain.export_ndjson
+    return export(flat, (window[0], window[1]), out)
 
 
 DOWNLOAD_ROUNDS = 9
@@ -212,12 +168,8 @@ def service_in_child(data_dir: Path, export_format: str) -> tuple[float, int, st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=OUT / "ingest-import")
-    parser.add_argument(
-        "--records",
-        type=int,
-        help="load this many demo records into bench/out/export-N first (once) and use that",
-    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-download", action="store_true")
     parser.add_argument(
         "--download-only", action="store_true", help="measure downloads of the newest export"
@@ -231,19 +183,18 @@ def main() -> None:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(rate, rows, export_id, rss)
         return
-    if args.records:
-        env, _ = prepare(args.records, OUT / f"export-{args.records}")
-        args.data_dir = Path(env["KBAUDIT_DATA_DIR"])
+    env, _ = prepare(args.records, OUT / f"export-{args.records}")
+    args.data_dir = Path(env["KBAUDIT_DATA_DIR"])
     print(f"export benchmark on {args.data_dir}")
     last_id = ""
     if args.download_only:
         args.formats, last_id = "", newest_export(args.data_dir)
     for export_format in filter(None, args.formats.split(",")):
-        base = baseline_rate(args.data_dir, export_format)
+        base = baseline_rate(args.records, export_format)
         rate, rows, last_id, rss = service_in_child(args.data_dir, export_format)
         print(
             f"  {export_format:6} {rows:,} rows: baseline {base:9,.0f} rows/s   "
-            f"kbaudit {rate:9,.0f} rows/s  {rate / base:5.0%} of baseline   "
+            f"kbaudit {rate:9,.0f} rows/s  {rate / base:.2f}x baseline   "
             f"worker peak RSS {rss:,.0f} MB"
         )
     if args.no_download:

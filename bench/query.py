@@ -25,7 +25,7 @@ from bench.common import END, OUT, Server, dataset, kbaudit, percentile
 from kbaudit.config import Settings
 from kbaudit.container import build_container
 from kbaudit.demo import DemoWorld
-from kbaudit.domain import SUMMARY_FIELDS, RecordFilters
+from kbaudit.domain import RecordFilters
 from kbaudit.services.query import MAX_LIMIT
 
 ROUTE = "/v1/knowledge-base/audit/retrievals"
@@ -87,7 +87,7 @@ def baseline(data_dir: Path, mix: dict[str, Any], n: int) -> list[float]:
     for _ in range(n):
         started = time.perf_counter()
         with container.store.reading() as uow:
-            uow.records.page(org.id, filters, None, mix["limit"] + 1, SUMMARY_FIELDS)
+            uow.records.page(org.id, filters, None, mix["limit"] + 1)
         samples.append(time.perf_counter() - started)
     container.close()
     return samples

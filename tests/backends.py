@@ -58,6 +58,14 @@ class Databases:
         self._made.append(name)
         return self.url_of(name)
 
+    def create_empty(self) -> str:
+        """A database with no schema at all, for tests of the migrations themselves."""
+        name = f"kbaudit_t_{uuid.uuid4().hex[:16]}"
+        with self._admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        self._made.append(name)
+        return self.url_of(name)
+
     def drop_all(self) -> None:
         made, self._made = self._made, []
         with self._admin.connect() as connection:

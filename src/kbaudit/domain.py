@@ -6,6 +6,7 @@ route and ``kbaudit import`` decode through the same types, so both enforce the 
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,8 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
 Code = Annotated[str, msgspec.Meta(max_length=64)]
 Label = Annotated[str, msgspec.Meta(max_length=128)]
 Digest = Annotated[str, msgspec.Meta(max_length=256)]
-RefText = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+# \Z, not $: a $ would let a trailing newline through.
+RefText = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_\-]{1,64}\Z")]
 CountsByName = Annotated[
     dict[Annotated[str, msgspec.Meta(max_length=64)], Count], msgspec.Meta(max_length=64)
 ]
@@ -131,6 +133,23 @@ def default_ref(record_id: str) -> str:
     """The ref kbaudit assigns when the writer gives none: derived from the (canonical) id,
     so that re-sending the same record is idempotent."""
     return "r" + record_id.replace("-", "")
+
+
+_DERIVED_REF = re.compile(r"r[0-9a-f]{32}")
+
+
+def is_derived_ref(text: str) -> bool:
+    return _DERIVED_REF.fullmatch(text) is not None
+
+
+def id_named_by(text: str) -> uuid.UUID | None:
+    """The record id that ``text`` names as a derived ref or as an id, if it is one."""
+    if is_derived_ref(text):
+        return uuid.UUID(text[1:])
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

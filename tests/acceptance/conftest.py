@@ -42,8 +42,9 @@ class Cli:
         return result
 
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` from the database the commands use; uuids as text. A table that
-        does not exist yet reads as no rows (the server may still be migrating)."""
+        """Rows of ``sql`` from the database the commands use; uuids (and 16-byte ids) as
+        text. A table that does not exist yet reads as no rows (the server may still be
+        migrating)."""
         url = self.env.get("KBAUDIT_DATABASE_URL") or f"sqlite:///{self.data_dir / 'kbaudit.db'}"
         engine = create_store_engine(url)
         try:
@@ -53,7 +54,7 @@ class Cli:
             return []
         finally:
             engine.dispose()
-        return [tuple(str(v) if isinstance(v, uuid.UUID) else v for v in row) for row in rows]
+        return [tuple(map(_uuid_text, row)) for row in rows]
 
     def key(self, org: str, scopes: str) -> str:
         return self.run("keys", "create", "--org", org, "--scopes", scopes).stdout.splitlines()[-1]
@@ -130,3 +131,9 @@ def serve(cli: Cli) -> Iterator[Callable[[], Serve]]:
 @pytest.fixture
 def server(serve: Callable[[], Serve]) -> str:
     return serve().url
+
+
+def _uuid_text(value: Any) -> Any:
+    if isinstance(value, bytes) and len(value) == 16:
+        return str(uuid.UUID(bytes=value))
+    return str(value) if isinstance(value, uuid.UUID) else value

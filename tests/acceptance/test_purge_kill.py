@@ -17,8 +17,7 @@ from tests.acceptance.conftest import KBAUDIT, Cli, Serve
 
 def present_ids(cli: Cli, org: str) -> set[str]:
     rows = cli.query(
-        "SELECT r.id FROM retrieval_records r JOIN organizations o ON o.id = r.org_id "
-        "WHERE o.name = :org",
+        "SELECT r.id FROM records r JOIN organizations o ON o.id = r.org_id WHERE o.name = :org",
         org=org,
     )
     return {row[0] for row in rows}

@@ -130,3 +130,41 @@ def test_writers_racing_on_the_same_records_each_get_a_clean_answer(api: Api) ->
     assert sum(r.json()["created"] for r in responses) == len(batch)
     listed = api.client.get(RECORDS, params={**WINDOW, "limit": 200}, headers=key).json()
     assert {item["id"] for item in listed["items"]} == {item["id"] for item in batch}
+
+
+def test_a_ref_that_looks_like_an_id_is_refused(api: Api) -> None:
+    key = api.key()
+    victim = record()
+    write(api, key, victim)
+    for ref in (victim["id"], victim["id"].replace("-", ""), "r" + victim["id"].replace("-", "")):
+        response = write(api, key, record(ref=ref))
+        assert response.status_code == 409, (ref, response.text)
+        assert "looks like a record id" in response.json()["message"]
+    assert detail(api, key, victim["id"])["log"]["id"] == victim["id"]
+
+
+def test_a_record_may_name_its_own_derived_ref(api: Api) -> None:
+    key = api.key()
+    item = record()
+    own = "r" + item["id"].replace("-", "")
+    assert write(api, key, {**item, "ref": own}).json()["items"][0]["ref"] == own
+    assert write(api, key, item).json()["unchanged"] == 1
+
+
+def test_a_ref_with_a_trailing_newline_is_refused(api: Api) -> None:
+    response = write(api, api.key(), record(ref="abc\n"))
+    assert response.status_code == 422, response.text
+
+
+def test_a_rewrite_without_a_ref_keeps_the_chosen_one(api: Api) -> None:
+    key = api.key()
+    intent = record(ref="chosen-1", audit_write_status="intent_recorded")
+    write(api, key, intent)
+    final = {key_: value for key_, value in intent.items() if key_ != "ref"}
+    response = write(api, key, {**final, "audit_write_status": "finalized"})
+    assert response.json()["items"][0] == {
+        "id": intent["id"],
+        "ref": "chosen-1",
+        "outcome": "updated",
+    }
+    assert detail(api, key, "chosen-1")["log"]["audit_write_status"] == "finalized"

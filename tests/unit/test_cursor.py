@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 
+from kbaudit.document import micros
 from kbaudit.domain import OrgId, RecordFilters
 from kbaudit.errors import CursorMismatch, InvalidCursor
 from kbaudit.services.query import CursorCodec
@@ -14,7 +16,10 @@ FILTERS = RecordFilters(
     start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 2, 1, tzinfo=UTC), statuses=("hit",)
 )
 SCOPE = FILTERS.fingerprint()
-LAST = (datetime(2026, 1, 5, 3, 4, 5, 6, tzinfo=UTC), "0b9c1a43-7c58-4a1e-9d1e-57c2f0f1d2a3")
+LAST = (
+    micros(datetime(2026, 1, 5, 3, 4, 5, 6, tzinfo=UTC)),
+    uuid.UUID("0b9c1a43-7c58-4a1e-9d1e-57c2f0f1d2a3").bytes,
+)
 
 
 def test_round_trip() -> None:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from kbaudit.document import document_of
 from kbaudit.domain import OrgId, RecordIn
-from kbaudit.services.ingest import Outcome, write_forms
-from kbaudit.store.records import StoredForm, stored_form
+from kbaudit.services.ingest import Outcome, Written, write_documents
 from kbaudit.store.unit_of_work import Store
 
 BATCH_SIZE = 5000
@@ -40,7 +40,7 @@ def import_lines(
     """
     decoder = msgspec.json.Decoder(RecordIn)
     report = ImportReport()
-    batch: list[StoredForm] = []
+    batch: list[Written] = []
     line_of: dict[str, int] = {}
     consumed = 0
     with ThreadPoolExecutor(1, thread_name_prefix="kbaudit-import") as writer:
@@ -60,14 +60,16 @@ def import_lines(
             if not line.strip():
                 continue
             try:
-                form = stored_form(decoder.decode(line))
+                record = decoder.decode(line)
+                write = Written(record, document_of(record))
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 report.errors.append((number, str(exc)))
                 continue
-            if form.id in line_of:  # a later line for the same record goes in the next batch
+            record_id = str(record.id)
+            if record_id in line_of:  # a later line for the same record goes in the next batch
                 flush()
-            batch.append(form)
-            line_of[form.id] = number
+            batch.append(write)
+            line_of[record_id] = number
             if len(batch) >= BATCH_SIZE:
                 flush()
         flush()
@@ -80,14 +82,14 @@ def import_lines(
 def _write(
     store: Store,
     org_id: OrgId,
-    batch: list[StoredForm],
+    batch: list[Written],
     line_of: dict[str, int],
     report: ImportReport,
     lines: int,
     on_batch: Callable[[int], None] | None,
 ) -> None:
     if batch:
-        result = write_forms(store, org_id, batch, reject_conflicts=False)
+        result = write_documents(store, org_id, batch, reject_conflicts=False)
         for item in result.outcomes:
             report.counts[item.outcome] += 1
             if item.outcome is Outcome.CONFLICT:

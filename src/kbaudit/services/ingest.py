@@ -8,14 +8,16 @@ and ``created_at`` and ``ref`` are fixed at first write.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from kbaudit.domain import AUDIT_WRITE_STATUSES, OrgId, RecordIn, default_ref
+from kbaudit.document import RecordDocument, document_of
+from kbaudit.domain import AUDIT_WRITE_STATUSES, OrgId, RecordIn, id_named_by
 from kbaudit.errors import InvalidRequest, RecordConflict
-from kbaudit.store.records import StoredForm, stored_form
+from kbaudit.store.records import StoredRecord
 from kbaudit.store.unit_of_work import Store
 
 _PROGRESS = {status: rank for rank, status in enumerate(AUDIT_WRITE_STATUSES)}
@@ -52,36 +54,49 @@ def ingest_records(
     With ``reject_conflicts`` a single conflicting record rejects the whole batch and nothing is
     written; without it, conflicting records are reported and the rest are written.
     """
-    return write_forms(store, org_id, [stored_form(record) for record in records], reject_conflicts)
+    return write_documents(store, org_id, documents_of(records), reject_conflicts)
 
 
-def write_forms(
-    store: Store, org_id: OrgId, forms: Sequence[StoredForm], reject_conflicts: bool
+def documents_of(records: Sequence[RecordIn]) -> list[Written]:
+    return [Written(record, document_of(record)) for record in records]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A record as sent, and its document (with the ref it would have if it were new)."""
+
+    record: RecordIn
+    document: RecordDocument
+
+
+def write_documents(
+    store: Store, org_id: OrgId, writes: Sequence[Written], reject_conflicts: bool
 ) -> IngestResult:
-    """``ingest_records`` for records already in storage form. The shaping is pure CPU work
-    and the write mostly SQLite's, so callers can shape the next batch while this one writes."""
-    _refuse_duplicate_ids(forms)
-    refs = [form.ref or default_ref(form.id) for form in forms]
+    """``ingest_records`` for records already encoded. The encoding is pure CPU work and the
+    write mostly SQLite's, so callers can encode the next batch while this one writes."""
+    _refuse_duplicate_ids(writes)
     with store.writing() as uow:
         uow.records.lock_for_write(org_id)
-        existing = uow.records.stored_forms(org_id, [form.id for form in forms])
-        ref_owners = uow.records.owners_of_refs(org_id, refs)
-        outcomes, new, changed = _plan(forms, existing, ref_owners)
-        conflicts = [item for item in outcomes if item.outcome is Outcome.CONFLICT]
+        existing = uow.records.stored(org_id, [w.record.id for w in writes])
+        chosen = [w.record.ref for w in writes if w.record.ref]
+        ref_owners = uow.records.owners_of_refs(org_id, chosen)
+        plan = _plan(writes, existing, ref_owners)
+        conflicts = [item for item in plan.outcomes if item.outcome is Outcome.CONFLICT]
         if conflicts and reject_conflicts:
             first = conflicts[0]
             raise RecordConflict(
                 f"{len(conflicts)} record(s) conflict with what is stored; nothing was written. "
                 f"First: {first.id}: {first.reason}"
             )
-        uow.records.insert(org_id, new)
-        uow.records.replace(org_id, changed)
+        uow.records.insert(org_id, plan.new)
+        uow.records.replace(org_id, plan.changed)
         uow.commit()
-    return IngestResult(outcomes)
+    return IngestResult(plan.outcomes)
 
 
-def _refuse_duplicate_ids(forms: Sequence[StoredForm]) -> None:
-    repeated = [record_id for record_id, n in Counter(f.id for f in forms).items() if n > 1]
+def _refuse_duplicate_ids(writes: Sequence[Written]) -> None:
+    counts = Counter(w.record.id for w in writes)
+    repeated = [str(record_id) for record_id, n in counts.items() if n > 1]
     if repeated:
         raise InvalidRequest(
             f"a batch may hold each record id once; repeated: {', '.join(repeated[:5])}",
@@ -89,41 +104,56 @@ def _refuse_duplicate_ids(forms: Sequence[StoredForm]) -> None:
         )
 
 
+@dataclass
+class _Plan:
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+    new: list[RecordDocument] = field(default_factory=list)
+    changed: list[tuple[StoredRecord, RecordDocument]] = field(default_factory=list)
+
+
 def _plan(
-    forms: Sequence[StoredForm],
-    existing: dict[str, StoredForm],
-    ref_owners: dict[str, str],
-) -> tuple[list[RecordOutcome], list[StoredForm], list[StoredForm]]:
-    outcomes: list[RecordOutcome] = []
-    new: list[StoredForm] = []
-    changed: list[StoredForm] = []
-    claimed_refs: dict[str, str] = {}
-    for form in forms:
-        old = existing.get(form.id)
-        ref = form.ref or (old.ref if old is not None else None) or default_ref(form.id)
-        form = replace(form, ref=ref)
-        owner = ref_owners.get(ref) or claimed_refs.get(ref)
-        claimed_refs.setdefault(ref, form.id)
-        reason = (
-            f"ref {ref!r} already names another record"
-            if owner not in (None, form.id)
-            else _refusal(old, form)
-        )
+    writes: Sequence[Written],
+    existing: dict[uuid.UUID, StoredRecord],
+    ref_owners: dict[str, uuid.UUID],
+) -> _Plan:
+    plan = _Plan()
+    claimed_refs: dict[str, uuid.UUID] = {}
+    for write in writes:
+        old = existing.get(write.record.id)
+        doc = write.document
+        if old is not None and write.record.ref is None and old.ref != doc.ref:
+            doc = document_of(write.record, ref=old.ref)  # a rewrite keeps the record's ref
+        owner = ref_owners.get(doc.ref) or claimed_refs.get(doc.ref)
+        claimed_refs.setdefault(doc.ref, doc.id)
+        reason = _ref_refusal(doc, owner) or _refusal(old, doc)
+        record_id = str(doc.id)
         if reason:
-            outcomes.append(RecordOutcome(form.id, ref, Outcome.CONFLICT, reason))
+            plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.CONFLICT, reason))
         elif old is None:
-            new.append(form)
-            outcomes.append(RecordOutcome(form.id, ref, Outcome.CREATED))
-        elif old == form:
-            outcomes.append(RecordOutcome(form.id, ref, Outcome.UNCHANGED))
+            plan.new.append(doc)
+            plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.CREATED))
+        elif old.document == doc.body:
+            plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.UNCHANGED))
         else:
-            changed.append(form)
-            outcomes.append(RecordOutcome(form.id, ref, Outcome.UPDATED))
-    return outcomes, new, changed
+            plan.changed.append((old, doc))
+            plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.UPDATED))
+    return plan
 
 
-def _refusal(old: StoredForm | None, new: StoredForm) -> str | None:
-    if old is None or old == new:
+def _ref_refusal(doc: RecordDocument, owner: uuid.UUID | None) -> str | None:
+    """Refs and ids must never name two records: a chosen ref may not look like an id or
+    like the ref derived from another record's id."""
+    if owner not in (None, doc.id):
+        return f"ref {doc.ref!r} already names another record"
+    if doc.chosen_ref is None:
+        return None
+    if id_named_by(doc.ref) is not None:
+        return f"ref {doc.ref!r} looks like a record id or a derived ref; choose another"
+    return None
+
+
+def _refusal(old: StoredRecord | None, new: RecordDocument) -> str | None:
+    if old is None or old.document == new.body:
         return None
     if new.created_at != old.created_at:
         return "created_at is fixed at first write"

@@ -7,12 +7,12 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
 
-from kbaudit.domain import REF_FIELDS, SCOPE_FIELDS, SUMMARY_FIELDS, Caller, OrgId, RecordFilters
+from kbaudit.document import summary_of
+from kbaudit.domain import SUMMARY_FIELDS, Caller, OrgId, RecordFilters
 from kbaudit.errors import CursorMismatch, InvalidCursor, InvalidRequest, NotFound
 from kbaudit.services.access import record_access
 from kbaudit.services.clock import Clock
@@ -49,12 +49,12 @@ class CursorCodec:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    def encode(self, org_id: OrgId, scope: str, last: tuple[datetime, str]) -> str:
+    def encode(self, org_id: OrgId, scope: str, last: tuple[int, bytes]) -> str:
         """A cursor after ``last`` for the query described by ``scope`` (its filters)."""
-        body = orjson.dumps([1, org_id, _digest(scope), last[0].isoformat(), last[1]])
+        body = orjson.dumps([2, org_id, _digest(scope), last[0], last[1].hex()])
         return f"{_b64(body)}.{_b64(self._sign(body))}"
 
-    def decode(self, cursor: str, org_id: OrgId, scope: str) -> tuple[datetime, str]:
+    def decode(self, cursor: str, org_id: OrgId, scope: str) -> tuple[int, bytes]:
         malformed = InvalidCursor("the cursor is not one this server issued for this query")
         if len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1:
             raise malformed
@@ -66,11 +66,11 @@ class CursorCodec:
         if not hmac.compare_digest(signature, self._sign(body)):
             raise malformed
         version, cursor_org, digest, created_at, record_id = orjson.loads(body)
-        if version != 1 or cursor_org != org_id:
+        if version != 2 or cursor_org != org_id:
             raise malformed
         if digest != _digest(scope):
             raise CursorMismatch("this cursor belongs to a query with other filters or window")
-        return datetime.fromisoformat(created_at), record_id
+        return created_at, bytes.fromhex(record_id)
 
     def _sign(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:16]
@@ -92,13 +92,13 @@ def query_records(
     scope = filters.fingerprint()
     after = codec.decode(cursor, caller.org_id, scope) if cursor else None
     with store.reading() as uow:
-        rows = uow.records.page(caller.org_id, filters, after, limit + 1, SUMMARY_FIELDS)
+        rows = uow.records.page(caller.org_id, filters, after, limit + 1)
     has_more = len(rows) > limit
-    items = [dict(row._mapping) for row in rows[:limit]]
+    items = [summary_of(document, SUMMARY_FIELDS) for _, _, document in rows[:limit]]
     next_cursor = None
     if has_more:
-        last = items[-1]
-        next_cursor = codec.encode(caller.org_id, scope, (last["created_at"], last["id"]))
+        created_at, record_id, _ = rows[limit - 1]
+        next_cursor = codec.encode(caller.org_id, scope, (created_at, record_id))
     record_access(
         store,
         clock,
@@ -113,29 +113,21 @@ def query_records(
 
 def record_detail(store: Store, clock: Clock, caller: Caller, ref: str) -> RecordDetail:
     with store.reading() as uow:
-        row = uow.records.find(caller.org_id, ref)
-        if row is not None:
-            scopes = uow.records.scopes_of(caller.org_id, row.id)
-            refs = uow.records.refs_of(caller.org_id, row.id)
-    found = row is not None
+        found = uow.records.find(caller.org_id, ref)
     record_access(
         store,
         clock,
         caller,
         "detail",
         DETAIL_ROUTE,
-        result_count=int(found),
+        result_count=int(found is not None),
         outcome="ok" if found else "not_found",
         details={"ref": ref[:128]},
     )
-    if row is None:
+    if found is None:
         raise NotFound("no retrieval audit record has that ref or id")
-    log = {name: value for name, value in row._mapping.items() if name not in ("seq", "org_id")}
-    return RecordDetail(
-        log=log,
-        scopes=[{name: scope._mapping[name] for name in SCOPE_FIELDS} for scope in scopes],
-        refs=[{name: ref_row._mapping[name] for name in REF_FIELDS} for ref_row in refs],
-    )
+    log = orjson.loads(found.document)
+    return RecordDetail(log=log, scopes=log.pop("scopes"), refs=log.pop("refs"))
 
 
 def check_window(filters: RecordFilters) -> None:

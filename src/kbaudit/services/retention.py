@@ -162,9 +162,7 @@ def _purge_batch(
             return None
         days = policy.retention_days if policy else DEFAULT_RETENTION_DAYS
         archiving = bool(policy and policy.archive_before_delete)
-        victims = uow.retention.oldest_before(
-            org_id, clock() - timedelta(days=days), batch_size, json_lines=archiving
-        )
+        victims = uow.records.oldest_before(org_id, clock() - timedelta(days=days), batch_size)
         org_uuid = uow.keys.organization(org_id).uuid
     if not victims:
         return None
@@ -172,7 +170,7 @@ def _purge_batch(
     if archiving:
         assert archiver is not None
         assert policy is not None
-        lines = [row._mapping["record"] for row in victims]
+        lines = [victim.document for victim in victims]
         written = archiver.write(org_id, org_uuid, policy.archive_destination, lines)
     with store.writing(bulk=True) as uow:
         # Read the policy again: a hold set since the batch was chosen wins.
@@ -180,7 +178,7 @@ def _purge_batch(
             return None
         if written is not None:
             uow.retention.add_archive(written.values)
-        gone = uow.retention.delete_records(org_id, victims)
+        gone = uow.records.delete(org_id, victims)
         uow.commit()
     return gone
 

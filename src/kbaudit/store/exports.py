@@ -11,8 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, insert, literal, select, tuple_, update
 
 from kbaudit.domain import OrgId
-from kbaudit.store import postgres
-from kbaudit.store.tables import export_jobs, export_parts, retrieval_records
+from kbaudit.store.tables import export_jobs, export_parts
 
 ACTIVE = ("pending", "running")
 ENDED = ("succeeded", "partial", "failed")
@@ -83,12 +82,6 @@ class ExportRepository:
         j = export_jobs.c
         query = select(export_jobs).where(j.status.in_(ENDED), j.expires_at <= now)
         return list(self._connection.execute(query))
-
-    def newest_record_seq(self) -> int:
-        if self._connection.dialect.name == "postgresql":
-            return postgres.newest_seq(self._connection)
-        seq = self._connection.execute(select(func.max(retrieval_records.c.seq))).scalar_one()
-        return int(seq or 0)
 
     def _update_job(self, job_id: str, _when: Sequence[str] = (), **values: Any) -> bool:
         query = update(export_jobs).where(export_jobs.c.id == job_id).values(**values)

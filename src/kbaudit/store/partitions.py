@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, text
 
-from kbaudit.store.postgres import PARTITION_LOCK
+from kbaudit.document import micros
 
-RECORD_TABLES = ("retrieval_records", "retrieval_scopes", "retrieval_refs")
+RECORD_TABLES = ("records", "record_kbs")
+PARTITION_LOCK = 7_241_001  # an advisory lock, beside those in store/postgres.py
 
 
 @dataclass(frozen=True, order=True)
@@ -20,9 +21,7 @@ class Month:
     month: int
 
     @classmethod
-    def of(cls, instant: datetime | str) -> Month:
-        if isinstance(instant, str):
-            return cls(int(instant[0:4]), int(instant[5:7]))
+    def of(cls, instant: datetime) -> Month:
         instant = instant.astimezone(UTC)
         return cls(instant.year, instant.month)
 
@@ -39,7 +38,7 @@ class Month:
         return f"{base}_p{self.year:04d}_{self.month:02d}"
 
 
-def ensure_partitions(connection: Connection, instants: Iterable[datetime | str]) -> None:
+def ensure_partitions(connection: Connection, instants: Iterable[datetime]) -> None:
     """Make the monthly partitions these instants fall in, where missing. The lock makes two
     writers that need the same new month take turns; the check keeps the common case (every
     month exists) to one round trip without it."""
@@ -52,29 +51,29 @@ def ensure_partitions(connection: Connection, instants: Iterable[datetime | str]
         for base in RECORD_TABLES:
             connection.exec_driver_sql(
                 f"CREATE TABLE {month.table(base)} PARTITION OF {base} "
-                f"FOR VALUES FROM ('{month.start.isoformat()}') TO ('{month.end.isoformat()}')"
+                f"FOR VALUES FROM ({micros(month.start)}) TO ({micros(month.end)})"
             )
 
 
 def _missing(connection: Connection, months: list[Month]) -> list[Month]:
     if not months:
         return []
-    names = [month.table("retrieval_records") for month in months]
+    names = [month.table("records") for month in months]
     query = text(
         "SELECT name FROM unnest(CAST(:names AS text[])) AS name WHERE to_regclass(name) IS NULL"
     )
     absent = {row.name for row in connection.execute(query, {"names": names})}
-    return [month for month in months if month.table("retrieval_records") in absent]
+    return [month for month in months if month.table("records") in absent]
 
 
 def months_present(connection: Connection) -> list[Month]:
     query = text(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'retrieval_records'::regclass"
+        "WHERE i.inhparent = 'records'::regclass"
     )
     months = []
     for (name,) in connection.execute(query):
-        year, month = name.removeprefix("retrieval_records_p").split("_")
+        year, month = name.removeprefix("records_p").split("_")
         months.append(Month(int(year), int(month)))
     return sorted(months)
 
@@ -82,7 +81,7 @@ def months_present(connection: Connection) -> list[Month]:
 def organizations_in(connection: Connection, month: Month) -> list[int]:
     """The organizations with records in the month: a probe of the time index per
     organization, rather than a scan of the month."""
-    table = month.table("retrieval_records")
+    table = month.table("records")
     rows = connection.exec_driver_sql(
         f"SELECT o.id FROM organizations o WHERE EXISTS "  # noqa: S608
         f"(SELECT 1 FROM {table} r WHERE r.org_id = o.id)"
@@ -92,7 +91,7 @@ def organizations_in(connection: Connection, month: Month) -> list[int]:
 
 def drop_month(connection: Connection, month: Month) -> int:
     """Drop the month's partitions; returns how many records they held."""
-    table = month.table("retrieval_records")
+    table = month.table("records")
     count = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()  # noqa: S608
     for base in RECORD_TABLES:
         connection.exec_driver_sql(f"DROP TABLE {month.table(base)}")

@@ -1,43 +1,26 @@
-"""What the record store does differently on PostgreSQL: COPY in and out, advisory locks in
-place of SQLite's single writer, and SQL that renders rows the way SQLite stores them."""
+"""What the record store does differently on PostgreSQL: COPY in and out, and advisory locks
+in place of SQLite's single writer."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import Boolean, Connection, Select, String, case, func, literal_column
-from sqlalchemy import select as sa_select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import Connection, Select
 
+from kbaudit.document import RecordDocument, instant_of
 from kbaudit.domain import OrgId
-from kbaudit.store.types import Instant, instant_text
+from kbaudit.store.partitions import ensure_partitions
+from kbaudit.store.records import RecordRepository
 
 # kbaudit's advisory locks; the numbers only have to differ from each other's and from any
 # other application's on the same database.
 MIGRATION_LOCK = 7_241_000
-PARTITION_LOCK = 7_241_001
 # Writers hold this lock shared for their whole transaction; taking it exclusively therefore
 # waits until every seq handed out so far is committed or rolled back (see newest_seq).
 SNAPSHOT_LOCK = 7_241_002
 UPKEEP_LOCK = 7_241_003
 WRITER_LOCKS = 7_241_004  # with the organization's id as the second key
-INSTANT_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
-
-
-def as_stored(value: Any) -> Any:
-    """A value read from PostgreSQL in the form SQLite stores it, so that stored forms compare
-    equal across engines."""
-    if isinstance(value, datetime):
-        return instant_text(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    return value
 
 
 def lock_for_write(connection: Connection, org_id: OrgId) -> None:
@@ -54,7 +37,7 @@ def newest_seq(connection: Connection) -> int:
     records committed later always get a higher one."""
     connection.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (SNAPSHOT_LOCK,))
     row = connection.exec_driver_sql(
-        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM retrieval_records_seq_seq"
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM records_seq_seq"
     ).one()
     return int(row[0])
 
@@ -95,50 +78,29 @@ def copy_out(
             yield batch
 
 
-def text_cell(column: Any) -> Any:
-    """A column as SQLite stores it, as text: instants in kbaudit's fixed format, flags as
-    true/false, JSON maps and everything else in PostgreSQL's text form."""
-    if isinstance(column.type, Instant):
-        return func.to_char(func.timezone("UTC", column), INSTANT_FORMAT)
-    if isinstance(column.type, Boolean):
-        return case((column.is_(True), "true"), (column.is_(False), "false"))
-    return column.cast(String)
+class PostgresRecords(RecordRepository):
+    def lock_for_write(self, org_id: OrgId) -> None:
+        lock_for_write(self._connection, org_id)
 
+    def newest_seq(self) -> int:
+        return newest_seq(self._connection)
 
-def _json_value(column: Any) -> Any:
-    return text_cell(column) if isinstance(column.type, Instant) else column
+    def insert(self, org_id: OrgId, docs: Sequence[RecordDocument]) -> None:
+        ensure_partitions(self._connection, {instant_of(doc.created_at) for doc in docs})
+        super().insert(org_id, docs)
 
-
-def _pairs(table: Any, fields: Sequence[str]) -> list[Any]:
-    # Keys as SQL literals: the names are kbaudit's own, and a bound parameter would reach
-    # json_build_object without a type.
-    pairs: list[Any] = []
-    for name in fields:
-        pairs += [literal_column(f"'{name}'"), _json_value(table.c[name])]
-    return pairs
-
-
-def json_line(
-    records: Any, children: Sequence[tuple[str, Any, Sequence[str]]], fields: Sequence[str]
-) -> Any:
-    """A record and its children as one JSON object, built by PostgreSQL. The children's
-    created_at lets each lookup go to the one partition that holds them."""
-    parts = []
-    for name, table, child_fields in children:
-        item = func.json_build_object(*_pairs(table, child_fields))
-        items = (
-            sa_select(
-                func.coalesce(
-                    func.json_agg(aggregate_order_by(item, table.c.position)),
-                    literal_column("'[]'::json"),
-                )
+    def _new_seqs(self, count: int) -> Sequence[int]:
+        return (
+            self._connection.exec_driver_sql(
+                "SELECT nextval('records_seq_seq') FROM generate_series(1, %s)", (count,)
             )
-            .where(
-                table.c.org_id == records.c.org_id,
-                table.c.record_id == records.c.id,
-                table.c.created_at == records.c.created_at,
-            )
-            .scalar_subquery()
+            .scalars()
+            .all()
         )
-        parts += [literal_column(f"'{name}'"), items]
-    return func.json_build_object(*_pairs(records, fields), *parts).cast(String)
+
+    def _insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        copy_in(self._connection, table, columns, rows)
+
+    def _stream(self, query: Select[Any], batch_size: int) -> Iterator[Sequence[Sequence[Any]]]:
+        # Row-at-a-time fetching from a server-side cursor is several times slower.
+        return copy_out(self._connection, query, batch_size)

@@ -6,7 +6,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -14,6 +13,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    text,
 )
 
 from kbaudit.store.types import Instant, JsonObject, UuidText
@@ -64,110 +65,64 @@ api_keys = Table(
     Column("revoked_at", Instant),
 )
 
-# One row per retrieval attempt. ``seq`` is the order of first write: exports use it to leave
-# out records written after their snapshot. Column order follows the contract's detail view.
-retrieval_records = Table(
-    "retrieval_records",
+# One row per retrieval record: its canonical document (kbaudit.document) beside only what
+# queries filter and sort on. Ids are 16 bytes, instants microseconds since the epoch: smaller
+# keys make smaller indexes, and index upkeep is what bounds writing. ``seq`` is the order of
+# first write: exports use it to leave out records written after their snapshot. ``ref`` is
+# kept only when the writer chose it; the default one is derived from the id.
+records = Table(
+    "records",
     metadata,
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("org_id", Integer, ForeignKey("organizations.id"), nullable=False),
-    Column("ref", String(64), nullable=False),
-    Column("id", UuidText, nullable=False),
-    Column("created_at", Instant, nullable=False),
-    _code("retrieval_status"),
-    _code("serving_decision"),
-    _code("audit_write_status"),
-    _count("requested_kb_count"),
-    _count("result_count"),
-    _count("response_ref_count"),
-    _count("eligible_version_count"),
-    _count("duration_ms"),
-    Column("actor_user_id", UuidText),
-    Column("session_id", UuidText),
-    Column("agent_id", UuidText),
-    Column("rag_query_id", UuidText),
-    _digest("query_hash"),
-    _code("query_hash_key_version"),
-    _code("query_length_bucket"),
-    _label("request_id"),
-    _label("trace_id"),
-    _label("caller"),
-    _code("initiator_type"),
-    _code("principal_type"),
-    _label("permission"),
-    _code("permission_decision"),
-    _code("query_hash_scope"),
-    _count("query_length"),
-    _digest("eligible_version_digest"),
-    Column("ineligible_counts_by_reason", JsonObject),
-    _code("policy_version"),
-    _code("eligibility_rule_version"),
-    _code("scan_policy_version"),
-    _code("scan_policy_decision"),
-    _code("retrieval_config_version"),
-    _label("embedding_model"),
-    _label("reranker_model"),
-    _count("top_k"),
-    _count("effective_limit"),
-    _code("ranking_mode"),
-    Column("alpha", Float),
-    Column("reranked", Boolean),
-    _code("error_code"),
-    _code("error_category"),
-    Column("intent_recorded_at", Instant),
-    Column("finalized_at", Instant),
-    Index("uq_retrieval_records_org_id", "org_id", "id", unique=True),
-    Index("uq_retrieval_records_org_ref", "org_id", "ref", unique=True),
+    Column("id", LargeBinary(16), nullable=False),
+    Column("ref", String(64)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("retrieval_status", String(16)),
+    Column("audit_write_status", String(16), nullable=False),
+    Column("actor_user_id", LargeBinary(16)),
+    Column("session_id", LargeBinary(16)),
+    Column("document", Text, nullable=False),
+    Index("uq_records_org_id", "org_id", "id", unique=True),
+    Index(
+        "uq_records_org_ref",
+        "org_id",
+        "ref",
+        unique=True,
+        sqlite_where=text("ref IS NOT NULL"),
+        postgresql_where=text("ref IS NOT NULL"),
+    ),
     # Newest-first keyset walks for the window alone and for each equality filter.
-    Index("ix_retrieval_records_org_time", "org_id", "created_at", "id"),
-    Index("ix_retrieval_records_org_actor_time", "org_id", "actor_user_id", "created_at", "id"),
-    Index("ix_retrieval_records_org_session_time", "org_id", "session_id", "created_at", "id"),
+    Index("ix_records_org_time", "org_id", "created_at", "id"),
+    Index(
+        "ix_records_org_actor_time",
+        "org_id",
+        "actor_user_id",
+        "created_at",
+        "id",
+    ),
+    Index(
+        "ix_records_org_session_time",
+        "org_id",
+        "session_id",
+        "created_at",
+        "id",
+    ),
     # Never reuse a seq, even one freed by a purge: snapshots compare against it.
     sqlite_autoincrement=True,
 )
 
-# Children carry the parent's created_at so that a knowledge-base filter can walk its own
-# time-ordered index instead of scanning the parent's.
-retrieval_scopes = Table(
-    "retrieval_scopes",
+# The knowledge bases a record's scopes name: the one filter a column cannot hold. The key
+# is the filter's walk (by knowledge base, in time order) and also names the row exactly, so
+# that a rewrite or a purge deletes it by the record's document, with no second index.
+record_kbs = Table(
+    "record_kbs",
     metadata,
-    Column("org_id", Integer, nullable=False),
-    Column("record_id", UuidText, nullable=False),
-    Column("created_at", Instant, nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("knowledge_base_id", UuidText),
-    Column("requested", Boolean),
-    _count("eligible_version_count"),
-    _count("result_count"),
-    _code("serving_decision"),
-    _code("scan_policy_decision"),
-    Column("effective_serving_status_counts", JsonObject),
-    Index("ix_retrieval_scopes_record", "org_id", "record_id", "position", unique=True),
-    Index("ix_retrieval_scopes_kb_time", "org_id", "knowledge_base_id", "created_at"),
-)
-
-retrieval_refs = Table(
-    "retrieval_refs",
-    metadata,
-    Column("org_id", Integer, nullable=False),
-    Column("record_id", UuidText, nullable=False),
-    # Filled on every write; nullable only for rows SQLite held before it was added.
-    Column("created_at", Instant),
-    Column("position", Integer, nullable=False),
-    Column("knowledge_base_id", UuidText),
-    Column("document_id", UuidText),
-    Column("document_version_id", UuidText),
-    Column("chunk_id", UuidText),
-    _count("chunk_index"),
-    _label("chunk_stable_id"),
-    _digest("chunk_content_hash"),
-    _code("chunk_content_hash_key_version"),
-    _digest("document_version_content_hash"),
-    _label("citation_ref"),
-    _digest("source_uri_hash"),
-    _count("rank"),
-    Column("score", Float),
-    Index("ix_retrieval_refs_record", "org_id", "record_id", "position", unique=True),
+    Column("org_id", Integer, primary_key=True),
+    Column("kb_id", LargeBinary(16), primary_key=True),
+    Column("created_at", BigInteger, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
 )
 
 # Append-only: who read or took what, when, from where, and how it ended.

@@ -7,7 +7,7 @@ SQLite compares text, so instants are stored there in one fixed-width UTC format
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -16,12 +16,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-
-def instant_text(value: datetime) -> str:
-    """The SQLite storage form of an aware datetime."""
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+from kbaudit.document import instant_text
 
 
 class Instant(TypeDecorator[datetime]):

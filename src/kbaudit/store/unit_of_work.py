@@ -16,8 +16,8 @@ from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessLogRepository
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
-from kbaudit.store.postgres import UPKEEP_LOCK
-from kbaudit.store.records import RecordRepository
+from kbaudit.store.postgres import UPKEEP_LOCK, PostgresRecords
+from kbaudit.store.records import RecordRepository, SqliteRecords
 from kbaudit.store.retention import RetentionRepository
 from kbaudit.store.sqlite import Checkpointer, WriterLock, database_file
 
@@ -57,7 +57,8 @@ class UnitOfWork:
             self._release()
             raise StoreUnavailable("the database cannot be reached") from exc
         self._connection = connection
-        self.records = RecordRepository(connection)
+        postgres = connection.dialect.name == "postgresql"
+        self.records = (PostgresRecords if postgres else SqliteRecords)(connection)
         self.keys = KeyRepository(connection)
         self.access_log = AccessLogRepository(connection)
         self.exports = ExportRepository(connection)

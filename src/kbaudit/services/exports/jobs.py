@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Row
 
+from kbaudit.document import instant_of, micros
 from kbaudit.domain import Caller, OrgId, RecordFilters
 from kbaudit.errors import ExportInProgress, IdempotencyKeyReused, InvalidRequest, NotFound
 from kbaudit.services.access import record_access
@@ -132,7 +133,10 @@ def list_exports(
     cursor: str | None,
 ) -> ExportPage:
     scope = f"exports|{status or ''}"
-    after = codec.decode(cursor, caller.org_id, scope) if cursor else None
+    after = None
+    if cursor:
+        created_at, job_id = codec.decode(cursor, caller.org_id, scope)
+        after = (instant_of(created_at), str(uuid.UUID(bytes=job_id)))
     with deps.store.reading() as uow:
         jobs = uow.exports.jobs_page(caller.org_id, status, after, limit + 1)
         parts = {job.id: uow.exports.parts(job.id) for job in jobs[:limit]}
@@ -141,7 +145,8 @@ def list_exports(
     next_cursor = None
     if has_more:
         last = jobs[limit - 1]
-        next_cursor = codec.encode(caller.org_id, scope, (last.created_at, last.id))
+        key = (micros(last.created_at), uuid.UUID(last.id).bytes)
+        next_cursor = codec.encode(caller.org_id, scope, key)
     return ExportPage(views, next_cursor, has_more)
 
 

@@ -107,17 +107,12 @@ def _write(
         EncryptedFileWriter(aead, context, sink) as out,
     ):
         out.write(export_format.header())
-        batches = uow.records.export_rows(
-            job.org_id,
-            filters_of(job),
-            job.snapshot_seq,
-            lower,
-            upper,
-            json_lines=export_format.json_lines,
+        batches = uow.records.export_documents(
+            job.org_id, filters_of(job), job.snapshot_seq, lower, upper
         )
         for batch in batches:
-            out.write(export_format.render(batch.rows))
-            rows += len(batch.rows)
+            out.write(export_format.render(batch.documents))
+            rows += len(batch.documents)
             partial_rows += batch.unfinalized
             heartbeat.beat()
     return WrittenFile(

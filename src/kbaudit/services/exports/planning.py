@@ -23,7 +23,7 @@ def plan_job(deps: ExportDeps, job_id: str) -> None:
         # The read transaction is the snapshot: the newest seq it sees bounds the export,
         # and the part boundaries are computed from the same view.
         started_at = deps.clock()
-        snapshot_seq = uow.exports.newest_record_seq()
+        snapshot_seq = uow.records.newest_seq()
         total, bounds = uow.records.part_bounds(
             job.org_id, filters_of(job), snapshot_seq, job.rows_per_file
         )

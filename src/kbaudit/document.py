@@ -1,0 +1,126 @@
+"""The canonical record document: one JSON text per accepted write of a record.
+
+The document is the record as the detail route shows it, flattened (every detail field plus
+``scopes`` and ``refs``), in RFC 8785 canonical form. The store keeps it beside the few columns
+that queries filter and sort on; the NDJSON export writes it as it is; the query and detail
+routes read it back; two writes of a record are the same write when their documents are equal.
+
+orjson does the encoding. Where it departs from RFC 8785 the ``rfc8785`` package takes over
+for that one value: numbers that are not integers (ECMAScript formatting) and maps with
+non-ASCII keys (RFC 8785 sorts by UTF-16 code units, orjson by code points; the two orders
+differ only beyond ASCII).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+import orjson
+import rfc8785
+
+from kbaudit.domain import RecordIn, default_ref
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def micros(instant: datetime) -> int:
+    """Microseconds since the epoch: how the store keeps instants, in both engines."""
+    return (instant - EPOCH) // _MICROSECOND
+
+
+def instant_of(value: int) -> datetime:
+    return EPOCH + value * _MICROSECOND
+
+
+def instant_text(instant: datetime) -> str:
+    """RFC 3339 in UTC, always with microseconds: one width, so text order is time order."""
+    if instant.utcoffset():
+        instant = instant.astimezone(UTC)
+    return instant.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDocument:
+    """One write of a record: its canonical document and the values the store indexes."""
+
+    id: uuid.UUID
+    ref: str
+    created_at: int  # microseconds since the epoch
+    retrieval_status: str | None
+    audit_write_status: str
+    actor_user_id: uuid.UUID | None
+    session_id: uuid.UUID | None
+    kb_ids: tuple[uuid.UUID, ...]
+    body: str
+
+    @property
+    def chosen_ref(self) -> str | None:
+        """The ref when the writer chose it; None when it is the one derived from the id."""
+        return None if self.ref == default_ref(str(self.id)) else self.ref
+
+
+def document_of(record: RecordIn, ref: str | None = None) -> RecordDocument:
+    """The document of ``record``, with ``ref`` (else the record's own, else the default)."""
+    record_id = str(record.id)
+    ref = ref or record.ref or default_ref(record_id)
+    fields = msgspec.to_builtins(record, builtin_types=(datetime,))
+    fields["ref"] = ref
+    kb_ids = {scope.knowledge_base_id for scope in record.scopes} - {None}
+    return RecordDocument(
+        id=record.id,
+        ref=ref,
+        created_at=micros(record.created_at),
+        retrieval_status=record.retrieval_status,
+        audit_write_status=record.audit_write_status,
+        actor_user_id=record.actor_user_id,
+        session_id=record.session_id,
+        kb_ids=tuple(sorted(kb for kb in kb_ids if kb is not None)),
+        body=canonical_json(fields).decode(),
+    )
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 JSON of plain data (dicts with str keys, lists, str, int, float, bool, None,
+    aware datetimes, which become ``instant_text``)."""
+    return orjson.dumps(_canonical_values(value), option=orjson.OPT_SORT_KEYS)
+
+
+def _canonical_values(value: Any) -> Any:
+    if isinstance(value, dict):
+        if not all(key.isascii() for key in value):
+            return orjson.Fragment(canonical_slow(value))
+        return {key: _canonical_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical_values(item) for item in value]
+    if isinstance(value, float):
+        return orjson.Fragment(rfc8785.dumps(value))
+    if isinstance(value, datetime):
+        return instant_text(value)
+    return value
+
+
+def canonical_slow(value: Any) -> bytes:
+    """The reference encoder, for the values orjson would order or format otherwise."""
+    return rfc8785.dumps(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, datetime):
+        return instant_text(value)
+    return value
+
+
+def summary_of(body: str | bytes, fields: Sequence[str]) -> dict[str, Any]:
+    """The named fields of a stored document."""
+    document = orjson.loads(body)
+    return {name: document[name] for name in fields}

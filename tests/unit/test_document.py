@@ -1,0 +1,76 @@
+"""The canonical record document is RFC 8785 JSON, byte for byte, on every kind of value."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import msgspec
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kbaudit.document import canonical_json, document_of, instant_text, micros
+from kbaudit.domain import RecordIn
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(exclude_categories=("Cs",))),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(st.characters(exclude_categories=("Cs",))), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_canonical_json_is_what_the_reference_encoder_writes(value: Any) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+def test_keys_sort_by_utf16_code_units_not_code_points() -> None:
+    # U+E000 sorts after U+1F600 by code point, before it in UTF-16 (a surrogate pair).
+    value = {"\ue000": 1, "\U0001f600": 2, "a": 3}
+    assert canonical_json(value) == rfc8785.dumps(value)
+    assert canonical_json(value).index("\U0001f600".encode()) < canonical_json(value).index(
+        "\ue000".encode()
+    )
+
+
+def test_numbers_are_written_as_ecmascript_does() -> None:
+    assert canonical_json([100.0, 1e21, 1.5e-6, 0.1]) == b"[100,1e+21,0.0000015,0.1]"
+
+
+def test_instants_are_utc_with_microseconds_in_one_width() -> None:
+    east = timezone(timedelta(hours=2))
+    assert instant_text(datetime(2026, 1, 2, 5, 4, 5, tzinfo=east)) == "2026-01-02T03:04:05.000000Z"
+    assert micros(datetime(1970, 1, 1, 0, 0, 0, 7, tzinfo=UTC)) == 7
+
+
+def test_a_document_holds_every_field_and_derives_its_ref() -> None:
+    record_id = uuid.uuid4()
+    kb = uuid.uuid4()
+    record = msgspec.convert(
+        {
+            "id": str(record_id),
+            "created_at": "2026-01-02T03:04:05+01:00",
+            "alpha": 0.5,
+            "scopes": [{"knowledge_base_id": str(kb)}, {"knowledge_base_id": str(kb)}],
+            "refs": [{"score": 2.0}],
+        },
+        RecordIn,
+    )
+    document = document_of(record)
+    body = msgspec.json.decode(document.body)
+    assert set(body) == set(RecordIn.__struct_fields__)
+    assert body["ref"] == document.ref == "r" + record_id.hex
+    assert document.chosen_ref is None
+    assert body["created_at"] == "2026-01-02T02:04:05.000000Z"
+    assert document.kb_ids == (kb,)
+    assert document.body.encode() == rfc8785.dumps(msgspec.json.decode(document.body))
+    assert document_of(record, ref="case-1").chosen_ref == "case-1"
