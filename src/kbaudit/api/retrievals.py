@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from fastapi import APIRouter, Depends, Path, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
@@ -120,7 +121,7 @@ def query_retrievals(
     session_id: Annotated[UUID | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query()] = None,
-) -> dict[str, Any]:
+) -> Response:
     filters = record_filters(start, end, kb_ids, statuses, actor_user_id, session_id, "query")
     container = container_of(request)
     page = query_records(
@@ -132,7 +133,10 @@ def query_retrievals(
         limit=limit,
         cursor=cursor,
     )
-    return {"items": page.items, "next_cursor": page.next_cursor, "has_more": page.has_more}
+    # The items come from canonical documents in the contract's shapes already: encoding them
+    # directly spares the response model's validation, the route's largest cost.
+    body = {"items": page.items, "next_cursor": page.next_cursor, "has_more": page.has_more}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def record_filters(
@@ -179,7 +183,8 @@ def retrieval_detail(
     request: Request,
     caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
     ref: Annotated[str, Path()],
-) -> dict[str, Any]:
+) -> Response:
     container = container_of(request)
     detail = record_detail(container.store, container.clock, caller, ref)
-    return {"log": detail.log, "scopes": detail.scopes, "refs": detail.refs}
+    body = {"log": detail.log, "scopes": detail.scopes, "refs": detail.refs}
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -48,7 +48,7 @@ class EncryptedFileWriter:
     def __init__(self, aead: streaming_aead.StreamingAead, context: bytes, sink: BinaryIO) -> None:
         self._counter = _Passthrough(sink)
         self._encrypting = aead.new_encrypting_stream(self._counter, context)
-        self._compressing = zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(
+        self._compressing = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=1).stream_writer(
             self._encrypting, closefd=False
         )
         self._digest = hashlib.sha256()

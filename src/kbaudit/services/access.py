@@ -32,6 +32,4 @@ def record_access(
         client_address=caller.client_address,
         details=details or {},
     )
-    with store.writing() as uow:
-        uow.access_log.append(entry)
-        uow.commit()
+    store.append_access(entry)

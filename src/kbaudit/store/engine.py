@@ -9,6 +9,8 @@ import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 
+CACHE_KB = 65536  # SQLite's page cache per connection
+
 
 def create_store_engine(url: str) -> Engine:
     parsed = make_url(url)
@@ -44,7 +46,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         # Record ids are random, so their unique index is written all over: keep it cached.
-        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute(f"PRAGMA cache_size=-{CACHE_KB}")
         cursor.execute("PRAGMA temp_store=MEMORY")
         # No commit checkpoints, where it would hold every other writer back (store/sqlite.py).
         cursor.execute("PRAGMA wal_autocheckpoint=0")

@@ -4,7 +4,7 @@ without ``commit()`` rolls everything back."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from threading import Semaphore
 from types import TracebackType
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kbaudit.errors import StoreUnavailable
-from kbaudit.store.access_log import AccessLogRepository
+from kbaudit.store.access_log import AccessEntry, AccessLogRepository, GroupCommit
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
 from kbaudit.store.postgres import UPKEEP_LOCK, PostgresRecords
@@ -116,6 +116,16 @@ class Store:
             if database is not None:  # an in-memory database has no log
                 self._checkpointer = Checkpointer(database, self._writers)
         self._readers = Semaphore(max_readers)
+        self._access_log = GroupCommit(self._write_access)
+
+    def append_access(self, entry: AccessEntry) -> None:
+        """Write one access-log entry, durably, sharing a commit with concurrent ones."""
+        self._access_log.append(entry)
+
+    def _write_access(self, entries: Sequence[AccessEntry]) -> None:
+        with self.writing() as uow:
+            uow.access_log.append(entries)
+            uow.commit()
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -8,6 +8,7 @@ import os
 import socket
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from kbaudit.crypto.files import EncryptedFileWriter
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
+from kbaudit.services.exports.pipeline import WriteBehind, read_ahead
 from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.exports")
@@ -106,15 +108,18 @@ def _write(
         deps.blobs.writer(blob_key) as sink,
         EncryptedFileWriter(aead, context, sink) as out,
     ):
-        out.write(export_format.header())
-        batches = uow.records.export_documents(
+        documents = uow.records.export_documents(
             job.org_id, filters_of(job), job.snapshot_seq, lower, upper
         )
-        for batch in batches:
-            out.write(export_format.render(batch.documents))
-            rows += len(batch.documents)
-            partial_rows += batch.unfinalized
-            heartbeat.beat()
+        # Reading, rendering and compressing overlap (see pipeline.py); both threads have
+        # stopped before the unit of work and the file close.
+        with closing(read_ahead(documents)) as batches, WriteBehind(out.write) as behind:
+            behind.put(export_format.header())
+            for batch in batches:
+                behind.put(export_format.render(batch.documents))
+                rows += len(batch.documents)
+                partial_rows += batch.unfinalized
+                heartbeat.beat()
     return WrittenFile(
         blob_key, rows, partial_rows, out.plaintext_bytes, out.ciphertext_bytes, out.sha256
     )
