@@ -74,3 +74,35 @@ def test_a_document_holds_every_field_and_derives_its_ref() -> None:
     assert document.kb_ids == (kb,)
     assert document.body.encode() == rfc8785.dumps(msgspec.json.decode(document.body))
     assert document_of(record, ref="case-1").chosen_ref == "case-1"
+
+
+counts = st.dictionaries(
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=8), st.integers(0, 9), max_size=3
+)
+numbers = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(alpha=numbers, score=numbers, top=st.none() | counts, scope=st.none() | counts)
+def test_a_record_document_is_the_reference_encoding_of_its_fields(
+    alpha: float | None,
+    score: float | None,
+    top: dict[str, int] | None,
+    scope: dict[str, int] | None,
+) -> None:
+    record = msgspec.convert(
+        {
+            "id": str(uuid.uuid4()),
+            "created_at": "2026-01-02T03:04:05.5-07:00",
+            "finalized_at": "2026-01-02T10:04:06Z",
+            "alpha": alpha,
+            "ineligible_counts_by_reason": top,
+            "scopes": [{"effective_serving_status_counts": scope}],
+            "refs": [{"score": score}],
+        },
+        RecordIn,
+    )
+    fields = msgspec.to_builtins(record, builtin_types=(datetime,))
+    fields["ref"] = "r" + record.id.hex
+    assert document_of(record).body.encode() == rfc8785.dumps(
+        {k: instant_text(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+    )
