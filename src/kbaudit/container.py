@@ -18,11 +18,15 @@ from kbaudit.metrics import Metrics
 from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock, system_clock
 from kbaudit.services.exports.deps import ExportConfig, ExportDeps
+from kbaudit.services.exports.sweep import sweep
 from kbaudit.services.exports.tokens import DownloadTokens
+from kbaudit.services.keys import Authenticator
 from kbaudit.services.query import CursorCodec
+from kbaudit.services.retention import purge
 from kbaudit.store.engine import create_store_engine
 from kbaudit.store.migrate import migrate
 from kbaudit.store.unit_of_work import Store
+from kbaudit.workers.consumer import Workers
 from kbaudit.workers.queue import ExportTasks, build_huey
 
 
@@ -32,11 +36,29 @@ class Container:
     store: Store
     keyring: Keyring
     cursor_codec: CursorCodec
+    authenticate: Authenticator
     clock: Clock
     huey: Huey
     exports: ExportDeps
     archiver: Archiver
     metrics: Metrics = field(default_factory=Metrics)
+
+    def workers(self, threads: int | None = None) -> Workers:
+        """Export workers over this container, with the periodic upkeep."""
+        return Workers(
+            self.huey,
+            threads or self.settings.worker_threads,
+            self._upkeep,
+            self.settings.sweep_interval_seconds,
+        )
+
+    def _upkeep(self) -> None:
+        # Every worker host runs it; the store lets one at a time through, so that two hosts
+        # never archive the same records twice.
+        with self.store.upkeep_turn() as mine:
+            if mine:
+                sweep(self.exports)
+                purge(self.store, self.clock, self.archiver)
 
     def close(self) -> None:
         self.store.close()
@@ -82,6 +104,7 @@ def build_container(
         store=store,
         keyring=keyring,
         # The oldest version: rotating the keyring must not break a client's paging.
+        authenticate=Authenticator(store),
         cursor_codec=CursorCodec(keyring.derive("cursor/v1", keyring.versions[0])),
         clock=clock,
         huey=huey,

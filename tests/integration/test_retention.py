@@ -150,10 +150,9 @@ def test_archived_records_come_back_identical_through_restore(api: Api, clock: M
         [data] = [k for k in stored_keys if k.endswith(f"{archive.id}/records.ndjson.zst.tink")]
         assert b"retrieval_status" not in b"".join(blobs.read(data))
     restored = api.key("restored")
-    into = OrgId(2)
     for archive in archives:
-        api.container.archiver.restore(api.container.store, archive.id, into)
-        again = api.container.archiver.restore(api.container.store, archive.id, into)
+        api.container.archiver.restore(api.container.store, archive.id, "restored")
+        again = api.container.archiver.restore(api.container.store, archive.id, "restored")
         assert {o.outcome.value for o in again.outcomes} == {"unchanged"}
     for ref, original in before.items():
         assert detail(api, restored, ref) == original

@@ -36,3 +36,31 @@ def test_only_the_edge_imports_the_web_framework() -> None:
 
 def test_the_check_sees_imports() -> None:
     assert "fastapi" in imported_modules(PACKAGE / "api" / "auth.py")
+
+
+def offenders(folder: str, forbidden: str) -> list[str]:
+    """Modules under ``folder`` that import ``forbidden`` or anything below it."""
+    found = []
+    for path in (PACKAGE / folder).rglob("*.py"):
+        names = imported_modules(path)
+        if any(name == forbidden or name.startswith(forbidden + ".") for name in names):
+            found.append(str(path.relative_to(PACKAGE)))
+    return found
+
+
+def test_the_command_line_goes_through_services_never_the_store() -> None:
+    assert offenders("cli", "kbaudit.store") == []
+
+
+def test_workers_are_handed_their_dependencies_not_the_container() -> None:
+    assert offenders("workers", "kbaudit.container") == []
+
+
+def test_services_and_the_store_never_reach_up_to_the_edges() -> None:
+    for folder in ("services", "store", "crypto", "blobs"):
+        for edge in ("kbaudit.api", "kbaudit.cli", "kbaudit.container"):
+            assert offenders(folder, edge) == [], (folder, edge)
+
+
+def test_the_rule_checks_see_a_violation() -> None:
+    assert offenders("api", "kbaudit.container") != []

@@ -17,7 +17,6 @@ from kbaudit.api import exports, health, retention, retrievals
 from kbaudit.api.errors import install_error_handlers
 from kbaudit.container import Container
 from kbaudit.domain import RecordBatch
-from kbaudit.workers.consumer import Workers
 
 log = structlog.get_logger("kbaudit.http")
 
@@ -48,7 +47,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not container.settings.api_runs_workers:
         yield
         return
-    workers = Workers.for_container(container)
+    workers = container.workers()
     workers.start()
     try:
         yield

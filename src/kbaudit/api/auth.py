@@ -10,7 +10,6 @@ from fastapi.security import APIKeyHeader
 from kbaudit.container import Container
 from kbaudit.domain import Caller
 from kbaudit.errors import InsufficientScope
-from kbaudit.services.keys import authenticate
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False)
 
@@ -26,7 +25,7 @@ def require_scope(scope: str) -> Callable[..., Caller]:
     def dependency(request: Request, api_key: str | None = Depends(api_key_header)) -> Caller:
         container = container_of(request)
         address = request.client.host if request.client else None
-        caller = authenticate(container.store, api_key, address)
+        caller = container.authenticate(api_key, address)
         if scope not in caller.scopes:
             raise InsufficientScope(f"this API key lacks the {scope} scope")
         return caller

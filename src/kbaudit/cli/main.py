@@ -17,12 +17,13 @@ from kbaudit.cli.export import export_app
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
 from kbaudit.domain import SCOPES, OrgId
-from kbaudit.errors import KbAuditError
+from kbaudit.errors import KbAuditError, NotFound
+from kbaudit.services.archive import list_archives
 from kbaudit.services.importer import ImportReport, import_lines
 from kbaudit.services.ingest import Outcome, ingest_records
-from kbaudit.services.keys import create_key
+from kbaudit.services.keys import create_key, organization_named
+from kbaudit.services.query import newest_record_at
 from kbaudit.services.retention import purge
-from kbaudit.store.unit_of_work import UnitOfWork
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
@@ -82,7 +83,6 @@ def worker(
     For the scale-out mode (KBAUDIT_QUEUE_URL=redis://...): run one on any number of hosts.
     A stop lets the running parts finish first."""
     from kbaudit.logs import configure_logging
-    from kbaudit.workers.consumer import Workers
 
     container = _container()
     configure_logging(container.settings.log_level)
@@ -91,7 +91,7 @@ def worker(
     stopping = threading.Event()
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: stopping.set())
-    workers = Workers.for_container(container, concurrency)
+    workers = container.workers(concurrency)
     workers.start()
     err.print(
         f"kbaudit worker running {concurrency or container.settings.worker_threads} part(s) at once"
@@ -145,12 +145,7 @@ def import_file(
 ) -> None:
     """Bulk-load NDJSON records (one per line). Bad lines are reported, the rest load."""
     container = _container()
-    with container.store.reading() as uow:
-        organization = uow.keys.organization_by_name(org)
-    if organization is None:
-        err.print(f"[red]error:[/] no organization named {org!r}; `kbaudit keys create` makes one")
-        raise typer.Exit(2)
-    report = _import_with_progress(container, organization.id, file)
+    report = _import_with_progress(container, _organization_id(container, org), file)
     for line, message in report.errors[:50]:
         err.print(f"line {line}: {message}", markup=False, highlight=False, soft_wrap=True)
     if len(report.errors) > 50:
@@ -161,14 +156,14 @@ def import_file(
         raise typer.Exit(1)
 
 
-def _import_with_progress(container: Container, org_id: int, file: Path) -> ImportReport:
+def _import_with_progress(container: Container, org_id: OrgId, file: Path) -> ImportReport:
     with file.open("rb") as handle:
         total = sum(1 for _ in handle)
     with _progress() as progress, file.open("rb") as handle:
         task = progress.add_task("importing", total=total)
         return import_lines(
             container.store,
-            org_id,  # type: ignore[arg-type]
+            org_id,
             handle,
             on_batch=lambda lines: progress.advance(task, lines),
         )
@@ -182,10 +177,8 @@ def demo(
     Run again, it keeps the records it loaded before and prints a new key."""
     container = _container()
     key = create_key(container.store, container.clock, DEMO_ORG, SCOPES)
-    with container.store.reading() as uow:
-        org = uow.keys.organization_by_name(DEMO_ORG)
-        assert org is not None
-        newest = uow.records.newest_created_at(org.id)
+    org = organization_named(container.store, DEMO_ORG)
+    newest = newest_record_at(container.store, org.id)
     if newest is None:
         newest = container.clock().replace(second=0, microsecond=0)
         _load_demo(container, org.id, records, newest)
@@ -238,13 +231,14 @@ def archive_list(
 ) -> None:
     """Archives, oldest first: id, organization, records, when, where."""
     container = _container()
-    with container.store.reading() as uow:
-        org_id = _org_id(uow, org) if org else None
-        archives = uow.retention.archives(org_id)
-        names = {o: uow.keys.organization(o).name for o in {a.org_id for a in archives}}
+    try:
+        archives = list_archives(container.store, org)
+    except NotFound as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
     for archive in archives:
         print(
-            f"{archive.id}  {names[archive.org_id]}  {archive.record_count} records  "
+            f"{archive.id}  {archive.organization}  {archive.record_count} records  "
             f"{archive.created_at:%Y-%m-%d %H:%M:%S}  {archive.destination}"
         )
 
@@ -256,23 +250,21 @@ def archive_restore(
 ) -> None:
     """Write an archive's records back, into its own organization or another; idempotent."""
     container = _container()
-    with container.store.reading() as uow:
-        archive = uow.retention.archive(archive_id)
-        if archive is None:
-            err.print(f"[red]error:[/] no archive {archive_id!r}")
-            raise typer.Exit(2)
-        target = _org_id(uow, into) if into else OrgId(archive.org_id)
-    result = container.archiver.restore(container.store, archive_id, target)
+    try:
+        result = container.archiver.restore(container.store, archive_id, into)
+    except NotFound as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
     counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome)
     err.print(f"restored: {counts}")
 
 
-def _org_id(uow: UnitOfWork, name: str) -> OrgId:
-    org = uow.keys.organization_by_name(name)
-    if org is None:
-        err.print(f"[red]error:[/] no organization named {name!r}")
-        raise typer.Exit(2)
-    return org.id
+def _organization_id(container: Container, name: str) -> OrgId:
+    try:
+        return organization_named(container.store, name).id
+    except NotFound as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
 
 
 def _progress() -> Progress:

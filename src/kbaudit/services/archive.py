@@ -12,6 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -29,6 +30,32 @@ from kbaudit.store.unit_of_work import Store
 DEFAULT_DESTINATION = "archives"
 FILE_NAME = "records.ndjson"
 RESTORE_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSummary:
+    id: str
+    organization: str
+    record_count: int
+    created_at: datetime
+    destination: str
+
+
+def list_archives(store: Store, organization: str | None = None) -> list[ArchiveSummary]:
+    """Archives, oldest first, of one organization or of all."""
+    with store.reading() as uow:
+        org_id = None
+        if organization is not None:
+            found = uow.keys.organization_by_name(organization)
+            if found is None:
+                raise NotFound(f"no organization named {organization!r}")
+            org_id = found.id
+        rows = uow.retention.archives(org_id)
+        names = {o: uow.keys.organization(o).name for o in {row.org_id for row in rows}}
+    return [
+        ArchiveSummary(row.id, names[row.org_id], row.record_count, row.created_at, row.destination)
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +114,20 @@ class Archiver:
             }
         )
 
-    def restore(self, store: Store, archive_id: str, into: OrgId) -> IngestResult:
-        """Write an archive's records into an organization; idempotent by record id."""
+    def restore(self, store: Store, archive_id: str, into: str | None = None) -> IngestResult:
+        """Write an archive's records into the organization named ``into`` (by default its
+        own); idempotent by record id."""
         with store.reading() as uow:
             archive = uow.retention.archive(archive_id)
             if archive is None:
-                raise NotFound("no archive has that id")
+                raise NotFound(f"no archive {archive_id!r}")
             org_uuid = uow.keys.organization(OrgId(archive.org_id)).uuid
+            target = OrgId(archive.org_id)
+            if into is not None:
+                found = uow.keys.organization_by_name(into)
+                if found is None:
+                    raise NotFound(f"no organization named {into!r}")
+                target = found.id
         aead = self._keys.open_data_key(
             org_uuid,
             f"archive/{archive_id}",
@@ -115,5 +149,5 @@ class Archiver:
         outcomes = []
         for offset in range(0, len(records), RESTORE_BATCH):
             batch = records[offset : offset + RESTORE_BATCH]
-            outcomes += ingest_records(store, into, batch, reject_conflicts=False).outcomes
+            outcomes += ingest_records(store, target, batch, reject_conflicts=False).outcomes
         return IngestResult(outcomes)

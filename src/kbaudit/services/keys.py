@@ -10,17 +10,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from kbaudit.domain import SCOPES, Caller, KeyId
-from kbaudit.errors import AuthenticationRequired, InvalidRequest
+from kbaudit.errors import AuthenticationRequired, InvalidRequest, NotFound
 from kbaudit.services.clock import Clock
-from kbaudit.store.keys import KeyRepository, Organization
+from kbaudit.store.keys import KeyRepository, Organization, StoredKey
 from kbaudit.store.unit_of_work import Store
 
 KEY_PREFIX = "kba"
 MAX_PRESENTED_KEY_LENGTH = 200
+MAX_REMEMBERED_KEYS = 10_000
 
 
 def create_key(store: Store, clock: Clock, org_name: str, scopes: Iterable[str]) -> str:
@@ -42,27 +44,64 @@ def create_key(store: Store, clock: Clock, org_name: str, scopes: Iterable[str])
     return f"{KEY_PREFIX}_{key_id}_{secret}"
 
 
+def organization_named(store: Store, name: str) -> Organization:
+    """The organization called ``name``; NotFound when there is none."""
+    with store.reading() as uow:
+        organization = uow.keys.organization_by_name(name)
+    if organization is None:
+        raise NotFound(f"no organization named {name!r}; `kbaudit keys create` makes one")
+    return organization
+
+
 def ensure_organization(keys: KeyRepository, name: str, clock: Clock) -> Organization:
     org = keys.organization_by_name(name)
     return org or keys.add_organization(str(uuid.uuid4()), name, clock())
 
 
-def authenticate(store: Store, presented: str | None, client_address: str | None = None) -> Caller:
-    """The caller behind a presented key; the same error whatever was wrong with it."""
-    refused = AuthenticationRequired("a valid x-api-key header is required")
-    if not presented or len(presented) > MAX_PRESENTED_KEY_LENGTH:
-        raise refused
-    prefix, _, rest = presented.partition("_")
-    key_id, _, secret = rest.partition("_")
-    if prefix != KEY_PREFIX or not key_id or not secret:
-        raise refused
-    with store.reading() as uow:
-        stored = uow.keys.key(key_id)
-    expected = stored.secret_hash if stored else _digest("no such key")
-    matches = hmac.compare_digest(expected, _digest(secret))
-    if stored is None or stored.revoked or not matches:
-        raise refused
-    return Caller(stored.org_id, stored.id, stored.scopes, client_address)
+class Authenticator:
+    """The caller behind a presented key; the same error whatever was wrong with it.
+
+    Stored keys found are remembered for ``ttl`` seconds, so that a request's authentication
+    is not a database transaction of its own: a key revoked in the database stops working
+    within that time. Unknown key ids are looked up every time and never remembered, so
+    that made-up keys cannot fill the memory. The secret is checked on every call.
+    """
+
+    def __init__(
+        self, store: Store, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._clock = clock
+        self._known: dict[str, tuple[float, StoredKey]] = {}
+
+    def __call__(self, presented: str | None, client_address: str | None = None) -> Caller:
+        refused = AuthenticationRequired("a valid x-api-key header is required")
+        if not presented or len(presented) > MAX_PRESENTED_KEY_LENGTH:
+            raise refused
+        prefix, _, rest = presented.partition("_")
+        key_id, _, secret = rest.partition("_")
+        if prefix != KEY_PREFIX or not key_id or not secret:
+            raise refused
+        stored = self._stored(key_id)
+        expected = stored.secret_hash if stored else _digest("no such key")
+        matches = hmac.compare_digest(expected, _digest(secret))
+        if stored is None or stored.revoked or not matches:
+            raise refused
+        return Caller(stored.org_id, stored.id, stored.scopes, client_address)
+
+    def _stored(self, key_id: str) -> StoredKey | None:
+        now = self._clock()
+        remembered = self._known.get(key_id)
+        if remembered is not None and now - remembered[0] < self._ttl:
+            return remembered[1]
+        with self._store.reading() as uow:
+            stored = uow.keys.key(key_id)
+        if stored is not None:
+            if len(self._known) >= MAX_REMEMBERED_KEYS:
+                self._known.clear()
+            self._known[key_id] = (now, stored)
+        return stored
 
 
 def _digest(secret: str) -> str:

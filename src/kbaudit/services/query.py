@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -128,6 +129,12 @@ def record_detail(store: Store, clock: Clock, caller: Caller, ref: str) -> Recor
         raise NotFound("no retrieval audit record has that ref or id")
     log = orjson.loads(found.document)
     return RecordDetail(log=log, scopes=log.pop("scopes"), refs=log.pop("refs"))
+
+
+def newest_record_at(store: Store, org_id: OrgId) -> datetime | None:
+    """When the organization's newest record was created; None when it has none."""
+    with store.reading() as uow:
+        return uow.records.newest_created_at(org_id)
 
 
 def check_window(filters: RecordFilters) -> None:

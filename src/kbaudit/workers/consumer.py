@@ -12,10 +12,6 @@ import structlog
 from huey import Huey
 from huey.consumer import Consumer
 
-from kbaudit.container import Container
-from kbaudit.services.exports.sweep import sweep
-from kbaudit.services.retention import purge
-
 log = structlog.get_logger("kbaudit.workers")
 
 UPKEEP_NICENESS = 10
@@ -26,19 +22,6 @@ class _QuietConsumer(Consumer):  # type: ignore[misc]
 
     def _set_signal_handlers(self) -> None:
         pass
-
-
-def upkeep(container: Container) -> Callable[[], None]:
-    """The periodic upkeep. Every worker host runs it; the store lets one at a time through,
-    so that two hosts never archive the same records twice."""
-
-    def run() -> None:
-        with container.store.upkeep_turn() as mine:
-            if mine:
-                sweep(container.exports)
-                purge(container.store, container.clock, container.archiver)
-
-    return run
 
 
 class Sweeper:
@@ -81,19 +64,11 @@ def lower_thread_priority(by: int) -> None:
 
 
 class Workers:
-    def __init__(self, huey: Huey, threads: int, sweep: Callable[[], object], interval: float):
-        self._consumer = _QuietConsumer(huey, workers=threads, periodic=False, worker_type="thread")
-        self._sweeper = Sweeper(sweep, interval)
+    """Consumer threads for the queue, and ``upkeep`` every ``interval`` seconds."""
 
-    @classmethod
-    def for_container(cls, container: Container, threads: int | None = None) -> Workers:
-        settings = container.settings
-        return cls(
-            container.huey,
-            threads or settings.worker_threads,
-            upkeep(container),
-            settings.sweep_interval_seconds,
-        )
+    def __init__(self, huey: Huey, threads: int, upkeep: Callable[[], object], interval: float):
+        self._consumer = _QuietConsumer(huey, workers=threads, periodic=False, worker_type="thread")
+        self._sweeper = Sweeper(upkeep, interval)
 
     def start(self) -> None:
         self._consumer.start()

@@ -8,7 +8,6 @@ import os
 import socket
 import time
 import uuid
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from kbaudit.crypto.files import EncryptedFileWriter
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
-from kbaudit.services.exports.pipeline import WriteBehind, read_ahead
+from kbaudit.services.exports.pipeline import WriteBehind
 from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.exports")
@@ -111,11 +110,11 @@ def _write(
         documents = uow.records.export_documents(
             job.org_id, filters_of(job), job.snapshot_seq, lower, upper
         )
-        # Reading, rendering and compressing overlap (see pipeline.py); both threads have
-        # stopped before the unit of work and the file close.
-        with closing(read_ahead(documents)) as batches, WriteBehind(out.write) as behind:
+        # Compressing and storing overlap reading and rendering (see pipeline.py); the
+        # thread has stopped before the file is closed.
+        with WriteBehind(out.write) as behind:
             behind.put(export_format.header())
-            for batch in batches:
+            for batch in documents:
                 behind.put(export_format.render(batch.documents))
                 rows += len(batch.documents)
                 partial_rows += batch.unfinalized

@@ -1,67 +1,24 @@
-"""A part's three stages on three threads: reading documents, rendering them, and compressing,
+"""A part's two halves on two threads: reading and rendering documents, and compressing,
 encrypting and storing the result.
 
-Reading (SQLite's or PostgreSQL's own work) and compressing (zstd) release the GIL; rendering
-CSV is Python. In turns, a part took as long as all three together; overlapped, about as long
-as the slowest. Each handover is a bounded queue of a few batches, so memory stays flat.
+zstd compresses on a thread of its own (crypto/files.py) and hashing releases the GIL, so the
+second half costs the first little Python time. The handover is a bounded queue of a few
+batches, so memory stays flat. Reading on a third thread was tried and dropped: SQLite takes
+the GIL back after every row, and behind a thread rendering CSV it waited up to 5 ms each
+time (a part ran at a quarter of its speed).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 DEPTH = 2
 _END = object()
-_POLL = 0.1
-
-
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def read_ahead(items: Iterator[Item], depth: int = DEPTH) -> Generator[Item, None, None]:
-    """``items``, drawn on a thread of their own up to ``depth`` ahead of the consumer. When
-    the consumer stops early, the thread stops and ``items`` is closed."""
-    handover: queue.Queue[object] = queue.Queue(depth)
-    stop = threading.Event()
-
-    def hand(value: object) -> bool:
-        while not stop.is_set():
-            try:
-                handover.put(value, timeout=_POLL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not hand(item):
-                    return
-            hand(_END)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            hand(_Failure(exc))
-
-    thread = threading.Thread(target=produce, name="kbaudit-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while (value := handover.get()) is not _END:
-            if isinstance(value, _Failure):
-                raise value.error
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join()
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
 
 
 class WriteBehind(Generic[Item]):
