@@ -61,13 +61,16 @@ def kbaudit(env: dict[str, str], *args: str) -> str:
 class Server:
     """``kbaudit serve`` in a subprocess on a free loopback port."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], processes: int = 1) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kbaudit.cli", "serve", "--port", str(self.port)],
+            [
+                *(sys.executable, "-m", "kbaudit.cli", "serve"),
+                *("--port", str(self.port), "--processes", str(processes)),
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

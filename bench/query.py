@@ -89,7 +89,7 @@ def wrk(url: str, key: str, paths: list[str], clients: int, seconds: float) -> d
             "wrk",
             f"-t{threads}",
             f"-c{clients}",
-            f"-d{seconds}s",
+            f"-d{max(1, round(seconds))}s",
             "--latency",
             "-s",
             str(script),
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--processes", default="1,2", help="serve --processes values to try")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -134,29 +135,31 @@ def main() -> None:
         for name, mix in mixes(world).items()
     }
     print(f"query benchmark: {args.records:,} records in one organization, wrk")
-    server = Server(env)
-    try:
-        for name, path in paths.items():
-            one = wrk(server.url, key, [path], 1, args.seconds / 3)
-            print(f"  {name:32} one client: p50 {one['p50']:6.1f} ms  p99 {one['p99']:6.1f} ms")
-        every = list(paths.values())
-        floor = wrk(server.url, key, ["/healthz"], args.clients, args.seconds)
-        one = wrk(server.url, key, every, 1, args.seconds)
-        many = wrk(server.url, key, every, args.clients, args.seconds)
+    for processes in map(int, args.processes.split(",")):
+        print(f"  kbaudit serve --processes {processes}")
+        server = Server(env, processes)
+        try:
+            measure(server.url, key, paths, args.clients, args.seconds)
+        finally:
+            server.stop()
+
+
+def measure(url: str, key: str, paths: dict[str, str], clients: int, seconds: float) -> None:
+    for name, path in paths.items():
+        one = wrk(url, key, [path], 1, seconds / 3)
+        print(f"    {name:32} one client: p50 {one['p50']:6.1f} ms  p99 {one['p99']:6.1f} ms")
+    every = list(paths.values())
+    for count in (1, clients):
+        figures = wrk(url, key, every, count, seconds)
         print(
-            f"  all six mixes, one client:  {one['rps']:6,.0f} requests/s, "
-            f"p50 {one['p50']:6.1f} ms, p99 {one['p99']:6.1f} ms"
+            f"    all six mixes, {count:2} client(s): {figures['rps']:6,.0f} requests/s, "
+            f"p50 {figures['p50']:6.1f} ms, p99 {figures['p99']:6.1f} ms"
         )
-        print(
-            f"  all six mixes, {args.clients} clients:  {many['rps']:6,.0f} requests/s, "
-            f"p50 {many['p50']:6.1f} ms, p99 {many['p99']:6.1f} ms"
-        )
-        print(
-            f"  reference, GET /healthz with {args.clients} clients (the HTTP stack alone): "
-            f"{floor['rps']:,.0f} requests/s, p99 {floor['p99']:.1f} ms"
-        )
-    finally:
-        server.stop()
+    floor = wrk(url, key, ["/healthz"], clients, seconds)
+    print(
+        f"    reference, GET /healthz, {clients} clients (the HTTP stack alone): "
+        f"{floor['rps']:,.0f} requests/s, p99 {floor['p99']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

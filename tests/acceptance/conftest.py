@@ -75,15 +75,16 @@ def free_port() -> int:
 class Serve:
     """A real ``kbaudit serve`` on a free loopback port."""
 
-    def __init__(self, cli: Cli) -> None:
+    def __init__(self, cli: Cli, *options: str) -> None:
         self.cli = cli
+        self.options = options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> Serve:
         self.process = subprocess.Popen(
-            [*KBAUDIT, "serve", "--port", str(self.port)],
+            [*KBAUDIT, "serve", "--port", str(self.port), *self.options],
             env=self.cli.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -114,12 +115,13 @@ class Serve:
 
 
 @pytest.fixture
-def serve(cli: Cli) -> Iterator[Callable[[], Serve]]:
-    """Start servers on the test's data folder; each is stopped at the end."""
+def serve(cli: Cli) -> Iterator[Callable[..., Serve]]:
+    """Start servers on the test's data folder (with ``serve`` options, if any); each is
+    stopped at the end."""
     started: list[Serve] = []
 
-    def start() -> Serve:
-        started.append(Serve(cli).start())
+    def start(*options: str) -> Serve:
+        started.append(Serve(cli, *options).start())
         return started[-1]
 
     cli.run("migrate")

@@ -53,6 +53,35 @@ def test_create_wait_download_with_the_cli(
     assert not list(out.glob(".*partial"))
 
 
+def test_several_api_processes_serve_and_export_once(
+    cli: Cli, serve: Callable[..., Serve], tmp_path: Path
+) -> None:
+    key, ids = load(cli, tmp_path, 300)
+    server = serve("--processes", "2")
+    cli.env.update({"KBAUDIT_URL": server.url, "KBAUDIT_API_KEY": key})
+    export_id = cli.run("export", "create", *WINDOW).stdout.splitlines()[-1]
+    assert "succeeded, 300 rows" in cli.run("export", "wait", export_id).stderr
+    paths = cli.run("export", "download", export_id, "--out", str(tmp_path / "out")).stdout
+    assert exported_ids(paths.splitlines()) == ids
+    assert server.process is not None
+    assert len(serving_children(server.process.pid)) == 2
+    server.stop()
+
+
+def serving_children(pid: int) -> list[int]:
+    """The processes ``pid`` spawned to serve requests (from /proc: Linux only)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in command:
+            children.append(int(stat.parent.name))
+    return children
+
+
 def test_a_worker_killed_mid_part_still_yields_exactly_the_rows(
     cli: Cli, serve: Callable[[], Serve], tmp_path: Path
 ) -> None:

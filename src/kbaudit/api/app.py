@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,17 +13,23 @@ import msgspec
 import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kbaudit import __version__
 from kbaudit.api import exports, health, retention, retrievals
 from kbaudit.api.errors import install_error_handlers
-from kbaudit.container import Container
+from kbaudit.config import Settings
+from kbaudit.container import Container, build_container
 from kbaudit.domain import RecordBatch
+from kbaudit.logs import configure_logging
 
 log = structlog.get_logger("kbaudit.http")
 
 
-def create_app(container: Container) -> FastAPI:
+def create_app(container: Container, *, run_workers: bool = True) -> FastAPI:
+    """The API over ``container``. ``run_workers``: start the embedded export workers with it
+    (where the settings put them in the API); a process of ``serve --processes N`` leaves
+    them to its parent."""
     app = FastAPI(
         lifespan=_lifespan,
         title="kbaudit",
@@ -29,6 +37,7 @@ def create_app(container: Container) -> FastAPI:
         description="Knowledge-base retrieval audit records, queries and encrypted exports.",
     )
     app.state.container = container
+    app.state.run_workers = run_workers
     app.include_router(retrievals.router)
     app.include_router(exports.router)
     app.include_router(retention.router)
@@ -44,7 +53,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """In the embedded default the export workers live in this process; in the scale-out mode
     they are ``kbaudit worker`` processes, and the API only enqueues."""
     container: Container = app.state.container
-    if not container.settings.api_runs_workers:
+    if not (app.state.run_workers and container.settings.api_runs_workers):
         yield
         return
     workers = container.workers()
@@ -53,6 +62,31 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         workers.stop()
+
+
+def app_of_a_serving_process() -> FastAPI:
+    """The API of one of the processes of ``kbaudit serve --processes N`` (uvicorn imports
+    it by name in each): settings from the environment, migrations and export workers left
+    to the parent."""
+    container = build_container(Settings(), apply_migrations=False)
+    configure_logging(container.settings.log_level)
+    return create_app(container, run_workers=False)
+
+
+class NoDelayHttp(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, with Nagle's algorithm off on every connection.
+
+    asyncio turns it off only for sockets it knows to be TCP, and a listening socket handed
+    to the processes of ``serve --processes N`` comes without its protocol number: each
+    answer's second write then waited for the client's delayed acknowledgement, and every
+    small answer took 44 ms.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        connection = transport.get_extra_info("socket")
+        if connection is not None and connection.family in (socket.AF_INET, socket.AF_INET6):
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
 
 
 class _Observe:

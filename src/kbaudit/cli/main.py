@@ -7,7 +7,7 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -45,30 +45,49 @@ def _container() -> Container:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    processes: Annotated[
+        int, typer.Option(min=1, help="API processes; Python runs one request at a time each.")
+    ] = 1,
 ) -> None:
-    """Serve the HTTP API."""
+    """Serve the HTTP API (and, in the embedded default, run the export workers)."""
     import uvicorn
 
-    from kbaudit.api.app import create_app
+    from kbaudit.api.app import NoDelayHttp, create_app
     from kbaudit.logs import configure_logging
 
     container = _container()
     configure_logging(container.settings.log_level)
     err.print(f"kbaudit serving on http://{host}:{port}  (data in {container.settings.data_dir})")
-    # uvicorn shuts down gracefully, then re-raises the signal to the handler it found: make that
-    # handler a clean exit, so that a supervisor sees status 0 for an orderly stop.
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda *_: sys.exit(0))
     # The asyncio loop, not uvloop: its socket sends release the GIL, so a download's next
     # chunk decrypts while the current one is sent (86% of raw decrypt speed against 72-77%).
-    uvicorn.run(
-        create_app(container),
-        host=host,
-        port=port,
-        loop="asyncio",
-        log_level="warning",
-        access_log=False,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "asyncio",
+        "http": NoDelayHttp,
+        "log_level": "warning",
+        "access_log": False,
+    }
+    if processes == 1:
+        # uvicorn shuts down gracefully, then re-raises the signal to the handler it found:
+        # make that handler a clean exit, so that a supervisor sees 0 for an orderly stop.
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop, lambda *_: sys.exit(0))
+        uvicorn.run(create_app(container), **options)
+        return
+    # Several processes: uvicorn starts each with the app of app_of_a_serving_process and
+    # stops them all on SIGTERM or SIGINT; the export workers run here, once.
+    workers = container.workers() if container.settings.api_runs_workers else None
+    if workers is not None:
+        workers.start()
+    try:
+        uvicorn.run(
+            "kbaudit.api.app:app_of_a_serving_process", factory=True, workers=processes, **options
+        )
+    finally:
+        if workers is not None:
+            workers.stop()
+        container.close()
 
 
 @app.command()

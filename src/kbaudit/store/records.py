@@ -396,22 +396,25 @@ class SqliteRecords(RecordRepository):
         self._driver().executemany(sql, rows)
 
     def _stream(self, query: Select[Any], batch_size: int) -> Iterator[Sequence[Sequence[Any]]]:
-        # On the driver's cursor, inside the unit of work's transaction: SQLAlchemy's rows
-        # cost more than SQLite's own reading of the documents.
-        compiled = query.compile(
-            dialect=self._connection.dialect, compile_kwargs={"render_postcompile": True}
-        )
-        assert compiled.positiontup is not None
-        params = [compiled.params[name] for name in compiled.positiontup]
         cursor = self._driver()
         # A part reads each page once: a page cache would only hold memory (64 MB of it).
         cursor.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KB}")
         try:
-            cursor.execute(str(compiled), params)
+            self._execute_on(cursor, query)
             while rows := cursor.fetchmany(batch_size):
                 yield rows
         finally:
             cursor.execute(f"PRAGMA cache_size = -{CACHE_KB}")
+
+    def _execute_on(self, cursor: Any, query: Select[Any]) -> None:
+        """Run ``query`` on the driver's cursor, inside the unit of work's transaction: over
+        a part's rows, SQLAlchemy's cost more than SQLite's own reading of the documents.
+        (Over a page of 200, compiling afresh costs what the rows save.)"""
+        compiled = query.compile(
+            dialect=self._connection.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        assert compiled.positiontup is not None
+        cursor.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup])
 
     def _driver(self) -> Any:
         return self._connection.connection.driver_connection.cursor()  # type: ignore[union-attr]

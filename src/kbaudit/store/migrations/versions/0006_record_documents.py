@@ -57,7 +57,7 @@ CREATE TABLE records (
 -- (org_id, ref) are kept unique by the writers' advisory locks, these indexes the backstop.
 CREATE UNIQUE INDEX uq_records_org_id ON records (org_id, id, created_at);
 CREATE INDEX ix_records_org_ref ON records (org_id, ref) WHERE ref IS NOT NULL;
-CREATE INDEX ix_records_org_time ON records (org_id, created_at, id);
+CREATE INDEX ix_records_org_time ON records (org_id, created_at, id, retrieval_status);
 CREATE INDEX ix_records_org_actor_time ON records (org_id, actor_user_id, created_at, id);
 CREATE INDEX ix_records_org_session_time ON records (org_id, session_id, created_at, id);
 CREATE TABLE record_kbs (
@@ -134,7 +134,9 @@ def _sqlite_tables() -> None:
         unique=True,
         sqlite_where=sa.text("ref IS NOT NULL"),
     )
-    op.create_index("ix_records_org_time", "records", ["org_id", "created_at", "id"])
+    op.create_index(
+        "ix_records_org_time", "records", ["org_id", "created_at", "id", "retrieval_status"]
+    )
     for column in ("actor_user_id", "session_id"):
         op.create_index(
             f"ix_records_org_{column.split('_')[0]}_time",
@@ -159,7 +161,7 @@ def _sqlite_tables() -> None:
 SQLITE_STATS = {
     "uq_records_org_id": "1000000 100000 1",
     "uq_records_org_ref": "1000000 100000 1",
-    "ix_records_org_time": "1000000 100000 1 1",
+    "ix_records_org_time": "1000000 100000 1 1 1",
     "ix_records_org_actor_time": "1000000 100000 100 1 1",
     "ix_records_org_session_time": "1000000 100000 10 1 1",
 }
