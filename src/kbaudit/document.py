@@ -90,8 +90,10 @@ def _record_json(record: RecordIn, ref: str) -> bytes:
     fields = msgspec.to_builtins(record)
     fields["ref"] = ref
     for name in _INSTANT_FIELDS:
-        instant = getattr(record, name)
-        fields[name] = None if instant is None else instant_text(instant)
+        text = fields[name]
+        # msgspec already wrote a UTC instant with microseconds as instant_text would.
+        if text is not None and not (len(text) == _INSTANT_WIDTH and text[-1] == "Z"):
+            fields[name] = instant_text(getattr(record, name))
     _canonical_at(fields, _FLOAT_FIELDS, _MAP_FIELDS)
     for scope in fields["scopes"]:
         _canonical_at(scope, _SCOPE_FLOATS, _SCOPE_MAPS)
@@ -105,8 +107,10 @@ def _canonical_at(fields: dict[str, Any], floats: tuple[str, ...], maps: tuple[s
         if fields[name] is not None:
             fields[name] = orjson.Fragment(rfc8785.dumps(fields[name]))
     for name in maps:
-        if fields[name] is not None:
-            fields[name] = _canonical_values(fields[name])
+        counts = fields[name]
+        # Count maps hold only integers: their keys are all that orjson may order otherwise.
+        if counts is not None and not all(key.isascii() for key in counts):
+            fields[name] = orjson.Fragment(canonical_slow(counts))
 
 
 def _fields_of_kind(
@@ -126,6 +130,7 @@ def _fields_of_kind(
 
 
 _INSTANT_FIELDS: Final = _fields_of_kind(RecordIn, msgspec.inspect.DateTimeType)
+_INSTANT_WIDTH: Final = len("2026-01-02T03:04:05.000006Z")
 _FLOAT_FIELDS: Final = _fields_of_kind(RecordIn, msgspec.inspect.FloatType)
 _MAP_FIELDS: Final = _fields_of_kind(RecordIn, msgspec.inspect.DictType)
 _SCOPE_FLOATS: Final = _fields_of_kind(ScopeIn, msgspec.inspect.FloatType)

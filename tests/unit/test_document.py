@@ -93,6 +93,7 @@ def test_a_record_document_is_the_reference_encoding_of_its_fields(
         {
             "id": str(uuid.uuid4()),
             "created_at": "2026-01-02T03:04:05.5-07:00",
+            "intent_recorded_at": "2026-01-02T10:04:05.000123Z",
             "finalized_at": "2026-01-02T10:04:06Z",
             "alpha": alpha,
             "ineligible_counts_by_reason": top,
