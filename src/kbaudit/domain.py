@@ -129,6 +129,32 @@ REF_FIELDS: Final = RefIn.__struct_fields__
 SUMMARY_FIELDS: Final = RECORD_FIELDS[: RECORD_FIELDS.index("trace_id") + 1]
 
 
+# The instants kbaudit accepts, in records and in windows: an audit record of an AI agent's
+# retrieval predates neither 1970 nor comes from after 2200, and every instant in this range
+# converts to UTC and to microseconds without overflowing, whatever its offset.
+EARLIEST_INSTANT: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT: Final = datetime(2200, 1, 1, tzinfo=UTC)
+INSTANT_RANGE: Final = "from 1970-01-01T00:00:00Z up to 2200-01-01T00:00:00Z"
+RECORD_INSTANTS: Final = ("created_at", "intent_recorded_at", "finalized_at")
+
+
+def in_instant_range(instant: datetime) -> bool:
+    try:
+        utc = instant.astimezone(UTC)
+    except OverflowError:  # beyond year 1 to 9999 once in UTC
+        return False
+    return EARLIEST_INSTANT <= utc < LATEST_INSTANT
+
+
+def instant_out_of_range(record: RecordIn) -> str | None:
+    """The first of the record's instants outside the accepted range, by name."""
+    for name in RECORD_INSTANTS:
+        instant = getattr(record, name)
+        if instant is not None and not in_instant_range(instant):
+            return name
+    return None
+
+
 def default_ref(record_id: str) -> str:
     """The ref kbaudit assigns when the writer gives none: derived from the (canonical) id,
     so that re-sending the same record is idempotent."""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import WINDOW, Api
-from tests.helpers import RECORDS, record
+from tests.helpers import EXPORTS, RECORDS, record
 
 
 @pytest.fixture
@@ -41,6 +41,10 @@ QUERY_CASES = {
     "bad actor uuid": {**WINDOW, "actor_user_id": "42"},
     "bad session uuid": {**WINDOW, "session_id": "x"},
     "too many kb ids": {**WINDOW, "kb_ids": [str(uuid.uuid4()) for _ in range(101)]},
+    "start before year 1 in UTC": {"start": "0001-01-01T00:00:00+14:00", "end": WINDOW["end"]},
+    "end after year 9999 in UTC": {"start": WINDOW["start"], "end": "9999-12-31T23:59:59-01:00"},
+    "start before 1970": {"start": "1969-12-31T23:59:59Z", "end": WINDOW["end"]},
+    "start as seconds": {"start": "1790000000", "end": "1800000000"},
 }
 
 
@@ -95,6 +99,11 @@ WRITE_CASES: dict[str, Any] = {
     "too many counts": {
         "items": [record(ineligible_counts_by_reason={str(i): 1 for i in range(65)})]
     },
+    "created_at before year 1 in UTC": {"items": [record(created_at="0001-01-01T00:00:00+14:00")]},
+    "intent after year 9999 in UTC": {
+        "items": [record(intent_recorded_at="9999-12-31T23:59:59-01:00")]
+    },
+    "created_at in 2200": {"items": [record(created_at="2200-01-01T00:00:00Z")]},
 }
 
 
@@ -159,3 +168,29 @@ def test_unknown_route_is_a_404_error_response(api: Api) -> None:
     response = api.client.get("/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+EXPORT_CASES: dict[str, Any] = {
+    "misspelt filter": {**WINDOW, "status": ["blocked"]},
+    "unknown field": {**WINDOW, "kb_id": str(uuid.uuid4())},
+    "window past year 9999": {"start": WINDOW["start"], "end": "9999-12-31T23:59:59-01:00"},
+    "start as seconds": {"start": 1790000000, "end": WINDOW["end"]},
+}
+
+
+@pytest.mark.parametrize("body", EXPORT_CASES.values(), ids=EXPORT_CASES.keys())
+def test_malformed_export_request_is_a_422_naming_the_field(api: Api, body: Any) -> None:
+    key = api.key()
+    response = api.client.post(EXPORTS, json=body, headers=key)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["detail"]
+    assert problem["loc"][0] == "body"
+    assert problem["loc"][-1] in body
+    assert api.client.get(EXPORTS, headers=key).json()["items"] == []
+
+
+def test_after_a_bad_instant_the_connection_still_serves(api: Api) -> None:
+    key = api.key()
+    params = {"start": "0001-01-01T00:00:00+14:00", "end": WINDOW["end"]}
+    assert api.client.get(RECORDS, params=params, headers=key).status_code == 422
+    assert api.client.get(RECORDS, params=WINDOW, headers=key).status_code == 200

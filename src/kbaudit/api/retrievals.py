@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
 from kbaudit.api.auth import container_of, require_scope
@@ -20,8 +19,17 @@ from kbaudit.api.schemas import (
     IngestResponse,
     RetrievalAuditDetailResponse,
     RetrievalAuditLogSummary,
+    WindowInstant,
 )
-from kbaudit.domain import RETRIEVAL_STATUSES, Caller, RecordBatch, RecordFilters
+from kbaudit.domain import (
+    INSTANT_RANGE,
+    RETRIEVAL_STATUSES,
+    Caller,
+    RecordBatch,
+    RecordFilters,
+    in_instant_range,
+    instant_out_of_range,
+)
 from kbaudit.errors import PayloadTooLarge
 from kbaudit.services.ingest import Outcome, ingest_records
 from kbaudit.services.query import query_records, record_detail
@@ -101,6 +109,14 @@ def _decode_batch(body: bytes, max_records: int) -> RecordBatch:
             None,
             "too_long" if batch.items else "too_short",
         )
+    for index, item in enumerate(batch.items):
+        if name := instant_out_of_range(item):
+            raise validation_error(
+                ("body", "items", index, name),
+                f"instants must lie {INSTANT_RANGE}",
+                str(getattr(item, name)),
+                "instant_range",
+            )
     return batch
 
 
@@ -113,8 +129,8 @@ def _decode_batch(body: bytes, max_records: int) -> RecordBatch:
 def query_retrievals(
     request: Request,
     caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
-    start: Annotated[AwareDatetime, Query(description="Inclusive window start (required).")],
-    end: Annotated[AwareDatetime, Query(description="Exclusive window end (required).")],
+    start: Annotated[WindowInstant, Query(description="Inclusive window start (required).")],
+    end: Annotated[WindowInstant, Query(description="Exclusive window end (required).")],
     kb_ids: Annotated[list[UUID] | None, Query()] = None,
     statuses: Annotated[list[str] | None, Query()] = None,
     actor_user_id: Annotated[UUID | None, Query()] = None,
@@ -140,8 +156,8 @@ def query_retrievals(
 
 
 def record_filters(
-    start: AwareDatetime,
-    end: AwareDatetime,
+    start: datetime,
+    end: datetime,
     kb_ids: list[UUID] | None,
     statuses: list[str] | None,
     actor_user_id: UUID | None,
@@ -149,6 +165,11 @@ def record_filters(
     where: str,
 ) -> RecordFilters:
     """Validate what the parameter types cannot, then build the service's filter object."""
+    for name, instant in (("start", start), ("end", end)):
+        if not in_instant_range(instant):
+            raise validation_error(
+                (where, name), f"instants must lie {INSTANT_RANGE}", str(instant), "instant_range"
+            )
     if start >= end:
         raise validation_error((where, "end"), "end must be later than start", str(end), "window")
     for name, values in (("kb_ids", kb_ids), ("statuses", statuses)):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from kbaudit.document import document_of
-from kbaudit.domain import OrgId, RecordIn
+from kbaudit.domain import INSTANT_RANGE, OrgId, RecordIn, instant_out_of_range
 from kbaudit.services.ingest import Outcome, Written, write_documents
 from kbaudit.store.unit_of_work import Store
 
@@ -61,10 +61,13 @@ def import_lines(
                 continue
             try:
                 record = decoder.decode(line)
-                write = Written(record, document_of(record))
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 report.errors.append((number, str(exc)))
                 continue
+            if name := instant_out_of_range(record):
+                report.errors.append((number, f"{name}: instants must lie {INSTANT_RANGE}"))
+                continue
+            write = Written(record, document_of(record))
             record_id = str(record.id)
             if record_id in line_of:  # a later line for the same record goes in the next batch
                 flush()
