@@ -15,7 +15,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./kbaudit-data")
     database_url: str | None = None
-    master_key: SecretStr | None = None
+    # Empty is refused, not read as unset: every host would then make a keyring of its own.
+    master_key: SecretStr | None = Field(None, min_length=1)
 
     blob_url: str | None = None
     s3_endpoint: str | None = None

@@ -194,3 +194,27 @@ def test_after_a_bad_instant_the_connection_still_serves(api: Api) -> None:
     params = {"start": "0001-01-01T00:00:00+14:00", "end": WINDOW["end"]}
     assert api.client.get(RECORDS, params=params, headers=key).status_code == 422
     assert api.client.get(RECORDS, params=WINDOW, headers=key).status_code == 200
+
+
+RAW_BODIES = {
+    "invalid UTF-8 in a write": ("post", RECORDS, b'{"items":[{"caller":"a\xff\xfeb"}]}'),
+    "a lone surrogate in a write": ("post", RECORDS, b'{"items":[{"caller":"a\\ud800b"}]}'),
+    "a lone surrogate in export statuses": (
+        "post",
+        EXPORTS,
+        b'{"start":"2026-01-01T00:00:00Z","end":"2026-02-01T00:00:00Z","statuses":["\\ud800"]}',
+    ),
+    "a lone surrogate in a policy": (
+        "put",
+        "/v1/knowledge-base/retention-policy",
+        b'{"retention_days":"\\ud800"}',
+    ),
+}
+
+
+@pytest.mark.parametrize(("method", "route", "raw"), RAW_BODIES.values(), ids=RAW_BODIES.keys())
+def test_text_json_cannot_carry_is_a_422(api: Api, method: str, route: str, raw: bytes) -> None:
+    headers = {**api.key(), "content-type": "application/json"}
+    response = api.client.request(method, route, content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert "truncated" not in response.text

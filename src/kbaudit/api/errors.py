@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -70,7 +71,24 @@ def from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError) -> Exceptio
     return RequestValidationError([{"type": kind, "loc": tuple(loc), "msg": message}])
 
 
+def _printable(value: Any) -> Any:
+    """``value`` with text that UTF-8 cannot hold (lone surrogates a client sent as JSON
+    escapes) written as escapes, so that echoing it in a 422 cannot fail the answer."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = _printable(jsonable_encoder(exc.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(errors.KbAuditError)
     async def _domain_error(_request: Request, exc: errors.KbAuditError) -> JSONResponse:
         status = status_for(exc)

@@ -100,7 +100,11 @@ def _decode_batch(body: bytes, max_records: int) -> RecordBatch:
         raise validation_error(("body",), "strings may not contain NUL characters", None, "nul")
     try:
         batch = msgspec.json.decode(body, type=RecordBatch)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise validation_error(("body",), "the body is not valid UTF-8", None, "utf8") from exc
+    except msgspec.DecodeError as exc:
+        raise from_msgspec(_clearer(body, exc)) from exc
+    except msgspec.ValidationError as exc:
         raise from_msgspec(exc) from exc
     if not 1 <= len(batch.items) <= max_records:
         raise validation_error(
@@ -118,6 +122,15 @@ def _decode_batch(body: bytes, max_records: int) -> RecordBatch:
                 "instant_range",
             )
     return batch
+
+
+def _clearer(body: bytes, exc: msgspec.DecodeError) -> msgspec.DecodeError:
+    """msgspec calls a lone surrogate escape (``\\ud800``) truncated input; orjson names it."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as plainer:
+        return msgspec.DecodeError(f"{plainer.msg} - at `$`")
+    return exc
 
 
 @router.get(
