@@ -131,33 +131,32 @@ def ingest(ndjson: Path, path: Path) -> float:
             for r in batch:
                 r["created_at"] = utc_text(r["created_at"])
             db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", map(flat_row, batch))
             db.executemany(
-                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r["id"],
-                        r["created_at"],
-                        r.get("actor_user_id"),
-                        r.get("session_id"),
-                        r.get("retrieval_status"),
-                        json.dumps(r),
-                    )
-                    for r in batch
-                ],
-            )
-            db.executemany(
-                "INSERT INTO record_kbs VALUES (?, ?, ?)",
-                [
-                    (r["id"], s["knowledge_base_id"], r["created_at"])
-                    for r in batch
-                    for s in r.get("scopes", ())
-                    if s.get("knowledge_base_id")
-                ],
+                "INSERT INTO record_kbs VALUES (?, ?, ?)", [kb for r in batch for kb in kb_rows(r)]
             )
             db.execute("COMMIT")
             count += len(batch)
     db.close()
     return count / (time.perf_counter() - started)
+
+
+def flat_row(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A record as the flat table holds it: the indexed fields, and all of it as JSON."""
+    return (
+        record["id"],
+        record["created_at"],
+        record.get("actor_user_id"),
+        record.get("session_id"),
+        record.get("retrieval_status"),
+        json.dumps(record),
+    )
+
+
+def kb_rows(record: dict[str, Any]) -> list[tuple[Any, ...]]:
+    scopes = record.get("scopes", ())
+    kbs = [scope["knowledge_base_id"] for scope in scopes if scope.get("knowledge_base_id")]
+    return [(record["id"], kb, record["created_at"]) for kb in kbs]
 
 
 def flat_copy(ndjson: Path, path: Path) -> None:

@@ -131,23 +131,11 @@ def plain_copy_rate(base: dict[str, str], path: Path) -> tuple[float, str]:
                 with connection.cursor() as cursor:
                     with cursor.copy("COPY flat FROM STDIN") as copy:
                         for r in batch:
-                            copy.write_row(
-                                (
-                                    r["id"],
-                                    r["created_at"],
-                                    r.get("actor_user_id"),
-                                    r.get("session_id"),
-                                    r.get("retrieval_status"),
-                                    json.dumps(r),
-                                )
-                            )
+                            copy.write_row(plain.flat_row(r))
                     with cursor.copy("COPY flat_kbs FROM STDIN") as copy:
                         for r in batch:
-                            for scope in r.get("scopes", ()):
-                                if scope.get("knowledge_base_id"):
-                                    copy.write_row(
-                                        (r["id"], scope["knowledge_base_id"], r["created_at"])
-                                    )
+                            for kb in plain.kb_rows(r):
+                                copy.write_row(kb)
                 connection.commit()
                 count += len(batch)
         rate = count / (time.perf_counter() - started)

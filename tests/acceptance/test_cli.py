@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2
+import msgspec
 
+from kbaudit.config import Settings
+from kbaudit.container import build_container
+from kbaudit.domain import RecordIn
+from kbaudit.services.ingest import ingest_records
+from kbaudit.services.keys import organization_named
 from tests.acceptance.conftest import Cli
 from tests.helpers import RECORDS, record
 
@@ -97,6 +103,22 @@ def test_demo_fills_the_store_and_prints_a_working_key(cli: Cli, server: str) ->
     uuid.UUID(detail["log"]["id"])
 
 
+def test_demo_starts_over_a_record_dated_at_the_end_of_time(cli: Cli) -> None:
+    """Before instants were bounded, a write could date a record 9999-12-31; such a record
+    must not stop the demo (and ./dev.sh run) from starting."""
+    cli.run("keys", "create", "--org", "demo", "--scopes", "kb_audit:read")
+    container = build_container(Settings(data_dir=cli.data_dir, **backend_settings(cli)))
+    try:
+        late = msgspec.convert(record(created_at="9999-12-31T23:59:59Z"), RecordIn)
+        org = organization_named(container.store, "demo")
+        ingest_records(container.store, org.id, [late])
+    finally:
+        container.close()
+    result = cli.run("demo", "--records", "10")
+    assert "keeping them" in result.stderr
+    assert result.stdout.splitlines()[-1].startswith("kba_")
+
+
 def test_health_readiness_and_metrics(server: str) -> None:
     assert httpx2.get(f"{server}/healthz").json() == {"status": "ok"}
     ready = httpx2.get(f"{server}/readyz")
@@ -108,3 +130,10 @@ def test_health_readiness_and_metrics(server: str) -> None:
         'kbaudit_http_requests_total{method="GET",route="/v1/knowledge-base/audit/retrievals",status="401"}'
         in metrics
     )
+
+
+def backend_settings(cli: Cli) -> dict[str, str]:
+    """The KBAUDIT_* settings of ``cli``'s commands beyond the data folder, for an in-process
+    container on the same stores."""
+    names = ("database_url", "blob_url", "s3_endpoint", "master_key", "queue_url")
+    return {n: cli.env[f"KBAUDIT_{n.upper()}"] for n in names if f"KBAUDIT_{n.upper()}" in cli.env}

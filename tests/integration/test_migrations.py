@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic import command
@@ -16,6 +15,7 @@ from kbaudit.store.migrate import alembic_config
 from tests.backends import SCALEOUT, databases
 from tests.conftest import Api
 from tests.helpers import RECORDS
+from tests.integration.test_ingest import detail
 
 ORG = "11111111-1111-4111-8111-111111111111"
 KB_A, KB_B = "aaaaaaaa-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000002"
@@ -90,13 +90,6 @@ def upgraded(tmp_path: Path, make_api: Callable[..., Api]) -> Api:
         url = f"sqlite:///{data_dir / 'kbaudit.db'}"
     _write_old_layout(url)
     return make_api(data_dir=data_dir, database_url=url)
-
-
-def detail(api: Api, key: dict[str, str], ref: str) -> dict[str, Any]:
-    response = api.client.get(f"{RECORDS}/{ref}", headers=key)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def test_an_upgrade_keeps_every_field_scope_and_ref(upgraded: Api) -> None:

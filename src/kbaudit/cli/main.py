@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kbaudit.cli.export import export_app
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
-from kbaudit.domain import SCOPES, OrgId
+from kbaudit.domain import EARLIEST_INSTANT, LATEST_INSTANT, SCOPES, OrgId
 from kbaudit.errors import KbAuditError, NotFound
 from kbaudit.services.archive import list_archives
 from kbaudit.services.importer import ImportReport, import_lines
@@ -203,6 +203,11 @@ def demo(
         _load_demo(container, org.id, records, newest)
     else:
         err.print(f"organization {DEMO_ORG!r} already has its sample records; keeping them")
+        # Written before kbaudit bounded instants, a record may lie where no window reaches.
+        newest = min(
+            max(newest, EARLIEST_INSTANT + timedelta(days=30)),
+            LATEST_INSTANT - timedelta(minutes=1),
+        )
     err.print(
         f"Sample records of organization {DEMO_ORG!r} run up to {newest:%Y-%m-%d %H:%M} UTC. Try:\n"
         f'  curl -H "x-api-key: $KEY" \'http://127.0.0.1:8000/v1/knowledge-base/audit/'
