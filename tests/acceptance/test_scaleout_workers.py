@@ -29,6 +29,9 @@ pytestmark = pytest.mark.scaleout
 SERVICES = Path(os.environ.get("KBAUDIT_TEST_SERVICES", "."))
 SERVICES_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
 RECORDS, ROWS_PER_FILE = 24_000, 1_000  # 24 parts
+# The SIGKILL test looks at the parts a connection at a time (about 0.1 s a look) and must
+# catch the export midway: three times the parts give it seconds rather than a second.
+KILL_RECORDS = 3 * RECORDS
 
 
 class Worker:
@@ -139,7 +142,7 @@ def start_export(cli: Cli, api: Serve, key: str) -> str:
 def test_three_workers_share_an_export_and_survive_a_sigkill(
     cluster_cli: Cli, api: Serve, workers: Callable[[int], list[Worker]], tmp_path: Path
 ) -> None:
-    key, ids = load(cluster_cli, tmp_path, RECORDS)
+    key, ids = load(cluster_cli, tmp_path, KILL_RECORDS)
     pool = workers(3)
     export_id = start_export(cluster_cli, api, key)
 
@@ -166,9 +169,9 @@ def test_three_workers_share_an_export_and_survive_a_sigkill(
     assert stranded, "a worker was killed in the middle of a part"
 
     waited = cluster_cli.run("export", "wait", export_id)
-    assert f"succeeded, {RECORDS} rows" in waited.stderr
+    assert f"succeeded, {KILL_RECORDS} rows" in waited.stderr
     done = parts(cluster_cli, export_id)
-    assert len(done) == RECORDS // ROWS_PER_FILE
+    assert len(done) == KILL_RECORDS // ROWS_PER_FILE
     assert all(status == "done" for _, status, _ in done)
     for part_no in stranded:
         [(redone,)] = cluster_cli.query(
