@@ -122,12 +122,12 @@ def record_detail(store: Store, clock: Clock, caller: Caller, ref: str) -> Recor
         "detail",
         DETAIL_ROUTE,
         result_count=int(found is not None),
-        outcome="ok" if found else "not_found",
+        outcome="ok" if found is not None else "not_found",
         details={"ref": ref[:128]},
     )
     if found is None:
         raise NotFound("no retrieval audit record has that ref or id")
-    log = orjson.loads(found.document)
+    log = orjson.loads(found)
     return RecordDetail(log=log, scopes=log.pop("scopes"), refs=log.pop("refs"))
 
 

@@ -71,14 +71,6 @@ class ExportBatch:
     unfinalized: int
 
 
-@dataclass(frozen=True, slots=True)
-class StoredDocument:
-    """A record found for a reader: its document and where it stands in its log order."""
-
-    seq: int
-    document: str
-
-
 def kb_ids_of(document: str) -> list[uuid.UUID]:
     scopes = orjson.loads(document)["scopes"]
     return sorted({uuid.UUID(s["knowledge_base_id"]) for s in scopes if s["knowledge_base_id"]})
@@ -260,18 +252,19 @@ class RecordRepository:
             )
         return conditions
 
-    def find(self, org_id: OrgId, ref_or_id: str) -> StoredDocument | None:
-        """The record whose ref is ``ref_or_id``, else the one whose id it is."""
+    def find(self, org_id: OrgId, ref_or_id: str) -> str | None:
+        """The document of the record whose ref is ``ref_or_id``, else of the one whose id it
+        is."""
         r = records.c
-        found = self._connection.execute(
-            select(r.seq, r.document).where(r.org_id == org_id, r.ref == ref_or_id)
-        ).one_or_none()
+        found: str | None = self._connection.execute(
+            select(r.document).where(r.org_id == org_id, r.ref == ref_or_id)
+        ).scalar_one_or_none()
         record_id = id_named_by(ref_or_id)
         if found is None and record_id is not None:
             found = self._connection.execute(
-                select(r.seq, r.document).where(r.org_id == org_id, r.id == record_id.bytes)
-            ).one_or_none()
-        return None if found is None else StoredDocument(found.seq, found.document)
+                select(r.document).where(r.org_id == org_id, r.id == record_id.bytes)
+            ).scalar_one_or_none()
+        return found
 
     def newest_created_at(self, org_id: OrgId) -> datetime | None:
         r = records.c
