@@ -178,3 +178,16 @@ def summary_of(body: str | bytes, fields: Sequence[str]) -> dict[str, Any]:
     """The named fields of a stored document."""
     document = orjson.loads(body)
     return {name: document[name] for name in fields}
+
+
+def leaf_of(org_uuid: str, record_id: str, audit_write_status: str, document: str | bytes) -> bytes:
+    """The data of one log leaf: a write of a record, as RFC 8785 JSON. The document is
+    canonical already, so it goes in as it is."""
+    return canonical_json(
+        {
+            "organization_id": org_uuid,
+            "record_id": record_id,
+            "audit_write_status": audit_write_status,
+            "record": orjson.Fragment(document),
+        }
+    )

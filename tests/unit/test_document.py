@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
+import orjson
 import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kbaudit.document import canonical_json, document_of, instant_text, micros
+from kbaudit.document import canonical_json, document_of, instant_text, leaf_of, micros
 from kbaudit.domain import RecordIn
 
 json_values = st.recursive(
@@ -106,4 +107,35 @@ def test_a_record_document_is_the_reference_encoding_of_its_fields(
     fields["ref"] = "r" + record.id.hex
     assert document_of(record).body.encode() == rfc8785.dumps(
         {k: instant_text(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+    )
+
+
+# Reading the document back turns a whole float into an int; keep those within 2^53.
+safe_numbers = st.none() | st.floats(-1e15, 1e15)
+
+
+@given(score=safe_numbers, top=st.none() | counts)
+def test_a_log_leaf_is_the_reference_encoding_of_the_write(
+    score: float | None, top: dict[str, int] | None
+) -> None:
+    record = msgspec.convert(
+        {
+            "id": str(uuid.uuid4()),
+            "created_at": "2026-01-02T03:04:05Z",
+            "audit_write_status": "finalized",
+            "ineligible_counts_by_reason": top,
+            "refs": [{"score": score}],
+        },
+        RecordIn,
+    )
+    document = document_of(record).body
+    org = str(uuid.uuid4())
+    leaf = leaf_of(org, str(record.id), "finalized", document)
+    assert leaf == rfc8785.dumps(
+        {
+            "organization_id": org,
+            "record_id": str(record.id),
+            "audit_write_status": "finalized",
+            "record": orjson.loads(document),
+        }
     )

@@ -17,6 +17,7 @@ from enum import StrEnum
 from kbaudit.document import RecordDocument, document_of
 from kbaudit.domain import AUDIT_WRITE_STATUSES, OrgId, RecordIn, id_named_by
 from kbaudit.errors import InvalidRequest, RecordConflict
+from kbaudit.services.log import Write, append_writes
 from kbaudit.store.records import StoredRecord
 from kbaudit.store.unit_of_work import Store
 
@@ -88,8 +89,10 @@ def write_documents(
                 f"{len(conflicts)} record(s) conflict with what is stored; nothing was written. "
                 f"First: {first.id}: {first.reason}"
             )
-        uow.records.insert(org_id, plan.new)
-        uow.records.replace(org_id, plan.changed)
+        leaves = append_writes(uow, org_id, plan.accepted)
+        numbered = list(zip(plan.accepted, leaves, strict=True))
+        uow.records.insert(org_id, [(doc, leaf) for (old, doc), leaf in numbered if old is None])
+        uow.records.replace(org_id, [(old, doc, leaf) for (old, doc), leaf in numbered if old])
         uow.commit()
     return IngestResult(plan.outcomes)
 
@@ -107,8 +110,9 @@ def _refuse_duplicate_ids(writes: Sequence[Written]) -> None:
 @dataclass
 class _Plan:
     outcomes: list[RecordOutcome] = field(default_factory=list)
-    new: list[RecordDocument] = field(default_factory=list)
-    changed: list[tuple[StoredRecord, RecordDocument]] = field(default_factory=list)
+    # The writes to make, in the batch's order: (the record as stored, if it is) and its
+    # new document. Each becomes a leaf of the log in this order.
+    accepted: list[Write] = field(default_factory=list)
 
 
 def _plan(
@@ -130,12 +134,12 @@ def _plan(
         if reason:
             plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.CONFLICT, reason))
         elif old is None:
-            plan.new.append(doc)
+            plan.accepted.append((None, doc))
             plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.CREATED))
         elif old.document == doc.body:
             plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.UNCHANGED))
         else:
-            plan.changed.append((old, doc))
+            plan.accepted.append((old, doc))
             plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.UPDATED))
     return plan
 

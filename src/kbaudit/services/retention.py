@@ -139,6 +139,8 @@ def _drop_whole_months(store: Store, clock: Clock) -> int:
             if all(_may_drop(uow, org_id, month, clock) for org_id in orgs):
                 dropped += uow.retention.drop_month(month)
                 log.info("purged_month", month=f"{month.year}-{month.month:02d}")
+        if dropped:
+            uow.log.forget_orphans()
         uow.commit()
     return dropped
 
@@ -179,6 +181,8 @@ def _purge_batch(
         if written is not None:
             uow.retention.add_archive(written.values)
         gone = uow.records.delete(org_id, victims)
+        # The log keeps every hash (its checkpoints stay valid); the content goes.
+        uow.log.forget(org_id, [victim.id for victim in victims])
         uow.commit()
     return gone
 

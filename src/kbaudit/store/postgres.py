@@ -85,8 +85,8 @@ class PostgresRecords(RecordRepository):
     def newest_seq(self) -> int:
         return newest_seq(self._connection)
 
-    def insert(self, org_id: OrgId, docs: Sequence[RecordDocument]) -> None:
-        ensure_partitions(self._connection, {instant_of(doc.created_at) for doc in docs})
+    def insert(self, org_id: OrgId, docs: Sequence[tuple[RecordDocument, int]]) -> None:
+        ensure_partitions(self._connection, {instant_of(doc.created_at) for doc, _ in docs})
         super().insert(org_id, docs)
 
     def _new_seqs(self, count: int) -> Sequence[int]:

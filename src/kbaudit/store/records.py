@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import (
     Connection,
     LargeBinary,
+    Row,
     Select,
     and_,
     cast,
@@ -44,6 +45,11 @@ RECORD_COLUMNS = (
     "actor_user_id",
     "session_id",
     "document",
+    "leaf_index",
+)
+STORED_COLUMNS = tuple(
+    records.c[name]
+    for name in ("seq", "id", "ref", "created_at", "audit_write_status", "document", "leaf_index")
 )
 KB_COLUMNS = ("org_id", "kb_id", "created_at", "seq")
 STREAM_CACHE_KB = 4096
@@ -59,6 +65,7 @@ class StoredRecord:
     created_at: int
     audit_write_status: str
     document: str
+    leaf_index: int | None
 
     @property
     def kb_ids(self) -> list[uuid.UUID]:
@@ -76,7 +83,9 @@ def kb_ids_of(document: str) -> list[uuid.UUID]:
     return sorted({uuid.UUID(s["knowledge_base_id"]) for s in scopes if s["knowledge_base_id"]})
 
 
-def record_row(seq: int, org_id: OrgId, doc: RecordDocument) -> tuple[Any, ...]:
+def record_row(
+    seq: int, org_id: OrgId, doc: RecordDocument, leaf_index: int | None
+) -> tuple[Any, ...]:
     return (
         seq,
         org_id,
@@ -88,6 +97,7 @@ def record_row(seq: int, org_id: OrgId, doc: RecordDocument) -> tuple[Any, ...]:
         doc.actor_user_id.bytes if doc.actor_user_id else None,
         doc.session_id.bytes if doc.session_id else None,
         doc.body,
+        leaf_index,
     )
 
 
@@ -107,21 +117,11 @@ class RecordRepository:
         if not ids:
             return {}
         r = records.c
-        query = select(r.seq, r.id, r.ref, r.created_at, r.audit_write_status, r.document).where(
+        query = select(*STORED_COLUMNS).where(
             r.org_id == org_id, r.id.in_([record_id.bytes for record_id in ids])
         )
-        found = {}
-        for row in self._connection.execute(query):
-            record_id = uuid.UUID(bytes=row.id)
-            found[record_id] = StoredRecord(
-                row.seq,
-                record_id,
-                row.ref or default_ref(str(record_id)),
-                row.created_at,
-                row.audit_write_status,
-                row.document,
-            )
-        return found
+        found = map(_stored, self._connection.execute(query))
+        return {record.id: record for record in found}
 
     def owners_of_refs(self, org_id: OrgId, refs: Sequence[str]) -> dict[str, uuid.UUID]:
         """The id of the record each of ``refs`` names, for those writers chose."""
@@ -132,24 +132,30 @@ class RecordRepository:
         query = select(r.ref, r.id).where(r.org_id == org_id, r.ref.in_(chosen))
         return {row.ref: uuid.UUID(bytes=row.id) for row in self._connection.execute(query)}
 
-    def insert(self, org_id: OrgId, docs: Sequence[RecordDocument]) -> None:
+    def insert(self, org_id: OrgId, docs: Sequence[tuple[RecordDocument, int]]) -> None:
+        """New records, each with the index of its leaf in the log."""
         if not docs:
             return
-        numbered = list(zip(docs, self._new_seqs(len(docs)), strict=True))
+        seqs = self._new_seqs(len(docs))
         self._insert_rows(
-            "records", RECORD_COLUMNS, [record_row(s, org_id, d) for d, s in numbered]
+            "records",
+            RECORD_COLUMNS,
+            [
+                record_row(seq, org_id, doc, leaf)
+                for (doc, leaf), seq in zip(docs, seqs, strict=True)
+            ],
         )
-        self._insert_kbs(org_id, numbered)
+        self._insert_kbs(org_id, [(doc, seq) for (doc, _), seq in zip(docs, seqs, strict=True)])
 
     def replace(
-        self, org_id: OrgId, changes: Sequence[tuple[StoredRecord, RecordDocument]]
+        self, org_id: OrgId, changes: Sequence[tuple[StoredRecord, RecordDocument, int]]
     ) -> None:
-        """Overwrite stored records with new documents of theirs."""
+        """Overwrite stored records with new documents of theirs, and their new leaves."""
         if not changes:
             return
         r, k = records.c, record_kbs.c
-        for old, new in changes:
-            row = dict(zip(RECORD_COLUMNS, record_row(old.seq, org_id, new), strict=True))
+        for old, new, leaf in changes:
+            row = dict(zip(RECORD_COLUMNS, record_row(old.seq, org_id, new, leaf), strict=True))
             self._connection.execute(
                 records.update()
                 .where(r.org_id == org_id, r.id == old.id.bytes, r.created_at == old.created_at)
@@ -164,7 +170,7 @@ class RecordRepository:
                         k.seq == old.seq,
                     )
                 )
-        self._insert_kbs(org_id, [(new, old.seq) for old, new in changes])
+        self._insert_kbs(org_id, [(new, old.seq) for old, new, _ in changes])
 
     def delete(self, org_id: OrgId, victims: Sequence[StoredRecord]) -> int:
         """Delete these records with their knowledge-base rows."""
@@ -255,15 +261,23 @@ class RecordRepository:
     def find(self, org_id: OrgId, ref_or_id: str) -> str | None:
         """The document of the record whose ref is ``ref_or_id``, else of the one whose id it
         is."""
+        row = self._find(org_id, ref_or_id, records.c.document)
+        return None if row is None else str(row.document)
+
+    def find_stored(self, org_id: OrgId, ref_or_id: str) -> StoredRecord | None:
+        row = self._find(org_id, ref_or_id, *STORED_COLUMNS)
+        return None if row is None else _stored(row)
+
+    def _find(self, org_id: OrgId, ref_or_id: str, *columns: Any) -> Row[Any] | None:
         r = records.c
-        found: str | None = self._connection.execute(
-            select(r.document).where(r.org_id == org_id, r.ref == ref_or_id)
-        ).scalar_one_or_none()
+        found = self._connection.execute(
+            select(*columns).where(r.org_id == org_id, r.ref == ref_or_id)
+        ).one_or_none()
         record_id = id_named_by(ref_or_id)
         if found is None and record_id is not None:
             found = self._connection.execute(
-                select(r.document).where(r.org_id == org_id, r.id == record_id.bytes)
-            ).scalar_one_or_none()
+                select(*columns).where(r.org_id == org_id, r.id == record_id.bytes)
+            ).one_or_none()
         return found
 
     def newest_created_at(self, org_id: OrgId) -> datetime | None:
@@ -277,22 +291,12 @@ class RecordRepository:
         """Up to ``limit`` of the organization's oldest records created before ``cutoff``."""
         r = records.c
         query = (
-            select(r.seq, r.id, r.ref, r.created_at, r.audit_write_status, r.document)
+            select(*STORED_COLUMNS)
             .where(r.org_id == org_id, r.created_at < micros(cutoff))
             .order_by(r.created_at, r.id)
             .limit(limit)
         )
-        return [
-            StoredRecord(
-                row.seq,
-                uuid.UUID(bytes=row.id),
-                row.ref or default_ref(str(uuid.UUID(bytes=row.id))),
-                row.created_at,
-                row.audit_write_status,
-                row.document,
-            )
-            for row in self._connection.execute(query)
-        ]
+        return [_stored(row) for row in self._connection.execute(query)]
 
     def newest_seq(self) -> int:
         """The highest seq handed out to a committed record (exports' snapshot)."""
@@ -411,6 +415,19 @@ class SqliteRecords(RecordRepository):
 
     def _driver(self) -> Any:
         return self._connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def _stored(row: Row[Any]) -> StoredRecord:
+    record_id = uuid.UUID(bytes=row.id)
+    return StoredRecord(
+        row.seq,
+        record_id,
+        row.ref or default_ref(str(record_id)),
+        row.created_at,
+        row.audit_write_status,
+        row.document,
+        row.leaf_index,
+    )
 
 
 def _stored_key(key: tuple[datetime, str]) -> tuple[int, bytes]:

@@ -83,6 +83,8 @@ records = Table(
     Column("actor_user_id", LargeBinary(16)),
     Column("session_id", LargeBinary(16)),
     Column("document", Text, nullable=False),
+    # The log leaf of the record's latest write (see log_nodes).
+    Column("leaf_index", BigInteger),
     Index("uq_records_org_id", "org_id", "id", unique=True),
     Index(
         "uq_records_org_ref",
@@ -127,6 +129,32 @@ record_kbs = Table(
     sqlite_with_rowid=False,
 )
 
+# Each organization's Merkle log (kbaudit.crypto.merkle): the hash of every perfect subtree,
+# leaves at level 0. A leaf's index is its place in the log; the tree only ever grows, and a
+# purge leaves it as it is.
+log_nodes = Table(
+    "log_nodes",
+    metadata,
+    Column("org_id", Integer, primary_key=True),
+    Column("level", Integer, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# The leaf data of writes a later write of the same record replaced (a record row holds only
+# its latest); a purge deletes them with the record.
+superseded_leaves = Table(
+    "superseded_leaves",
+    metadata,
+    Column("org_id", Integer, primary_key=True),
+    Column("record_id", LargeBinary(16), primary_key=True),
+    Column("leaf_index", BigInteger, primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # Append-only: who read or took what, when, from where, and how it ended.
 access_log = Table(
     "access_log",
@@ -161,6 +189,9 @@ export_jobs = Table(
     Column("finalized_at", Instant),
     Column("expires_at", Instant),
     Column("snapshot_seq", BigInteger),
+    Column("log_size", BigInteger),  # the organization's log at the snapshot
+    Column("manifest", LargeBinary),  # manifest.json, once the job has ended with files
+    Column("manifest_signature", LargeBinary),  # manifest.json.sig
     Column("rows_per_file", Integer, nullable=False),
     Column("total_rows", BigInteger),
     Column("partial_count", BigInteger),

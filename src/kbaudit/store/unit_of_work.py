@@ -16,6 +16,7 @@ from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessEntry, AccessLogRepository, GroupCommit
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
+from kbaudit.store.log import LogRepository
 from kbaudit.store.postgres import UPKEEP_LOCK, PostgresRecords
 from kbaudit.store.records import RecordRepository, SqliteRecords
 from kbaudit.store.retention import RetentionRepository
@@ -30,6 +31,7 @@ class UnitOfWork:
     access_log: AccessLogRepository
     exports: ExportRepository
     retention: RetentionRepository
+    log: LogRepository
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class UnitOfWork:
         self.access_log = AccessLogRepository(connection)
         self.exports = ExportRepository(connection)
         self.retention = RetentionRepository(connection)
+        self.log = LogRepository(connection)
         return self
 
     def __exit__(

@@ -26,7 +26,7 @@ from alembic import op
 from kbaudit.document import document_of, instant_of
 from kbaudit.domain import OrgId, RecordIn
 from kbaudit.store.partitions import ensure_partitions
-from kbaudit.store.records import KB_COLUMNS, RECORD_COLUMNS, record_row
+from kbaudit.store.records import KB_COLUMNS, record_row
 
 revision = "0006"
 down_revision = "0005"
@@ -34,6 +34,18 @@ branch_labels = None
 depends_on = None
 
 BATCH = 2000
+RECORD_COLUMNS_0006 = (
+    "seq",
+    "org_id",
+    "id",
+    "ref",
+    "created_at",
+    "retrieval_status",
+    "audit_write_status",
+    "actor_user_id",
+    "session_id",
+    "document",
+)
 # The old tables' columns that need more than a copy to become RecordIn fields.
 INSTANTS = {"created_at", "intent_recorded_at", "finalized_at"}
 MAPS = {"ineligible_counts_by_reason", "effective_serving_status_counts"}
@@ -80,8 +92,9 @@ def upgrade() -> None:
     for batch in _old_records(bind):
         if postgres:
             ensure_partitions(bind, {instant_of(document.created_at) for _, _, document in batch})
-        rows = [record_row(seq, org_id, document) for org_id, seq, document in batch]
-        _insert(bind, "records", RECORD_COLUMNS, rows)
+        # The layout of this revision: records had no leaf_index yet (0007 adds it).
+        rows = [record_row(seq, org_id, document, None)[:-1] for org_id, seq, document in batch]
+        _insert(bind, "records", RECORD_COLUMNS_0006, rows)
         kbs = [
             (org_id, kb.bytes, document.created_at, seq)
             for org_id, seq, document in batch

@@ -1,0 +1,125 @@
+"""The tamper-evident log: one RFC 9162 Merkle tree per organization, one leaf per accepted
+write of a record (its creation, then each forward transition), signed checkpoints, and the
+proofs that let anyone check a record is in it and that it only ever grew.
+
+Leaves are appended inside the write's own transaction, while the organization's writer lock
+is held (see ``RecordRepository.lock_for_write``): indexes are dense and in commit order.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kbaudit.crypto import merkle
+from kbaudit.crypto.checkpoint import Checkpoint, origin_of
+from kbaudit.crypto.signing import SigningKeys
+from kbaudit.document import RecordDocument, leaf_of
+from kbaudit.domain import OrgId
+from kbaudit.errors import InvalidRequest, NotFound
+from kbaudit.store.records import StoredRecord
+from kbaudit.store.unit_of_work import Store, UnitOfWork
+
+Write = tuple[StoredRecord | None, RecordDocument]  # (the record as stored before, if it was)
+
+
+def append_writes(uow: UnitOfWork, org_id: OrgId, writes: Sequence[Write]) -> list[int]:
+    """Add a leaf for each accepted write, in order; returns their indexes."""
+    if not writes:
+        return []
+    org_uuid = uow.keys.organization(org_id).uuid
+    size = uow.log.size(org_id)
+    leaves = [
+        merkle.leaf_hash(leaf_of(org_uuid, str(doc.id), doc.audit_write_status, doc.body))
+        for _, doc in writes
+    ]
+    frontier = uow.log.perfect(org_id, merkle.root_blocks(size))
+    uow.log.add_nodes(org_id, merkle.append_leaves(size, leaves, frontier.__getitem__))
+    replaced = [
+        (old, leaf_of(org_uuid, str(old.id), old.audit_write_status, old.document))
+        for old, _ in writes
+        if old is not None
+    ]
+    uow.log.keep_superseded(org_id, replaced)
+    return list(range(size, size + len(writes)))
+
+
+def tree_root(uow: UnitOfWork, org_id: OrgId, size: int) -> bytes:
+    blocks = merkle.root_blocks(size)
+    return merkle.range_hash(0, size, uow.log.perfect(org_id, blocks))
+
+
+def checkpoint_note(uow: UnitOfWork, keys: SigningKeys, org_id: OrgId, size: int) -> str:
+    """The organization's log at ``size`` leaves, as a signed tlog-checkpoint note."""
+    org_uuid = uow.keys.organization(org_id).uuid
+    checkpoint = Checkpoint(origin_of(org_uuid), size, tree_root(uow, org_id, size))
+    return keys.sign_note(checkpoint.text())
+
+
+def current_checkpoint(store: Store, keys: SigningKeys, org_id: OrgId) -> str:
+    with store.reading() as uow:
+        return checkpoint_note(uow, keys, org_id, uow.log.size(org_id))
+
+
+@dataclass(frozen=True, slots=True)
+class LeafProof:
+    leaf_index: int
+    leaf: bytes
+    inclusion_proof: list[bytes]
+
+
+def record_proofs(
+    store: Store, org_id: OrgId, ref_or_id: str, tree_size: int | None
+) -> tuple[int, list[LeafProof]]:
+    """Every write of the record within the tree of ``tree_size`` leaves (default: now),
+    each with its inclusion proof."""
+    with store.reading() as uow:
+        size = _size_within(uow, org_id, tree_size, "tree_size")
+        record = uow.records.find_stored(org_id, ref_or_id)
+        if record is None:
+            raise NotFound("no retrieval audit record has that ref or id")
+        leaves = _leaves_of(uow, org_id, record)
+        within = [(index, data) for index, data in leaves if index < size]
+        if not within:
+            raise NotFound(f"the record has no write within the first {size} leaves of the log")
+        ranges = [merkle.inclusion_ranges(index, size) for index, _ in within]
+        perfect = uow.log.perfect(org_id, merkle.blocks_for([r for rs in ranges for r in rs]))
+    return size, [
+        LeafProof(index, data, merkle.hashes_of(path, perfect))
+        for (index, data), path in zip(within, ranges, strict=True)
+    ]
+
+
+def consistency_proof(store: Store, org_id: OrgId, first: int, second: int) -> list[bytes]:
+    with store.reading() as uow:
+        _size_within(uow, org_id, second, "second")
+        if first > second:
+            raise InvalidRequest("first must not exceed second", field=("query", "first"))
+        ranges = merkle.consistency_ranges(first, second)
+        perfect = uow.log.perfect(org_id, merkle.blocks_for(ranges))
+    return merkle.hashes_of(ranges, perfect)
+
+
+def encoded(hashes: Sequence[bytes]) -> list[str]:
+    return [base64.b64encode(digest).decode() for digest in hashes]
+
+
+def _size_within(uow: UnitOfWork, org_id: OrgId, asked: int | None, name: str) -> int:
+    size = uow.log.size(org_id)
+    if asked is None:
+        return size
+    if asked > size:
+        raise InvalidRequest(
+            f"{name} is {asked}, but the log holds {size} leaves", field=("query", name)
+        )
+    return asked
+
+
+def _leaves_of(uow: UnitOfWork, org_id: OrgId, record: StoredRecord) -> list[tuple[int, bytes]]:
+    leaves = uow.log.superseded(org_id, record.id)
+    if record.leaf_index is not None:
+        org_uuid = uow.keys.organization(org_id).uuid
+        data = leaf_of(org_uuid, str(record.id), record.audit_write_status, record.document)
+        leaves.append((record.leaf_index, data))
+    return leaves
