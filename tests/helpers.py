@@ -61,12 +61,24 @@ def view_export(api: Any, headers: dict[str, str], export_id: str) -> dict[str, 
     return job
 
 
-def download_all(api: Any, headers: dict[str, str], export_id: str) -> list[tuple[str, bytes]]:
-    """Every file of a finished export, checked against its sha256_plaintext and headers."""
+SIGNED_FILES = ("manifest.json", "manifest.json.sig")
+
+
+def data_files(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's files without the signed manifest that follows them."""
+    return [file for file in job["files"] if file["name"] not in SIGNED_FILES]
+
+
+def download_all(
+    api: Any, headers: dict[str, str], export_id: str, *, manifest: bool = False
+) -> list[tuple[str, bytes]]:
+    """Every data file of a finished export (and its manifest, if asked), checked against
+    its sha256_plaintext and headers."""
     import hashlib
 
+    job = view_export(api, headers, export_id)
     files = []
-    for file in view_export(api, headers, export_id)["files"]:
+    for file in job["files"] if manifest else data_files(job):
         response = api.client.get(
             f"{EXPORTS}/{export_id}/download/{file['name']}",
             params={"token": file["download_token"]},

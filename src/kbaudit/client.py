@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 
-EXPORTS = "/v1/knowledge-base/audit/exports"
+AUDIT = "/v1/knowledge-base/audit"
+EXPORTS = f"{AUDIT}/exports"
 ENDED = ("succeeded", "partial", "failed", "expired")
 
 
@@ -110,6 +112,29 @@ class ExportClient:
             raise ClientError(f"{name}: checksum mismatch; the file was not kept")
         partial.replace(target)
         return target
+
+    # -- the log ----------------------------------------------------------------------------
+
+    def signing_keys(self) -> str:
+        """The signing-keys route's JSON, as text (``kbaudit.services.verify.read_keys``)."""
+        return self._text(self._http.get(f"{AUDIT}/signing-keys"))
+
+    def checkpoint(self) -> str:
+        return self._text(self._http.get(f"{AUDIT}/log/checkpoint"))
+
+    def proof(self, ref: str, tree_size: int | None = None) -> dict[str, Any]:
+        params = {} if tree_size is None else {"tree_size": tree_size}
+        path = f"{AUDIT}/retrievals/{quote(ref, safe='')}/proof"
+        return self._json(self._http.get(path, params=params))
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        params = {"first": first, "second": second}
+        return self._json(self._http.get(f"{AUDIT}/log/consistency", params=params))
+
+    def _text(self, response: httpx2.Response) -> str:
+        if response.status_code >= 400:
+            raise ClientError(f"{response.status_code}: {response.text[:500]}")
+        return response.text
 
     def _json(self, response: httpx2.Response) -> dict[str, Any]:
         if response.status_code >= 400:

@@ -13,6 +13,7 @@ from kbaudit.blobs.s3 import S3BlobStore
 from kbaudit.config import Settings
 from kbaudit.crypto.envelope import LocalKeyManager
 from kbaudit.crypto.keyring import Keyring, load_keyring
+from kbaudit.crypto.signing import SigningKeys
 from kbaudit.errors import ConfigurationError
 from kbaudit.metrics import Metrics
 from kbaudit.services.archive import Archiver
@@ -87,6 +88,7 @@ def build_container(
         store=store,
         blobs=build_blob_store(settings),
         keys=LocalKeyManager(keyring),
+        signing=SigningKeys(keyring),
         tokens=DownloadTokens(keyring, settings.download_token_ttl_seconds, clock),
         dispatcher=tasks,
         clock=clock,

@@ -11,7 +11,7 @@ import pytest
 
 from kbaudit.client import ClientError, ExportClient
 from tests.conftest import Api, ManualClock
-from tests.helpers import seed_demo, start_export
+from tests.helpers import SIGNED_FILES, seed_demo, start_export
 
 
 class StaleFirstView(ExportClient):
@@ -42,10 +42,14 @@ def test_download_verifies_and_keeps_the_files(
 ) -> None:
     api, key, export_id = exported
     client = ExportClient("", key, http=api.client)
-    [path] = client.download(export_id, tmp_path / "out")
+    paths = client.download(export_id, tmp_path / "out")
     view = client.get(export_id)
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == view["files"][0]["sha256_plaintext"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["kb-audit-00001.csv"]
+    assert [path.name for path in paths] == ["kb-audit-00001.csv", *SIGNED_FILES]
+    for path, file in zip(paths, view["files"], strict=True):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == file["sha256_plaintext"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        ["kb-audit-00001.csv", *SIGNED_FILES]
+    )
 
 
 def test_an_expired_token_is_replaced_by_viewing_again(
@@ -55,8 +59,8 @@ def test_an_expired_token_is_replaced_by_viewing_again(
     stale = ExportClient("", key, http=api.client).get(export_id)
     clock.now += timedelta(seconds=api.container.settings.download_token_ttl_seconds + 5)
     client = StaleFirstView(stale, base_url="", api_key=key, http=api.client)
-    [path] = client.download(export_id, tmp_path / "out")
-    assert path.exists()
+    paths = client.download(export_id, tmp_path / "out")
+    assert all(path.exists() for path in paths)
     assert client.views == 2
 
 

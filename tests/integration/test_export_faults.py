@@ -18,7 +18,14 @@ from kbaudit.blobs import BlobStore
 from kbaudit.crypto.keyring import rotate
 from kbaudit.domain import OrgId
 from tests.conftest import Api, ManualClock
-from tests.helpers import DEMO_WINDOW, EXPORTS, seed_demo, start_export, view_export
+from tests.helpers import (
+    DEMO_WINDOW,
+    EXPORTS,
+    SIGNED_FILES,
+    seed_demo,
+    start_export,
+    view_export,
+)
 
 
 def put_blob(blobs: BlobStore, key: str, content: bytes) -> None:
@@ -129,7 +136,10 @@ def test_a_part_failing_every_retry_gives_partial_with_its_rows_counted(
     assert job["failed_count"] == 10
     assert job["total_rows"] == 35
     assert job["error_code"]
-    assert [f["name"] for f in job["files"]] == [f"kb-audit-{n:05d}.csv" for n in (1, 3, 4, 5)]
+    assert [f["name"] for f in job["files"]] == [
+        *(f"kb-audit-{n:05d}.csv" for n in (1, 3, 4, 5)),
+        *SIGNED_FILES,
+    ]
 
 
 def test_all_parts_failing_gives_failed_with_an_error_code(make_api: Callable[..., Api]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx2
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -16,7 +17,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from kbaudit.cli.log import Keys, load_keys
 from kbaudit.client import ClientError, ExportClient
+from kbaudit.crypto.signing import SignatureError
+from kbaudit.services.verify import VerificationFailed, verify_export
 
 export_app = typer.Typer(no_args_is_help=True, help="Create, follow and download exports.")
 err = Console(stderr=True)
@@ -96,8 +100,13 @@ def download(
     api_key: Key,
     out: Annotated[Path, typer.Option(help="Folder to write the files to.")] = Path("."),
     url: Url = "http://127.0.0.1:8000",
+    keys: Keys = None,
+    check: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Verify the signed manifest after.")
+    ] = True,
 ) -> None:
-    """Download every file, verifying each against its sha256_plaintext."""
+    """Download every file, each checked against its sha256_plaintext; then verify the whole
+    export against its signed manifest, as ``kbaudit verify`` does."""
     client = _client(url, api_key)
     with Progress(
         TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err
@@ -106,11 +115,19 @@ def download(
         saved = _run(lambda: client.download(export_id, out, lambda n: progress.advance(task, n)))
     for path in saved:
         print(path)
+    if check:
+        trusted = _run(lambda: load_keys(keys, url, client))
+        try:
+            verified = verify_export(out, trusted, export_id=export_id)
+        except VerificationFailed as exc:
+            err.print(f"NOT verified: {exc}", markup=False, highlight=False)
+            raise typer.Exit(1) from exc
+        err.print(verified.summary(), markup=False, highlight=False)
 
 
 def _run(action: Any) -> Any:
     try:
         return action()
-    except ClientError as exc:
+    except (ClientError, SignatureError, httpx2.HTTPError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from exc

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kbaudit.cli.export import export_app
+from kbaudit.cli.log import log_app, verify
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
 from kbaudit.domain import EARLIEST_INSTANT, LATEST_INSTANT, SCOPES, OrgId
@@ -29,6 +30,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
+app.add_typer(log_app, name="log")
+app.command("verify")(verify)
 archive_app = typer.Typer(no_args_is_help=True, help="Archives written before purges.")
 app.add_typer(archive_app, name="archive")
 retention_app = typer.Typer(no_args_is_help=True, help="Retention.")

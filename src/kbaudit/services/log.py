@@ -16,11 +16,14 @@ from kbaudit.crypto import merkle
 from kbaudit.crypto.checkpoint import Checkpoint, origin_of
 from kbaudit.crypto.signing import SigningKeys
 from kbaudit.document import RecordDocument, leaf_of
-from kbaudit.domain import OrgId
+from kbaudit.domain import Caller, OrgId
 from kbaudit.errors import InvalidRequest, NotFound
+from kbaudit.services.access import record_access
+from kbaudit.services.clock import Clock
 from kbaudit.store.records import StoredRecord
 from kbaudit.store.unit_of_work import Store, UnitOfWork
 
+PROOF_ROUTE = "GET /v1/knowledge-base/audit/retrievals/{ref}/proof"
 Write = tuple[StoredRecord | None, RecordDocument]  # (the record as stored before, if it was)
 
 
@@ -70,24 +73,35 @@ class LeafProof:
 
 
 def record_proofs(
-    store: Store, org_id: OrgId, ref_or_id: str, tree_size: int | None
+    store: Store, clock: Clock, caller: Caller, ref_or_id: str, tree_size: int | None
 ) -> tuple[int, list[LeafProof]]:
     """Every write of the record within the tree of ``tree_size`` leaves (default: now),
-    each with its inclusion proof."""
+    each with its inclusion proof. The leaves hold the record: the read is logged as a
+    detail read is."""
+    org_id = caller.org_id
     with store.reading() as uow:
         size = _size_within(uow, org_id, tree_size, "tree_size")
         record = uow.records.find_stored(org_id, ref_or_id)
-        if record is None:
-            raise NotFound("no retrieval audit record has that ref or id")
-        leaves = _leaves_of(uow, org_id, record)
-        within = [(index, data) for index, data in leaves if index < size]
-        if not within:
-            raise NotFound(f"the record has no write within the first {size} leaves of the log")
-        ranges = [merkle.inclusion_ranges(index, size) for index, _ in within]
-        perfect = uow.log.perfect(org_id, merkle.blocks_for([r for rs in ranges for r in rs]))
+        within = [] if record is None else _leaves_of(uow, org_id, record, size)
+        paths = [merkle.inclusion_ranges(index, size) for index, _ in within]
+        perfect = uow.log.perfect(org_id, merkle.blocks_for([r for p in paths for r in p]))
+    record_access(
+        store,
+        clock,
+        caller,
+        "proof",
+        PROOF_ROUTE,
+        result_count=len(within),
+        outcome="ok" if within else "not_found",
+        details={"ref": ref_or_id[:128], "tree_size": size},
+    )
+    if record is None:
+        raise NotFound("no retrieval audit record has that ref or id")
+    if not within:
+        raise NotFound(f"the record has no write within the first {size} leaves of the log")
     return size, [
         LeafProof(index, data, merkle.hashes_of(path, perfect))
-        for (index, data), path in zip(within, ranges, strict=True)
+        for (index, data), path in zip(within, paths, strict=True)
     ]
 
 
@@ -116,10 +130,13 @@ def _size_within(uow: UnitOfWork, org_id: OrgId, asked: int | None, name: str) -
     return asked
 
 
-def _leaves_of(uow: UnitOfWork, org_id: OrgId, record: StoredRecord) -> list[tuple[int, bytes]]:
+def _leaves_of(
+    uow: UnitOfWork, org_id: OrgId, record: StoredRecord, size: int
+) -> list[tuple[int, bytes]]:
+    """(leaf index, leaf data) of the record's writes within the first ``size`` leaves."""
     leaves = uow.log.superseded(org_id, record.id)
     if record.leaf_index is not None:
         org_uuid = uow.keys.organization(org_id).uuid
         data = leaf_of(org_uuid, str(record.id), record.audit_write_status, record.document)
         leaves.append((record.leaf_index, data))
-    return leaves
+    return [(index, data) for index, data in leaves if index < size]

@@ -62,10 +62,18 @@ class ExportRepository:
             query = query.where(tuple_(j.created_at, j.id) < key)
         return list(self._connection.execute(query))
 
-    def start_job(self, job_id: str, now: datetime, snapshot_seq: int) -> bool:
+    def start_job(self, job_id: str, now: datetime, snapshot_seq: int, log_size: int) -> bool:
         return self._update_job(
-            job_id, _when=("pending",), status="running", started_at=now, snapshot_seq=snapshot_seq
+            job_id,
+            _when=("pending",),
+            status="running",
+            started_at=now,
+            snapshot_seq=snapshot_seq,
+            log_size=log_size,
         )
+
+    def keep_manifest(self, job_id: str, manifest: bytes, signature: bytes) -> None:
+        self._update_job(job_id, manifest=manifest, manifest_signature=signature)
 
     def end_job(self, job_id: str, values: dict[str, Any]) -> bool:
         """Finalize a running job; only the first caller wins."""

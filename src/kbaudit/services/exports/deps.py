@@ -7,6 +7,7 @@ from typing import Protocol
 
 from kbaudit.blobs import BlobStore
 from kbaudit.crypto.envelope import KeyManager
+from kbaudit.crypto.signing import SigningKeys
 from kbaudit.services.clock import Clock
 from kbaudit.services.exports.tokens import DownloadTokens
 from kbaudit.store.unit_of_work import Store
@@ -36,6 +37,7 @@ class ExportDeps:
     store: Store
     blobs: BlobStore
     keys: KeyManager
+    signing: SigningKeys
     tokens: DownloadTokens
     dispatcher: Dispatcher
     clock: Clock

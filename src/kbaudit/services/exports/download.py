@@ -3,6 +3,7 @@ decrypted bytes that writes its own access-log entry when it ends."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from kbaudit.errors import ExportExpired, KbAuditError, NotFound
 from kbaudit.services.access import record_access
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
-from kbaudit.services.exports.jobs import DOWNLOADABLE
+from kbaudit.services.exports.jobs import DOWNLOADABLE, signed_files
 from kbaudit.services.exports.parts import file_context
 
 DOWNLOAD_ROUTE = "GET /v1/knowledge-base/audit/exports/{export_id}/download/{file_name}"
@@ -41,9 +42,14 @@ def open_download(
             raise ExportExpired("this export has expired; its files are deleted")
         part = next((p for p in uow.exports.parts(export_id) if p.file_name == file_name), None)
         org_uuid = uow.keys.organization(caller.org_id).uuid
-    if part is None or part.status != "done" or job.status not in DOWNLOADABLE:
+    signed = dict(signed_files(job))
+    present = file_name in signed or (part is not None and part.status == "done")
+    if job.status not in DOWNLOADABLE or not present:
         raise NotFound("this export has no downloadable file of that name")
     deps.tokens.check(token, caller.org_id, export_id, file_name)
+    if file_name in signed:
+        return _signed_file(deps, caller, export_id, file_name, signed[file_name])
+    assert part is not None
     aead = deps.keys.open_data_key(
         org_uuid, export_id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
     )
@@ -62,6 +68,19 @@ def open_download(
         length=part.plaintext_bytes,
         sha256_plaintext=part.sha256_plaintext,
         chunks=_logged(deps, caller, export_id, file_name, first, plaintext),
+    )
+
+
+def _signed_file(
+    deps: ExportDeps, caller: Caller, export_id: str, file_name: str, content: bytes
+) -> Download:
+    """The manifest or its signature: small, kept in the job's row, sent as they are."""
+    return Download(
+        file_name=file_name,
+        content_type="application/json",
+        length=len(content),
+        sha256_plaintext=hashlib.sha256(content).hexdigest(),
+        chunks=_logged(deps, caller, export_id, file_name, content, iter(())),
     )
 
 

@@ -17,6 +17,7 @@ from kbaudit.errors import ExportInProgress, IdempotencyKeyReused, InvalidReques
 from kbaudit.services.access import record_access
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
+from kbaudit.services.exports.manifest import MANIFEST, SIGNATURE
 from kbaudit.services.query import CursorCodec, describe_filters
 
 CREATE_ROUTE = "POST /v1/knowledge-base/audit/exports"
@@ -171,6 +172,13 @@ def filters_of(job: Row[Any]) -> RecordFilters:
     )
 
 
+def signed_files(job: Row[Any]) -> list[tuple[str, bytes]]:
+    """The manifest and its signature, once the job has them: (file name, content)."""
+    if job.manifest is None:
+        return []
+    return [(MANIFEST, job.manifest), (SIGNATURE, job.manifest_signature)]
+
+
 def _check_spec(deps: ExportDeps, spec: ExportSpec) -> None:
     if spec.export_format not in FORMATS:
         raise InvalidRequest(f"export_format must be one of {sorted(FORMATS)}", field=("body",))
@@ -200,6 +208,14 @@ def _view(deps: ExportDeps, org_id: OrgId, job: Row[Any], parts: list[Row[Any]])
         )
         for part in parts
         if part.status == "done"
+    ]
+    files += [
+        FileView(
+            name=name,
+            sha256_plaintext=hashlib.sha256(content).hexdigest(),
+            download_token=deps.tokens.mint(org_id, job.id, name) if downloadable else None,
+        )
+        for name, content in signed_files(job)
     ]
     fields = {
         name: getattr(job, name)

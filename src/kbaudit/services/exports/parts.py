@@ -20,6 +20,7 @@ from kbaudit.crypto.files import EncryptedFileWriter
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
+from kbaudit.services.exports.manifest import write_manifest
 from kbaudit.services.exports.pipeline import WriteBehind
 from kbaudit.store.unit_of_work import UnitOfWork
 
@@ -216,7 +217,7 @@ def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: dateti
         status, error_code = "partial", "parts_failed"
     else:
         status, error_code = "failed", "export_failed"
-    return uow.exports.end_job(
+    ended = uow.exports.end_job(
         job_id,
         {
             "status": status,
@@ -228,3 +229,6 @@ def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: dateti
             "failed_count": failed_count,
         },
     )
+    if ended and done:
+        write_manifest(uow, deps.signing, job_id)
+    return ended

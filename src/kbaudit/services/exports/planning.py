@@ -24,12 +24,13 @@ def plan_job(deps: ExportDeps, job_id: str) -> None:
         # and the part boundaries are computed from the same view.
         started_at = deps.clock()
         snapshot_seq = uow.records.newest_seq()
+        log_size = uow.log.size(job.org_id)
         total, bounds = uow.records.part_bounds(
             job.org_id, filters_of(job), snapshot_seq, job.rows_per_file
         )
     parts = plan_parts(job_id, job.export_format, total, bounds, job.rows_per_file, started_at)
     with deps.store.writing() as uow:
-        if not uow.exports.start_job(job_id, started_at, snapshot_seq):
+        if not uow.exports.start_job(job_id, started_at, snapshot_seq, log_size):
             return
         uow.exports.add_parts(parts)
         uow.commit()
