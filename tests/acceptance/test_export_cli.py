@@ -9,8 +9,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx2
 import msgspec
+import orjson
 
+from kbaudit.crypto.checkpoint import Checkpoint
+from kbaudit.crypto.keyring import load_keyring
+from kbaudit.crypto.signing import SigningKeys
 from kbaudit.demo import demo_records
 from tests.acceptance.conftest import Cli, Serve
 from tests.helpers import DEMO_END
@@ -27,6 +32,11 @@ def load(cli: Cli, tmp_path: Path, count: int) -> tuple[str, list[str]]:
     cli.run("import", str(source), "--org", "acme")
     ordered = sorted(records, key=lambda record: (record.created_at, str(record.id)))
     return key, [str(record.id) for record in ordered]
+
+
+def _size_in_manifest(folder: Path, name: str) -> int:
+    manifest = orjson.loads((folder / "manifest.json").read_bytes())
+    return int(next(f["bytes"] for f in manifest["files"] if f["name"] == name))
 
 
 def exported_ids(paths: list[str]) -> list[str]:
@@ -47,10 +57,30 @@ def test_create_wait_download_with_the_cli(
     waited = cli.run("export", "wait", export_id)
     assert "succeeded, 1000 rows" in waited.stderr
     out = tmp_path / "out"
-    paths = cli.run("export", "download", export_id, "--out", str(out)).stdout.splitlines()
-    assert [Path(p).name for p in paths] == [f"kb-audit-0000{n}.csv" for n in (1, 2, 3)]
-    assert exported_ids(paths) == ids
+    downloaded = cli.run("export", "download", export_id, "--out", str(out))
+    paths = downloaded.stdout.splitlines()
+    assert [Path(p).name for p in paths] == [
+        *(f"kb-audit-0000{n}.csv" for n in (1, 2, 3)),
+        "manifest.json",
+        "manifest.json.sig",
+    ]
+    assert f"verified: export {export_id}" in downloaded.stderr
+    assert "1,000 rows" in downloaded.stderr
+    assert exported_ids(paths[:3]) == ids
     assert not list(out.glob(".*partial"))
+
+    # Offline, with the keys saved once: a changed file is named.
+    keys = tmp_path / "keys.json"
+    keys.write_text(httpx2.get(f"{server.url}/v1/knowledge-base/audit/signing-keys").text)
+    server.stop()
+    assert "verified" in cli.run("verify", str(out), "--keys", str(keys)).stdout
+    (out / "kb-audit-00002.csv").write_text("id\n")
+    refused = cli.run("verify", str(out), "--keys", str(keys), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "NOT verified: kb-audit-00002.csv has 3 bytes; the manifest says "
+        f"{_size_in_manifest(out, 'kb-audit-00002.csv'):,}"
+    ]
 
 
 def test_several_api_processes_serve_and_export_once(
@@ -62,7 +92,7 @@ def test_several_api_processes_serve_and_export_once(
     export_id = cli.run("export", "create", *WINDOW).stdout.splitlines()[-1]
     assert "succeeded, 300 rows" in cli.run("export", "wait", export_id).stderr
     paths = cli.run("export", "download", export_id, "--out", str(tmp_path / "out")).stdout
-    assert exported_ids(paths.splitlines()) == ids
+    assert exported_ids(paths.splitlines()[:-2]) == ids
     assert server.process is not None
     assert len(serving_children(server.process.pid)) == 2
     server.stop()
@@ -112,7 +142,7 @@ def test_a_worker_killed_mid_part_still_yields_exactly_the_rows(
     )
     assert attempts >= 2, "the killed part was redone from its start"
     paths = cli.run("export", "download", export_id, "--out", str(tmp_path / "out")).stdout
-    assert exported_ids(paths.splitlines()) == ids
+    assert exported_ids(paths.splitlines()[:-2]) == ids
 
 
 def wait_for_running_part(cli: Cli, export_id: str) -> int:
@@ -154,4 +184,42 @@ def test_sigterm_lets_the_running_part_finish(
     cli.env["KBAUDIT_URL"] = serve().url
     assert "succeeded, 12000 rows" in cli.run("export", "wait", export_id).stderr
     paths = cli.run("export", "download", export_id, "--out", str(tmp_path / "out")).stdout
-    assert exported_ids(paths.splitlines()) == ids
+    assert exported_ids(paths.splitlines()[:-2]) == ids
+
+
+def test_the_log_commands_prove_records_and_witness_the_log(
+    cli: Cli, serve: Callable[[], Serve], tmp_path: Path
+) -> None:
+    key, ids = load(cli, tmp_path, 50)
+    server = serve()
+    cli.env.update({"KBAUDIT_URL": server.url, "KBAUDIT_API_KEY": key})
+    note = cli.run("log", "checkpoint").stdout
+    assert note.splitlines()[1] == "50"
+    proved = cli.run("log", "prove", ids[7]).stdout
+    assert proved.startswith(f"{ids[7]}: in the log at index ")
+    assert "proofs verified" in proved
+
+    state = tmp_path / "witness.json"
+    watch = ["log", "watch", "--once", "--state", str(state)]
+    assert "first seen at 50 leaves" in cli.run(*watch).stdout
+    source = tmp_path / "more.ndjson"
+    source.write_bytes(
+        b"\n".join(msgspec.json.encode(r) for r in demo_records(5, end=DEMO_END, seed=11))
+    )
+    cli.run("import", str(source), "--org", "acme")
+    assert "55 leaves, consistent with 50" in cli.run(*watch).stdout
+
+    # A log that shows one history, then another: the witness's kept checkpoint is replaced
+    # by one the server's own key signed over a different tree of the same size.
+    keyring = load_keyring(cli.data_dir, cli.env.get("KBAUDIT_MASTER_KEY"))
+    kept = orjson.loads(state.read_bytes())
+    origin = next(iter(kept["checkpoints"]))
+    signer = SigningKeys(keyring)
+    for size, message in ((55, "FORK"), (60, "shrank from 60 to 55")):
+        other = Checkpoint(origin, size, bytes(32)).text()
+        kept["checkpoints"][origin] = signer.sign_note(other)
+        state.write_bytes(orjson.dumps(kept))
+        refused = cli.run(*watch, check=False)
+        assert refused.returncode == 1
+        assert message in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1

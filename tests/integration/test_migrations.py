@@ -3,6 +3,7 @@ per field, scopes and refs in tables of their own) read back the same under the 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from kbaudit.crypto import merkle
+from kbaudit.crypto.checkpoint import open_checkpoint
+from kbaudit.services.verify import read_keys
 from kbaudit.store.engine import create_store_engine
 from kbaudit.store.migrate import alembic_config
 from tests.backends import SCALEOUT, databases
@@ -139,3 +143,17 @@ def test_an_upgrade_never_hands_out_an_old_seq_again(upgraded: Api) -> None:
     with upgraded.container.store.reading() as uow:
         seqs = uow.records._connection.execute(text("SELECT seq FROM records ORDER BY seq"))
         assert [row[0] for row in seqs] == [5, 9, 21]
+
+
+def test_an_upgrade_logs_the_records_there_are_in_seq_order(upgraded: Api) -> None:
+    key = upgraded.key("acme")
+    keys = read_keys(upgraded.client.get("/v1/knowledge-base/audit/signing-keys").text)
+    note = upgraded.client.get("/v1/knowledge-base/audit/log/checkpoint", headers=key).text
+    head, _ = open_checkpoint(note, keys)
+    assert head.size == 2
+    for ref, index in (("case-42", 0), (BARE_ID, 1)):
+        [entry] = upgraded.client.get(f"{RECORDS}/{ref}/proof", headers=key).json()["entries"]
+        assert entry["leaf_index"] == index
+        leaf = merkle.leaf_hash(base64.b64decode(entry["leaf"]))
+        path = [base64.b64decode(h) for h in entry["inclusion_proof"]]
+        assert merkle.verify_inclusion(index, head.size, leaf, path, head.root)

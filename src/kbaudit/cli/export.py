@@ -17,7 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from kbaudit.cli.log import Keys, load_keys
+from kbaudit.cli.log import Keys, load_keys, say
 from kbaudit.client import ClientError, ExportClient
 from kbaudit.crypto.signing import SignatureError
 from kbaudit.services.verify import VerificationFailed, verify_export
@@ -120,14 +120,14 @@ def download(
         try:
             verified = verify_export(out, trusted, export_id=export_id)
         except VerificationFailed as exc:
-            err.print(f"NOT verified: {exc}", markup=False, highlight=False)
+            say(f"NOT verified: {exc}")
             raise typer.Exit(1) from exc
-        err.print(verified.summary(), markup=False, highlight=False)
+        say(verified.summary())
 
 
 def _run(action: Any) -> Any:
     try:
         return action()
     except (ClientError, SignatureError, httpx2.HTTPError) as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        say(f"error: {exc}")
         raise typer.Exit(2) from exc

@@ -4,6 +4,7 @@ would, what kbaudit signed."""
 from __future__ import annotations
 
 import base64
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,7 +50,7 @@ def verify(
     try:
         verified = verify_export(folder, trusted, export_id=export_id, organization_id=organization)
     except VerificationFailed as exc:
-        err.print(f"NOT verified: {exc}", markup=False, highlight=False)
+        say(f"NOT verified: {exc}")
         raise typer.Exit(1) from exc
     print(verified.summary())
 
@@ -150,11 +151,16 @@ def load_keys(source: str | None, url: str, client: ExportClient | None = None) 
     return read_keys(text)
 
 
+def say(line: str) -> None:
+    """One line on standard error, never wrapped: scripts and people both read it."""
+    print(line, file=sys.stderr)
+
+
 def fail_on_error(action: Any) -> Any:
     """Run a command's work; a refusal, a bad signature or an unreachable server is one line
     on standard error and exit status 1."""
     try:
         return action()
     except (ClientError, SignatureError, OSError, httpx2.HTTPError) as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        say(f"error: {exc}")
         raise typer.Exit(1) from exc
