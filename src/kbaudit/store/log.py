@@ -1,4 +1,11 @@
-"""Each organization's Merkle log: perfect-subtree hashes and the leaves of replaced writes."""
+"""Each organization's Merkle log, stored as tiles, and the leaves of replaced writes.
+
+A tile (as in C2SP tlog-tiles, height 8) holds the hashes of up to 256 consecutive nodes of
+one tree level: tile level 0 holds leaf hashes, tile level 1 the nodes of 256 leaves each,
+and so on. Any perfect subtree's hash is a fold of at most 128 hashes of one tile, so roots
+and proofs read a few rows; and appending 1,000 leaves writes a handful of rows rather than
+two a leaf. The last tile of each level grows as leaves come.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,47 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, tuple_
+from sqlalchemy import Connection, and_, insert, or_, select
 
-from kbaudit.crypto.merkle import Block
+from kbaudit.crypto.merkle import Block, node_hash
 from kbaudit.domain import OrgId
 from kbaudit.store.records import StoredRecord
-from kbaudit.store.tables import log_nodes, records, superseded_leaves
+from kbaudit.store.tables import log_tiles, records, superseded_leaves
+
+HEIGHT = 8
+WIDTH = 1 << HEIGHT
+HASH = 32
+Tile = tuple[int, int]  # (tile level, index)
+
+
+def tile_of(block: Block) -> tuple[Tile, int, int]:
+    """Where a perfect subtree's nodes are: its tile and the slice [start, end) in it."""
+    level, index = block
+    tile_level, height = divmod(level, HEIGHT)
+    first = index << height  # the subtree's first node at the tile's own tree level
+    start = first % WIDTH
+    return (tile_level, first // WIDTH), start, start + (1 << height)
+
+
+def block_from_tile(block: Block, hashes: bytes) -> bytes:
+    _, start, end = tile_of(block)
+    if len(hashes) < end * HASH:
+        raise KeyError(block)  # not (yet) a complete subtree of the log
+    nodes = [hashes[n * HASH : (n + 1) * HASH] for n in range(start, end)]
+    while len(nodes) > 1:
+        nodes = [node_hash(nodes[n], nodes[n + 1]) for n in range(0, len(nodes), 2)]
+    return nodes[0]
+
+
+def tile_appends(made: Mapping[Block, bytes]) -> dict[Tile, bytes]:
+    """What new perfect subtrees add to the tiles: the hashes of those at tile levels, in
+    order, by tile. Nodes in between are not kept: they are folds of a tile."""
+    grown: dict[Tile, list[tuple[int, bytes]]] = {}
+    for (level, index), digest in made.items():
+        if level % HEIGHT == 0:
+            tile, start, _ = tile_of((level, index))
+            grown.setdefault(tile, []).append((start, digest))
+    return {tile: b"".join(d for _, d in sorted(parts)) for tile, parts in grown.items()}
 
 
 class LogRepository:
@@ -19,30 +61,54 @@ class LogRepository:
         self._connection = connection
 
     def size(self, org_id: OrgId) -> int:
-        n = log_nodes.c
+        t = log_tiles.c
         last = self._connection.execute(
-            select(func.max(n.idx)).where(n.org_id == org_id, n.level == 0)
-        ).scalar_one()
-        return 0 if last is None else int(last) + 1
+            select(t.idx, t.hashes)
+            .where(t.org_id == org_id, t.level == 0)
+            .order_by(t.idx.desc())
+            .limit(1)
+        ).one_or_none()
+        return 0 if last is None else last.idx * WIDTH + len(last.hashes) // HASH
 
     def perfect(self, org_id: OrgId, blocks: Iterable[Block]) -> dict[Block, bytes]:
-        """The hashes of these perfect subtrees, as far as they exist."""
+        """The hashes of these perfect subtrees, as far as the log holds them whole."""
         wanted = list(blocks)
-        if not wanted:
-            return {}
-        n = log_nodes.c
-        query = select(n.level, n.idx, n.hash).where(
-            n.org_id == org_id, tuple_(n.level, n.idx).in_(wanted)
-        )
-        return {(row.level, row.idx): row.hash for row in self._connection.execute(query)}
+        tiles = self._tiles(org_id, {tile_of(block)[0] for block in wanted})
+        found = {}
+        for block in wanted:
+            hashes = tiles.get(tile_of(block)[0])
+            if hashes is not None and len(hashes) >= tile_of(block)[2] * HASH:
+                found[block] = block_from_tile(block, hashes)
+        return found
 
     def add_nodes(self, org_id: OrgId, nodes: Mapping[Block, bytes]) -> None:
-        rows = [
-            {"org_id": org_id, "level": level, "idx": idx, "hash": digest}
-            for (level, idx), digest in nodes.items()
-        ]
-        if rows:
-            self._connection.execute(insert(log_nodes), rows)
+        """Append new perfect subtrees (``merkle.append_leaves``) to their tiles."""
+        grown = tile_appends(nodes)
+        if not grown:
+            return
+        stored = self._tiles(org_id, set(grown))
+        t = log_tiles.c
+        for tile, hashes in grown.items():
+            if tile in stored:
+                self._connection.execute(
+                    log_tiles.update()
+                    .where(t.org_id == org_id, t.level == tile[0], t.idx == tile[1])
+                    .values(hashes=stored[tile] + hashes)
+                )
+            else:
+                self._connection.execute(
+                    insert(log_tiles).values(
+                        org_id=org_id, level=tile[0], idx=tile[1], hashes=hashes
+                    )
+                )
+
+    def _tiles(self, org_id: OrgId, tiles: set[Tile]) -> dict[Tile, bytes]:
+        if not tiles:
+            return {}
+        t = log_tiles.c
+        which = or_(*(and_(t.level == level, t.idx == idx) for level, idx in tiles))
+        query = select(t.level, t.idx, t.hashes).where(t.org_id == org_id, which)
+        return {(row.level, row.idx): row.hashes for row in self._connection.execute(query)}
 
     def keep_superseded(
         self, org_id: OrgId, replaced: Sequence[tuple[StoredRecord, bytes]]

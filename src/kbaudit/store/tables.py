@@ -83,7 +83,7 @@ records = Table(
     Column("actor_user_id", LargeBinary(16)),
     Column("session_id", LargeBinary(16)),
     Column("document", Text, nullable=False),
-    # The log leaf of the record's latest write (see log_nodes).
+    # The log leaf of the record's latest write (see log_tiles).
     Column("leaf_index", BigInteger),
     Index("uq_records_org_id", "org_id", "id", unique=True),
     Index(
@@ -129,16 +129,16 @@ record_kbs = Table(
     sqlite_with_rowid=False,
 )
 
-# Each organization's Merkle log (kbaudit.crypto.merkle): the hash of every perfect subtree,
-# leaves at level 0. A leaf's index is its place in the log; the tree only ever grows, and a
-# purge leaves it as it is.
-log_nodes = Table(
-    "log_nodes",
+# Each organization's Merkle log (kbaudit.crypto.merkle) in tiles of up to 256 hashes of one
+# tree level (store/log.py). A leaf's index is its place in the log; the tree only ever grows,
+# and a purge leaves it as it is.
+log_tiles = Table(
+    "log_tiles",
     metadata,
     Column("org_id", Integer, primary_key=True),
     Column("level", Integer, primary_key=True),
     Column("idx", BigInteger, primary_key=True),
-    Column("hash", LargeBinary(32), nullable=False),
+    Column("hashes", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
 

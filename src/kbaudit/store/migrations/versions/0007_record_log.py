@@ -17,6 +17,8 @@ from alembic import op
 
 from kbaudit.crypto import merkle
 from kbaudit.document import leaf_of
+from kbaudit.domain import OrgId
+from kbaudit.store.log import LogRepository
 
 revision = "0007"
 down_revision = "0006"
@@ -29,12 +31,12 @@ BATCH = 2000
 def upgrade() -> None:
     op.add_column("records", sa.Column("leaf_index", sa.BigInteger()))
     op.create_table(
-        "log_nodes",
+        "log_tiles",
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("level", sa.Integer(), nullable=False),
         sa.Column("idx", sa.BigInteger(), nullable=False),
-        sa.Column("hash", sa.LargeBinary(32), nullable=False),
-        sa.PrimaryKeyConstraint("org_id", "level", "idx", name=op.f("pk_log_nodes")),
+        sa.Column("hashes", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("org_id", "level", "idx", name=op.f("pk_log_tiles")),
         sqlite_with_rowid=False,
     )
     op.create_table(
@@ -75,7 +77,6 @@ def _log_organization(bind: sa.Connection, org_id: int, org_uuid: str) -> None:
         "WHERE org_id = :org AND seq > :after ORDER BY seq LIMIT :n"
     )
     number = sa.text("UPDATE records SET leaf_index = :leaf WHERE org_id = :org AND seq = :seq")
-    add = sa.text("INSERT INTO log_nodes (org_id, level, idx, hash) VALUES (:org, :lv, :ix, :h)")
     size, after = 0, 0
     known: dict[merkle.Block, bytes] = {}
     while rows := bind.execute(read, {"org": org_id, "after": after, "n": BATCH}).all():
@@ -84,9 +85,7 @@ def _log_organization(bind: sa.Connection, org_id: int, org_uuid: str) -> None:
             for row in rows
         ]
         made = merkle.append_leaves(size, leaves, known.__getitem__)
-        bind.execute(
-            add, [{"org": org_id, "lv": b[0], "ix": b[1], "h": h} for b, h in made.items()]
-        )
+        LogRepository(bind).add_nodes(OrgId(org_id), made)
         bind.execute(
             number,
             [{"org": org_id, "seq": row.seq, "leaf": size + n} for n, row in enumerate(rows)],
