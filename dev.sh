@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kbaudit's two everyday commands:
-#   ./dev.sh run    install into .venv, load demo data, print an API key, serve on 127.0.0.1:8000
+#   ./dev.sh run [--port N]   install into .venv, load demo data, print an API key and a curl
+#                   line, serve on 127.0.0.1:8000 (or N, or $KBAUDIT_PORT)
 #   ./dev.sh test   install with the dev tools, lint, type-check, then run the whole suite twice:
 #                   on the embedded default, and on the scale-out mode against a real
 #                   PostgreSQL, Redis and SeaweedFS that it starts on 127.0.0.1 and stops after
@@ -32,15 +33,25 @@ install() {
 
 case "${1:-}" in
   run)
+    shift
+    export KBAUDIT_PORT="${KBAUDIT_PORT:-8000}"
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --port) KBAUDIT_PORT="${2:?--port needs a number}"; shift 2 ;;
+        --port=*) KBAUDIT_PORT="${1#--port=}"; shift ;;
+        *) echo "usage: ./dev.sh run [--port N]" >&2; exit 2 ;;
+      esac
+    done
     install ""
     "$VENV/bin/kbaudit" demo
-    exec "$VENV/bin/kbaudit" serve --host 127.0.0.1 --port 8000
+    exec "$VENV/bin/kbaudit" serve --host 127.0.0.1
     ;;
   test)
     shift
     install "[dev]"
-    "$VENV/bin/ruff" check src tests bench
-    "$VENV/bin/ruff" format --check src tests bench
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e ./sdk
+    "$VENV/bin/ruff" check src tests bench sdk
+    "$VENV/bin/ruff" format --check src tests bench sdk
     "$VENV/bin/mypy"
     services=.services
     scripts/services.sh stop "$services" # a run that was killed may have left them up
@@ -54,7 +65,7 @@ case "${1:-}" in
     KBAUDIT_TEST_MODE=scaleout "$VENV/bin/pytest" "$@"
     ;;
   *)
-    echo "usage: ./dev.sh run | test [pytest args]" >&2
+    echo "usage: ./dev.sh run [--port N] | test [pytest args]" >&2
     exit 2
     ;;
 esac

@@ -109,7 +109,7 @@ def verify(server: Server, key: str, rounds: int) -> None:
     env = {**os.environ, "KBAUDIT_URL": server.url, "KBAUDIT_API_KEY": key}
     keys = OUT / "signing-keys.json"
     keys.write_text(_get(server, key, f"{AUDIT}/signing-keys"))
-    window = ["--start", "2000-01-01T00:00:00Z", "--end", "2100-01-01T00:00:00Z"]
+    window = ["--start", "2026-09-01T00:00:00Z", "--end", "2026-12-01T00:00:00Z"]  # the set's
     for export_format in ("ndjson", "csv"):
         created = _cli(env, "export", "create", *window, "--format", export_format)
         export_id = created.stdout.strip().splitlines()[-1]

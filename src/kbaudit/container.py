@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huey import Huey
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from kbaudit.blobs import BlobStore
 from kbaudit.blobs.local import LocalBlobStore
@@ -21,7 +23,7 @@ from kbaudit.services.clock import Clock, system_clock
 from kbaudit.services.exports.deps import ExportConfig, ExportDeps
 from kbaudit.services.exports.sweep import sweep
 from kbaudit.services.exports.tokens import DownloadTokens
-from kbaudit.services.keys import Authenticator
+from kbaudit.services.keys import Authenticator, check_keyring
 from kbaudit.services.query import CursorCodec
 from kbaudit.services.retention import purge
 from kbaudit.store.engine import create_store_engine
@@ -69,19 +71,30 @@ def build_container(
     settings: Settings, *, clock: Clock = system_clock, apply_migrations: bool = True
 ) -> Container:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = _database_url(settings)
     if settings.scaled_out and settings.master_key is None:
         raise ConfigurationError(
             "KBAUDIT_MASTER_KEY must be set when the database, blob store or queue is shared: "
             "every host has to hold the same master keys (see docs/operations.md)"
         )
-    keyring = load_keyring(
-        settings.data_dir,
-        settings.master_key.get_secret_value() if settings.master_key else None,
-    )
+    try:
+        keyring = load_keyring(
+            settings.data_dir,
+            settings.master_key.get_secret_value() if settings.master_key else None,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
     engine = create_store_engine(settings.resolved_database_url)
+    try:
+        engine.connect().close()
+    except OperationalError as exc:
+        engine.dispose()
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise ConfigurationError(f"the database at {database} cannot be reached: {reason}") from exc
     if apply_migrations:
         migrate(engine, settings.data_dir)
     store = Store(engine)
+    check_keyring(store, keyring)
     huey = build_huey(settings.queue_url, settings.data_dir, settings.queue_name)
     tasks = ExportTasks(huey)
     tasks.deps = ExportDeps(
@@ -113,6 +126,24 @@ def build_container(
         exports=tasks.deps,
         archiver=Archiver(tasks.deps.blobs, tasks.deps.keys, clock),
     )
+
+
+def _database_url(settings: Settings) -> str:
+    """The database URL, checked before anything else depends on it; shown without its
+    password."""
+    try:
+        url = make_url(settings.resolved_database_url)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"KBAUDIT_DATABASE_URL: {settings.database_url!r} is not a database URL "
+            "(sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE)"
+        ) from exc
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"KBAUDIT_DATABASE_URL: {url.drivername!r} databases are not supported "
+            "(sqlite or postgresql)"
+        )
+    return url.render_as_string(hide_password=True)
 
 
 def build_blob_store(settings: Settings) -> BlobStore:

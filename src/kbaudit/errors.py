@@ -86,6 +86,10 @@ class ExportExpired(KbAuditError):
     code = "export_expired"
 
 
+class RangeNotSatisfiable(KbAuditError):
+    code = "range_not_satisfiable"
+
+
 class ExportInProgress(KbAuditError):
     code = "export_in_progress"
     retryable = True

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2
 import msgspec
+import pytest
 
 from kbaudit.config import Settings
 from kbaudit.container import build_container
 from kbaudit.domain import RecordIn
 from kbaudit.services.ingest import ingest_records
 from kbaudit.services.keys import organization_named
-from tests.acceptance.conftest import Cli
+from tests.acceptance.conftest import Cli, Serve
 from tests.backends import SCALEOUT
 from tests.helpers import RECORDS, record
 
@@ -140,3 +144,91 @@ def backend_settings(cli: Cli) -> dict[str, str]:
     container on the same stores."""
     names = ("database_url", "blob_url", "s3_endpoint", "master_key", "queue_url")
     return {n: cli.env[f"KBAUDIT_{n.upper()}"] for n in names if f"KBAUDIT_{n.upper()}" in cli.env}
+
+
+def test_the_demo_prints_a_curl_line_and_an_export_line_that_work_as_printed(
+    cli: Cli, serve: Callable[..., Serve]
+) -> None:
+    server = serve()
+    printed = cli.run("demo", "--records", "200", "--port", str(server.port)).stderr
+    curl = next(line for line in printed.splitlines() if line.strip().startswith("curl "))
+    answer = subprocess.run(shlex.split(curl), capture_output=True, text=True, check=True)
+    assert len(json.loads(answer.stdout)["items"]) == 5
+    create = next(line for line in printed.splitlines() if "kbaudit export create" in line)
+    words = shlex.split(create)
+    env = dict(word.split("=", 1) for word in words[:2])
+    cli.env.update(env)
+    export_id = cli.run(*words[3:]).stdout.splitlines()[-1]
+    assert "succeeded, 200 rows" in cli.run("export", "wait", export_id).stderr
+
+
+def test_help_speaks_to_users(cli: Cli) -> None:
+    text = " ".join(cli.run("--help").stdout.split())
+    assert "To try it: `kbaudit demo`" in text
+    assert "--debug" in text
+    assert "tests" not in text
+
+
+WRONG_SETTINGS = {
+    "a database URL that is none": (
+        {"KBAUDIT_DATABASE_URL": "nonsense"},
+        "KBAUDIT_DATABASE_URL: 'nonsense' is not a database URL",
+    ),
+    "a database of another kind": (
+        {"KBAUDIT_DATABASE_URL": "mysql://u:secret@127.0.0.1/x"},
+        "KBAUDIT_DATABASE_URL: 'mysql' databases are not supported",
+    ),
+    "a database nobody answers for": (
+        {
+            "KBAUDIT_DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:9/x",
+            "KBAUDIT_MASTER_KEY": "A" * 44,
+        },
+        "the database at postgresql://u:***@127.0.0.1:9/x cannot be reached",
+    ),
+    "a master key version given twice": (
+        {"KBAUDIT_MASTER_KEY": f"1:{'A' * 44},1:{'B' * 44}"},
+        "KBAUDIT_MASTER_KEY: master key version 1 is given twice",
+    ),
+    "a master key that is not base64": (
+        {"KBAUDIT_MASTER_KEY": "not base64!"},
+        "KBAUDIT_MASTER_KEY must hold base64 of 32+ bytes",
+    ),
+    "a number that is not one": (
+        {"KBAUDIT_EXPORT_ROWS_PER_FILE": "many"},
+        "KBAUDIT_EXPORT_ROWS_PER_FILE: Input should be a valid integer",
+    ),
+}
+
+
+@pytest.mark.parametrize(("env", "message"), WRONG_SETTINGS.values(), ids=WRONG_SETTINGS.keys())
+def test_a_wrong_setting_is_one_plain_line(cli: Cli, env: dict[str, str], message: str) -> None:
+    for name in ("KBAUDIT_DATABASE_URL", "KBAUDIT_MASTER_KEY", "KBAUDIT_BLOB_URL"):
+        cli.env.pop(name, None)
+    cli.env.update(env)
+    result = cli.run("migrate", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+    debug = cli.run("migrate", "--debug", check=False)
+    assert "Traceback" in debug.stderr
+
+
+def test_a_keyring_file_or_key_that_does_not_fit_the_data_is_refused(cli: Cli) -> None:
+    cli.run("migrate")
+    if SCALEOUT:
+        cli.env["KBAUDIT_MASTER_KEY"] = "A" * 44
+        where = "KBAUDIT_MASTER_KEY"
+    else:
+        keys = cli.data_dir / "master.keys"
+        keys.write_text("garbage\n")
+        refused = cli.run("migrate", check=False)
+        assert refused.returncode == 2
+        assert f"{keys} must hold base64" in refused.stderr
+        keys.write_text(f"1:{'A' * 44}\n")
+        where = "master.keys"
+    mismatch = cli.run("migrate", check=False)
+    assert mismatch.returncode == 2
+    assert "master key version 1 is not the one this database was written with" in mismatch.stderr
+    assert where in mismatch.stderr

@@ -218,3 +218,43 @@ def test_text_json_cannot_carry_is_a_422(api: Api, method: str, route: str, raw:
     response = api.client.request(method, route, content=raw, headers=headers)
     assert response.status_code == 422, response.text
     assert "truncated" not in response.text
+
+
+DUPLICATE_KEYS = {
+    "a record field twice": (
+        "post",
+        RECORDS,
+        b'{"items":[{"id":"%s","created_at":"2026-05-01T10:00:00Z",'
+        b'"retrieval_status":"hit","retrieval_status":"miss"}]}' % str(uuid.uuid4()).encode(),
+        "retrieval_status",
+    ),
+    "items twice": ("post", RECORDS, b'{"items":[],"items":[]}', "items"),
+    "an export filter twice": (
+        "post",
+        EXPORTS,
+        b'{"start":"2026-01-01T00:00:00Z","end":"2026-02-01T00:00:00Z",'
+        b'"statuses":["hit"],"statuses":["miss"]}',
+        "statuses",
+    ),
+    "a policy field twice": (
+        "put",
+        "/v1/knowledge-base/retention-policy",
+        b'{"retention_days":100,"retention_days":36500}',
+        "retention_days",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "raw", "key"), DUPLICATE_KEYS.values(), ids=DUPLICATE_KEYS.keys()
+)
+def test_a_key_given_twice_is_a_422_naming_it(
+    api: Api, method: str, route: str, raw: bytes, key: str
+) -> None:
+    headers = {**api.key(), "content-type": "application/json"}
+    response = api.client.request(method, route, content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert f"the key '{key}' appears twice" in response.text
+    assert api.client.get(RECORDS, params=WINDOW, headers=headers).json()["items"] == []
+    policy = api.client.get("/v1/knowledge-base/retention-policy", headers=headers).json()
+    assert policy["retention_days"] == 365

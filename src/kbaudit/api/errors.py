@@ -21,6 +21,7 @@ STATUS_BY_ERROR: dict[type[errors.KbAuditError], int] = {
     errors.AuthenticationRequired: 401,
     errors.InsufficientScope: 403,
     errors.NotFound: 404,
+    errors.RangeNotSatisfiable: 416,
     errors.InvalidCursor: 400,
     errors.CursorMismatch: 400,
     errors.InvalidRequest: 422,

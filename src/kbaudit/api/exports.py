@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from kbaudit.api.auth import container_of, require_scope
 from kbaudit.api.retrievals import ERROR_RESPONSES, record_filters
 from kbaudit.api.schemas import CursorPage, ErrorResponse, ExportJobResponse, ExportRequest
+from kbaudit.api.strict_json import StrictJsonRoute
 from kbaudit.domain import Caller
-from kbaudit.services.exports.download import open_download
+from kbaudit.services.exports.download import Wanted, open_download
 from kbaudit.services.exports.jobs import (
     ExportSpec,
     ExportView,
@@ -23,7 +24,9 @@ from kbaudit.services.exports.jobs import (
     list_exports,
 )
 
-router = APIRouter(prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"])
+router = APIRouter(
+    route_class=StrictJsonRoute, prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"]
+)
 ExportStatus = Literal["pending", "running", "succeeded", "partial", "failed", "expired"]
 
 
@@ -113,8 +116,9 @@ def view_export(
     return as_response(get_export(container_of(request).exports, caller, str(export_id)))
 
 
-@router.get(
+@router.api_route(
     "/exports/{export_id}/download/{file_name}",
+    methods=["GET", "HEAD"],
     summary="Server-mediated, decrypted download of one export file",
     operation_id="downloadKBAuditExportFile",
     responses={**ERROR_RESPONSES, 410: {"model": ErrorResponse}},
@@ -125,20 +129,60 @@ async def download_export_file(
     export_id: Annotated[UUID, Path()],
     file_name: Annotated[str, Path()],
     token: Annotated[str, Query(description="Short-lived HMAC download token.")],
-) -> StreamingResponse:
+    byte_range: Annotated[str | None, Header(alias="range", include_in_schema=False)] = None,
+    if_range: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """``HEAD`` answers the headers alone; ``Range: bytes=...`` (one range) resumes a
+    download with a 206, unless ``If-Range`` names another version of the file."""
+    deps = container_of(request).exports
+    head = request.method == "HEAD"
     # The checks and the first segment's decryption touch the database and disk: off the loop.
     download = await asyncio.to_thread(
-        open_download, container_of(request).exports, caller, str(export_id), file_name, token
+        open_download,
+        deps,
+        caller,
+        str(export_id),
+        file_name,
+        token,
+        wanted=parse_range(byte_range),
+        head=head,
     )
+    if if_range is not None and if_range != f'"{download.sha256_plaintext}"' and download.partial:
+        download = await asyncio.to_thread(
+            open_download, deps, caller, str(export_id), file_name, token, head=head
+        )
     headers = {
         "Content-Disposition": f'attachment; filename="{download.file_name}"',
-        "Content-Length": str(download.length),
+        "Content-Length": str(download.stop - download.start),
         "ETag": f'"{download.sha256_plaintext}"',
+        "Accept-Ranges": "bytes",
         "Cache-Control": "no-store",
     }
+    status = 200
+    if download.partial:
+        status = 206
+        headers["Content-Range"] = f"bytes {download.start}-{download.stop - 1}/{download.size}"
+    if head:
+        return Response(status_code=status, media_type=download.content_type, headers=headers)
     return StreamingResponse(
-        _one_ahead(download.chunks), media_type=download.content_type, headers=headers
+        _one_ahead(download.chunks),
+        status_code=status,
+        media_type=download.content_type,
+        headers=headers,
     )
+
+
+def parse_range(header: str | None) -> Wanted | None:
+    """One ``bytes=`` range, else None (the whole file: several ranges, other units and
+    malformed headers are ignored, as RFC 9110 lets a server do)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, dash, last = header.removeprefix("bytes=").strip().partition("-")
+    if not dash or not (first or last) or not (first + last).isdigit():
+        return None
+    if not first:
+        return None, int(last)
+    return int(first), int(last) if last else None
 
 
 async def _one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[memoryview]:

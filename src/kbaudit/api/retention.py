@@ -8,10 +8,13 @@ from fastapi import APIRouter, Depends, Request
 
 from kbaudit.api.auth import container_of, require_scope
 from kbaudit.api.schemas import RetentionPolicyResponse, RetentionPolicyUpdateRequest
+from kbaudit.api.strict_json import StrictJsonRoute
 from kbaudit.domain import Caller
 from kbaudit.services.retention import get_policy, update_policy
 
-router = APIRouter(prefix="/v1/knowledge-base", tags=["knowledge-base-governance"])
+router = APIRouter(
+    route_class=StrictJsonRoute, prefix="/v1/knowledge-base", tags=["knowledge-base-governance"]
+)
 ADMIN = Depends(require_scope("kb_audit:admin"))
 # Fields a null leaves as they are; for the others a null clears the value.
 _NOT_NULLABLE = ("retention_days", "legal_hold_enabled", "archive_before_delete")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -21,6 +22,7 @@ from kbaudit.api.schemas import (
     RetrievalAuditLogSummary,
     WindowInstant,
 )
+from kbaudit.api.strict_json import loads_refusing_duplicates
 from kbaudit.domain import (
     INSTANT_RANGE,
     RETRIEVAL_STATUSES,
@@ -98,6 +100,13 @@ def _decode_batch(body: bytes, max_records: int) -> RecordBatch:
     if b"\\u0000" in body:
         # No store keeps NUL in text reliably, and no audit field needs it.
         raise validation_error(("body",), "strings may not contain NUL characters", None, "nul")
+    try:
+        loads_refusing_duplicates(body)
+    except json.JSONDecodeError as exc:
+        if "appears twice" in exc.msg:
+            raise validation_error(("body",), exc.msg, None, "duplicate_key") from exc
+    except (UnicodeDecodeError, RecursionError):
+        pass  # msgspec below says what is wrong
     try:
         batch = msgspec.json.decode(body, type=RecordBatch)
     except UnicodeDecodeError as exc:

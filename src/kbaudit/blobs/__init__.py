@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
@@ -21,5 +21,10 @@ class BlobStore(Protocol):
         ...
 
     def delete_prefix(self, prefix: str) -> int: ...
+
+    def prune(self, prefix: str, keep: Collection[str]) -> int:
+        """Delete every blob under ``prefix`` but those in ``keep``, unfinished uploads
+        included where the store can see them; returns how many went."""
+        ...
 
     def ping(self) -> None: ...

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -66,6 +66,17 @@ class LocalBlobStore:
         count = sum(1 for path in folder.rglob("*") if path.is_file())
         shutil.rmtree(folder)
         return count
+
+    def prune(self, prefix: str, keep: Collection[str]) -> int:
+        folder = self._path(prefix)
+        if not folder.exists():
+            return 0
+        pruned = 0
+        for path in folder.rglob("*"):
+            if path.is_file() and path.relative_to(self.root).as_posix() not in keep:
+                path.unlink(missing_ok=True)
+                pruned += 1
+        return pruned
 
     def ping(self) -> None:
         if not os.access(self.root, os.W_OK):

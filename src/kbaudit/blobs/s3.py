@@ -7,7 +7,7 @@ Retries with backoff on 5xx, dropped connections and timeouts are obstore's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, BinaryIO, cast
@@ -75,6 +75,14 @@ class S3BlobStore:
 
     def delete_prefix(self, prefix: str) -> int:
         paths = self.keys(prefix)
+        if paths:
+            obstore.delete(self._store, paths)
+        return len(paths)
+
+    def prune(self, prefix: str, keep: Collection[str]) -> int:
+        # An upload cut off mid-way is an incomplete multipart upload, which listing does not
+        # show: the bucket's lifecycle rule for those removes them (docs/operations.md).
+        paths = [path for path in self.keys(prefix) if path not in keep]
         if paths:
             obstore.delete(self._store, paths)
         return len(paths)

@@ -1,3 +1,3 @@
-from kbaudit.cli.main import app
+from kbaudit.cli.main import main
 
-app(prog_name="kbaudit")
+main()

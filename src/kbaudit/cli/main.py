@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -18,7 +20,7 @@ from kbaudit.cli.log import log_app, verify
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
 from kbaudit.domain import EARLIEST_INSTANT, LATEST_INSTANT, SCOPES, OrgId
-from kbaudit.errors import KbAuditError, NotFound
+from kbaudit.errors import ConfigurationError, KbAuditError, NotFound, StoreUnavailable
 from kbaudit.services.archive import list_archives
 from kbaudit.services.importer import ImportReport, import_lines
 from kbaudit.services.ingest import Outcome, ingest_records
@@ -26,7 +28,16 @@ from kbaudit.services.keys import create_key, organization_named
 from kbaudit.services.query import newest_record_at
 from kbaudit.services.retention import purge
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+HELP = """kbaudit keeps every knowledge-base retrieval your AI agents make, answers queries over
+them, and hands out exports that are encrypted, signed and provably complete.
+
+To try it: `kbaudit demo` (sample records and an API key), then `kbaudit serve` and open
+http://127.0.0.1:8000/docs. Settings are KBAUDIT_* environment variables (see the README).
+Add --debug to any command to see the full traceback of an error."""
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=HELP, pretty_exceptions_enable=False
+)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
@@ -40,6 +51,30 @@ err = Console(stderr=True)
 DEMO_ORG = "demo"
 
 
+def main() -> None:
+    """The ``kbaudit`` command. A setting or a server that is wrong is one plain line on
+    standard error and exit status 2; ``--debug`` (or KBAUDIT_DEBUG=1) shows the traceback."""
+    debug = "--debug" in sys.argv[1:] or os.environ.get("KBAUDIT_DEBUG") == "1"
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
+    try:
+        app(prog_name="kbaudit")
+    except (ConfigurationError, ValidationError, StoreUnavailable) as exc:
+        if debug:
+            raise
+        print(f"kbaudit: {_plainly(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _plainly(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):  # a KBAUDIT_* setting of the wrong shape
+        problems = [
+            f"KBAUDIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        ]
+        return "; ".join(problems)
+    return str(exc)
+
+
 def _container() -> Container:
     return build_container(Settings())
 
@@ -47,7 +82,7 @@ def _container() -> Container:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(envvar="KBAUDIT_PORT", help="Port to listen on.")] = 8000,
     processes: Annotated[
         int, typer.Option(min=1, help="API processes; Python runs one request at a time each.")
     ] = 1,
@@ -194,6 +229,9 @@ def _import_with_progress(container: Container, org_id: OrgId, file: Path) -> Im
 @app.command()
 def demo(
     records: Annotated[int, typer.Option(help="How many sample records.")] = 20_000,
+    port: Annotated[
+        int, typer.Option(envvar="KBAUDIT_PORT", help="The port the curl example uses.")
+    ] = 8000,
 ) -> None:
     """Fill the store with realistic sample records and print a ready API key (last line).
     Run again, it keeps the records it loaded before and prints a new key."""
@@ -211,12 +249,19 @@ def demo(
             max(newest, EARLIEST_INSTANT + timedelta(days=30)),
             LATEST_INSTANT - timedelta(minutes=1),
         )
+    start = f"{newest - timedelta(days=30):%Y-%m-%dT%H:%M:%SZ}"
+    end = f"{newest + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}"
+    base = f"http://127.0.0.1:{port}"
     err.print(
-        f"Sample records of organization {DEMO_ORG!r} run up to {newest:%Y-%m-%d %H:%M} UTC. Try:\n"
-        f'  curl -H "x-api-key: $KEY" \'http://127.0.0.1:8000/v1/knowledge-base/audit/'
-        f"retrievals?start={(newest - timedelta(days=30)):%Y-%m-%dT%H:%M:%SZ}"
-        f"&end={newest + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}&limit=5'\nAPI key (all scopes):",
+        f"Sample records of organization {DEMO_ORG!r} run from {start} to {end}. Try:\n"
+        f"  curl -H 'x-api-key: {key}' "
+        f"'{base}/v1/knowledge-base/audit/retrievals?start={start}&end={end}&limit=5'\n"
+        f"  KBAUDIT_URL={base} KBAUDIT_API_KEY={key} "
+        f"kbaudit export create --start {start} --end {end} --format ndjson\n"
+        "API key (all scopes):",
         soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
     print(key)
 

@@ -52,12 +52,14 @@ class Keyring:
 
 
 def load_keyring(data_dir: Path, configured: str | None) -> Keyring:
+    """The keyring of KBAUDIT_MASTER_KEY, else of the data folder's file (made at first run).
+    Raises ``ValueError`` saying which source is wrong and how."""
     if configured:
-        return Keyring(_parse(configured))
+        return Keyring(_parse(configured, "KBAUDIT_MASTER_KEY"))
     path = data_dir / KEYRING_FILE
     if not path.exists():
         _append(path, 1)
-    return Keyring(_parse(path.read_text().strip().replace("\n", ",")))
+    return Keyring(_parse(path.read_text().strip().replace("\n", ","), str(path)))
 
 
 def rotate(data_dir: Path) -> int:
@@ -69,18 +71,33 @@ def rotate(data_dir: Path) -> int:
     return version
 
 
-def _parse(text: str) -> dict[int, bytes]:
+def _parse(text: str, source: str) -> dict[int, bytes]:
     versions: dict[int, bytes] = {}
     try:
         for entry in filter(None, (part.strip() for part in text.split(","))):
             number, _, encoded = entry.rpartition(":")
-            versions[int(number or 1)] = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as exc:
+            version = int(number or 1)
+            if version in versions:
+                raise ValueError(f"{source}: master key version {version} is given twice")
+            versions[version] = base64.b64decode(encoded, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(_FORMAT.format(source=source)) from exc
+    except ValueError as exc:
         raise ValueError(
-            "KBAUDIT_MASTER_KEY must be base64 of 32+ bytes, or VERSION:BASE64 entries "
-            "separated by commas"
+            str(exc) if "twice" in str(exc) else _FORMAT.format(source=source)
         ) from exc
+    if not versions:
+        raise ValueError(_FORMAT.format(source=source))
+    for version, material in versions.items():
+        if version < 1 or len(material) < KEY_BYTES:
+            raise ValueError(f"{source}: master key version {version} is invalid or too short")
     return versions
+
+
+_FORMAT = (
+    "{source} must hold base64 of 32+ bytes, or VERSION:BASE64 entries separated by commas "
+    "(or one a line in the file)"
+)
 
 
 def _append(path: Path, version: int) -> None:

@@ -165,6 +165,7 @@ class ExportRepository:
                 .values(
                     status="failed" if out_of_attempts else "pending",
                     lease_owner=None,
+                    rows_written=None,
                     error="worker_lost" if out_of_attempts else part.error,
                     updated_at=now,
                 )

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, insert, select
 
 from kbaudit.domain import KeyId, OrgId
-from kbaudit.store.tables import api_keys, organizations
+from kbaudit.store.tables import api_keys, keyring_checks, organizations
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +79,10 @@ class KeyRepository:
             scopes=frozenset(row.scopes.split(",")),
             revoked=row.revoked_at is not None,
         )
+
+    def keyring_checks(self) -> dict[int, bytes]:
+        rows = self._connection.execute(select(keyring_checks))
+        return {row.version: row.check_value for row in rows}
+
+    def add_keyring_check(self, version: int, value: bytes) -> None:
+        self._connection.execute(insert(keyring_checks).values(version=version, check_value=value))

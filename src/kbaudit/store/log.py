@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select
+from sqlalchemy import Connection, insert, select
 
 from kbaudit.crypto.merkle import Block, node_hash
 from kbaudit.domain import OrgId
@@ -103,12 +103,18 @@ class LogRepository:
                 )
 
     def _tiles(self, org_id: OrgId, tiles: set[Tile]) -> dict[Tile, bytes]:
-        if not tiles:
-            return {}
+        """One query a tile level: ``level = ? AND idx IN (...)`` walks the key, where an OR
+        of (level, idx) pairs has SQLite read every tile of the organization."""
         t = log_tiles.c
-        which = or_(*(and_(t.level == level, t.idx == idx) for level, idx in tiles))
-        query = select(t.level, t.idx, t.hashes).where(t.org_id == org_id, which)
-        return {(row.level, row.idx): row.hashes for row in self._connection.execute(query)}
+        found = {}
+        for level in {level for level, _ in tiles}:
+            indexes = [idx for tile_level, idx in tiles if tile_level == level]
+            query = select(t.idx, t.hashes).where(
+                t.org_id == org_id, t.level == level, t.idx.in_(indexes)
+            )
+            for row in self._connection.execute(query):
+                found[(level, row.idx)] = row.hashes
+        return found
 
     def keep_superseded(
         self, org_id: OrgId, replaced: Sequence[tuple[StoredRecord, bytes]]

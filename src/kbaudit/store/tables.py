@@ -129,6 +129,15 @@ record_kbs = Table(
     sqlite_with_rowid=False,
 )
 
+# One value a master keyring version derives, kept the first time the version is used: a host
+# started with other keys is refused instead of writing what no other host can open.
+keyring_checks = Table(
+    "keyring_checks",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("check_value", LargeBinary(32), nullable=False),
+)
+
 # Each organization's Merkle log (kbaudit.crypto.merkle) in tiles of up to 256 hashes of one
 # tree level (store/log.py). A leaf's index is its place in the log; the tree only ever grows,
 # and a purge leaves it as it is.

@@ -4,13 +4,14 @@ decrypted bytes that writes its own access-log entry when it ends."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.crypto.files import decrypted_chunks
 from kbaudit.domain import Caller
-from kbaudit.errors import ExportExpired, KbAuditError, NotFound
+from kbaudit.errors import ExportExpired, KbAuditError, NotFound, RangeNotSatisfiable
 from kbaudit.services.access import record_access
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
@@ -20,20 +21,40 @@ from kbaudit.services.exports.parts import file_context
 DOWNLOAD_ROUTE = "GET /v1/knowledge-base/audit/exports/{export_id}/download/{file_name}"
 
 
+# A byte range as asked for: (first, last) inclusive, (first, None) to the end, or
+# (None, n) for the last n bytes (RFC 9110 section 14.1.2).
+Wanted = tuple[int | None, int | None]
+
+
 @dataclass
 class Download:
     file_name: str
     content_type: str
-    length: int
+    size: int  # of the whole file
     sha256_plaintext: str
     chunks: Iterator[bytes]
+    start: int = 0  # the bytes sent: [start, stop)
+    stop: int = 0
+
+    @property
+    def partial(self) -> bool:
+        return (self.start, self.stop) != (0, self.size)
 
 
 def open_download(
-    deps: ExportDeps, caller: Caller, export_id: str, file_name: str, token: str
+    deps: ExportDeps,
+    caller: Caller,
+    export_id: str,
+    file_name: str,
+    token: str,
+    *,
+    wanted: Wanted | None = None,
+    head: bool = False,
 ) -> Download:
     """Another organization's export and unknown files are 404; an expired export 410; then
-    the token must match this organization, export and file, and be fresh."""
+    the token must match this organization, export and file, and be fresh. ``wanted``: one
+    range of the file (its start is reached by decrypting from the beginning: the file is
+    one compressed stream). ``head``: the checks and headers alone, nothing decrypted."""
     with deps.store.reading() as uow:
         job = uow.exports.job(export_id, caller.org_id)
         if job is None:
@@ -48,8 +69,24 @@ def open_download(
         raise NotFound("this export has no downloadable file of that name")
     deps.tokens.check(token, caller.org_id, export_id, file_name)
     if file_name in signed:
-        return _signed_file(deps, caller, export_id, file_name, signed[file_name])
+        content = signed[file_name]
+        start, stop = _span(wanted, len(content))
+        download = _signed_file(deps, caller, export_id, file_name, content[start:stop], head)
+        download.size, download.start, download.stop = len(content), start, stop
+        return download
     assert part is not None
+    start, stop = _span(wanted, part.plaintext_bytes)
+    if head:
+        content_type = FORMATS[job.export_format].content_type
+        return Download(
+            file_name,
+            content_type,
+            part.plaintext_bytes,
+            part.sha256_plaintext,
+            iter(()),
+            start,
+            stop,
+        )
     aead = deps.keys.open_data_key(
         org_uuid, export_id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
     )
@@ -65,23 +102,38 @@ def open_download(
     return Download(
         file_name=file_name,
         content_type=FORMATS[job.export_format].content_type,
-        length=part.plaintext_bytes,
+        size=part.plaintext_bytes,
         sha256_plaintext=part.sha256_plaintext,
-        chunks=_logged(deps, caller, export_id, file_name, first, plaintext),
+        chunks=_logged(deps, caller, export_id, file_name, first, plaintext, start, stop),
+        start=start,
+        stop=stop,
     )
+
+
+def _span(wanted: Wanted | None, size: int) -> tuple[int, int]:
+    """The bytes [start, stop) to send of a file of ``size``."""
+    if wanted is None:
+        return 0, size
+    first, last = wanted
+    if first is None:  # the last n bytes
+        return max(0, size - (last or 0)), size
+    if first >= size or (last is not None and last < first):
+        raise RangeNotSatisfiable(f"the file has {size} bytes; that range is outside it")
+    return first, size if last is None else min(last + 1, size)
 
 
 def _signed_file(
-    deps: ExportDeps, caller: Caller, export_id: str, file_name: str, content: bytes
+    deps: ExportDeps,
+    caller: Caller,
+    export_id: str,
+    file_name: str,
+    content: bytes,
+    head: bool,
 ) -> Download:
     """The manifest or its signature: small, kept in the job's row, sent as they are."""
-    return Download(
-        file_name=file_name,
-        content_type="application/json",
-        length=len(content),
-        sha256_plaintext=hashlib.sha256(content).hexdigest(),
-        chunks=_logged(deps, caller, export_id, file_name, content, iter(())),
-    )
+    whole = hashlib.sha256(content).hexdigest()
+    chunks = iter(()) if head else _logged(deps, caller, export_id, file_name, content, iter(()))
+    return Download(file_name, "application/json", len(content), whole, chunks, 0, len(content))
 
 
 def _logged(
@@ -91,13 +143,14 @@ def _logged(
     file_name: str,
     first: bytes,
     rest: Iterator[bytes],
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[bytes]:
+    """The bytes [start, stop) of the stream ``first`` then ``rest``; the access log hears
+    how it ended and how much went out."""
     sent, outcome = 0, "failed"
     try:
-        if first:
-            sent += len(first)
-            yield first
-        for chunk in rest:
+        for chunk in _between(itertools.chain((first,), rest), start, stop):
             sent += len(chunk)
             yield chunk
         outcome = "ok"
@@ -106,6 +159,17 @@ def _logged(
         raise
     finally:
         _log(deps, caller, export_id, file_name, outcome, sent)
+
+
+def _between(chunks: Iterator[bytes], start: int, stop: int | None) -> Iterator[bytes]:
+    position = 0
+    for chunk in chunks:
+        end = position + len(chunk)
+        if end > start and (stop is None or position < stop):
+            yield chunk[max(0, start - position) : None if stop is None else stop - position]
+        position = end
+        if stop is not None and position >= stop:
+            return
 
 
 def _log(

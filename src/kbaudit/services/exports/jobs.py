@@ -241,5 +241,8 @@ def _view(deps: ExportDeps, org_id: OrgId, job: Row[Any], parts: list[Row[Any]])
         files=files,
         parts_total=len(parts),
         parts_done=sum(1 for part in parts if part.status == "done"),
-        rows_written=sum(part.rows_written or 0 for part in parts if part.status == "done"),
+        # Running parts report the rows they have written so far (see parts._Heartbeat).
+        rows_written=sum(
+            part.rows_written or 0 for part in parts if part.status in ("done", "running")
+        ),
     )

@@ -25,6 +25,7 @@ from kbaudit.services.exports.pipeline import WriteBehind
 from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.exports")
+PROGRESS_SECONDS = 2.0  # how often a running part reports its rows
 
 
 class LeaseLost(Exception):
@@ -119,21 +120,22 @@ def _write(
                 behind.put(export_format.render(batch.documents))
                 rows += len(batch.documents)
                 partial_rows += batch.unfinalized
-                heartbeat.beat()
+                heartbeat.beat(rows)
     return WrittenFile(
         blob_key, rows, partial_rows, out.plaintext_bytes, out.ciphertext_bytes, out.sha256
     )
 
 
 class _Heartbeat:
-    """Extends the lease a third of the way through it; notices when it was taken away."""
+    """Extends the lease (at least a third of the way through it) and records the rows
+    written so far, for the job's progress; notices when the lease was taken away."""
 
     def __init__(self, deps: ExportDeps, job_id: str, part_no: int, owner: str) -> None:
         self._deps, self._job_id, self._part_no, self._owner = deps, job_id, part_no, owner
-        self._every = deps.config.lease_seconds / 3
+        self._every = min(PROGRESS_SECONDS, deps.config.lease_seconds / 3)
         self._last = time.monotonic()
 
-    def beat(self) -> None:
+    def beat(self, rows: int) -> None:
         if time.monotonic() - self._last < self._every:
             return
         now = self._deps.clock()
@@ -143,7 +145,7 @@ class _Heartbeat:
                 self._job_id,
                 self._part_no,
                 self._owner,
-                {"lease_expires_at": until, "updated_at": now},
+                {"lease_expires_at": until, "updated_at": now, "rows_written": rows},
             )
             uow.commit()
         if not held:
@@ -173,11 +175,12 @@ def _record_success(
                 "updated_at": now,
             },
         )
-        if held:
-            finalize_if_done(deps, uow, job_id, now)
+        ended = held and finalize_if_done(deps, uow, job_id, now)
         uow.commit()
     if not held:
         log.warning("export_part_lease_lost", export_id=job_id, part=part_no)
+    if ended:
+        tidy(deps, job_id)
 
 
 def _record_failure(
@@ -194,14 +197,29 @@ def _record_failure(
             {
                 "status": "failed" if final else "pending",
                 "lease_owner": None,
+                "rows_written": None,
                 "error": f"{type(exc).__name__}: {exc}"[:500],
                 "updated_at": now,
             },
         )
-        if held and final:
-            finalize_if_done(deps, uow, job_id, now)
+        ended = held and final and finalize_if_done(deps, uow, job_id, now)
         uow.commit()
+    if ended:
+        tidy(deps, job_id)
     return final or not held
+
+
+def tidy(deps: ExportDeps, job_id: str) -> None:
+    """Once a job has ended, delete what attempts left behind beside its files: uploads cut
+    off by a killed worker, files of attempts that lost their lease."""
+    with deps.store.reading() as uow:
+        job = uow.exports.job(job_id)
+        assert job is not None
+        org_uuid = uow.keys.organization(job.org_id).uuid
+        keep = {part.blob_key for part in uow.exports.parts(job_id) if part.status == "done"}
+    pruned = deps.blobs.prune(blob_prefix(org_uuid, job_id), keep)
+    if pruned:
+        log.info("export_leftovers_removed", export_id=job_id, blobs=pruned)
 
 
 def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: datetime) -> bool:

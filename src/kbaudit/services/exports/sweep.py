@@ -12,7 +12,7 @@ from datetime import timedelta
 import structlog
 
 from kbaudit.services.exports.deps import ExportDeps
-from kbaudit.services.exports.parts import blob_prefix, finalize_if_done
+from kbaudit.services.exports.parts import blob_prefix, finalize_if_done, tidy
 
 log = structlog.get_logger("kbaudit.exports")
 
@@ -32,8 +32,11 @@ def sweep(deps: ExportDeps) -> SweepReport:
     with deps.store.writing() as uow:
         released = uow.exports.release_stale_parts(now, deps.config.part_attempts)
         running = uow.exports.jobs_in(("running",))
-        finalized = sum(finalize_if_done(deps, uow, job.id, now) for job in running)
+        ended = [job.id for job in running if finalize_if_done(deps, uow, job.id, now)]
         uow.commit()
+    for job_id in ended:
+        tidy(deps, job_id)
+    finalized = len(ended)
     with deps.store.reading() as uow:
         waiting = uow.exports.parts_in("pending", updated_before=now + timedelta(seconds=1))
         stalled = [job for job in uow.exports.jobs_in(("pending",)) if job.created_at < quiet_since]

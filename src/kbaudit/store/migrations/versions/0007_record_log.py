@@ -1,4 +1,4 @@
-"""the tamper-evident log: Merkle tree nodes, replaced writes, manifests of exports
+"""the tamper-evident log (tiles, replaced writes), manifests of exports, keyring checks
 
 Revision ID: 0007
 Revises: 0006
@@ -50,6 +50,12 @@ def upgrade() -> None:
             "org_id", "record_id", "leaf_index", name=op.f("pk_superseded_leaves")
         ),
         sqlite_with_rowid=False,
+    )
+    op.create_table(
+        "keyring_checks",
+        sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("check_value", sa.LargeBinary(32), nullable=False),
+        sa.PrimaryKeyConstraint("version", name=op.f("pk_keyring_checks")),
     )
     op.add_column("export_jobs", sa.Column("log_size", sa.BigInteger()))
     op.add_column("export_jobs", sa.Column("manifest", sa.LargeBinary()))

@@ -1,0 +1,106 @@
+"""Downloads beyond the plain GET: HEAD, resuming with Range, and the leftovers of attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from kbaudit.services.exports.parts import blob_prefix, tidy
+from tests.conftest import Api
+from tests.helpers import EXPORTS, download_all, seed_demo, start_export, view_export
+
+
+@pytest.fixture
+def finished(make_api: Callable[..., Api]) -> tuple[Api, dict[str, str], dict[str, Any]]:
+    api = make_api(export_rows_per_file=20)
+    key = api.key()
+    seed_demo(api, key, 50)
+    return api, key, view_export(api, key, start_export(api, key)["id"])
+
+
+def fetch(api: Api, key: dict[str, str], job: dict[str, Any], index: int, **headers: str) -> Any:
+    file = job["files"][index]
+    return api.client.get(
+        f"{EXPORTS}/{job['id']}/download/{file['name']}",
+        params={"token": file["download_token"]},
+        headers={**key, **headers},
+    )
+
+
+def test_head_answers_the_headers_alone(
+    finished: tuple[Api, dict[str, str], dict[str, Any]],
+) -> None:
+    api, key, job = finished
+    whole = fetch(api, key, job, 1)
+    file = job["files"][1]
+    head = api.client.head(
+        f"{EXPORTS}/{job['id']}/download/{file['name']}",
+        params={"token": file["download_token"]},
+        headers=key,
+    )
+    assert head.status_code == 200
+    assert head.content == b""
+    for name in ("content-length", "etag", "content-type", "accept-ranges"):
+        assert head.headers[name] == whole.headers[name], name
+    bad = api.client.head(f"{EXPORTS}/{job['id']}/download/{file['name']}", params={"token": "x"})
+    assert bad.status_code == 401
+
+
+@pytest.mark.parametrize("index", [0, 3])  # a data file, and manifest.json
+def test_a_range_resumes_a_download(
+    finished: tuple[Api, dict[str, str], dict[str, Any]], index: int
+) -> None:
+    api, key, job = finished
+    whole = fetch(api, key, job, index).content
+    size = len(whole)
+    cases = {
+        f"bytes=10-{size - 1}": whole[10:],
+        "bytes=10-": whole[10:],
+        "bytes=5-9": whole[5:10],
+        "bytes=-7": whole[-7:],
+        f"bytes=0-{size + 100}": whole,
+    }
+    for header, expected in cases.items():
+        response = fetch(api, key, job, index, range=header)
+        assert response.content == expected, header
+        first = size - len(expected)
+        if header.startswith("bytes=5"):
+            first = 5
+        if len(expected) < size:
+            assert response.status_code == 206, header
+            assert response.headers["content-range"] == (
+                f"bytes {first}-{first + len(expected) - 1}/{size}"
+            )
+        assert int(response.headers["content-length"]) == len(expected)
+    outside = fetch(api, key, job, index, range=f"bytes={size}-")
+    assert outside.status_code == 416
+    assert outside.json()["error"] == "range_not_satisfiable"
+    # Another version of the file than the client has: the whole of it, not a piece.
+    stale = fetch(api, key, job, index, range="bytes=10-", **{"if-range": '"0000"'})
+    assert (stale.status_code, stale.content) == (200, whole)
+    # Several ranges or other units: the whole file, as RFC 9110 allows.
+    assert fetch(api, key, job, index, range="bytes=0-1,5-6").content == whole
+    assert fetch(api, key, job, index, range="lines=1-2").content == whole
+
+
+def test_what_attempts_left_behind_goes_when_the_job_ends(
+    finished: tuple[Api, dict[str, str], dict[str, Any]],
+) -> None:
+    api, key, job = finished
+    deps = api.container.exports
+    with api.container.store.reading() as uow:
+        org_uuid = uow.keys.organization(uow.exports.job(job["id"]).org_id).uuid  # type: ignore[union-attr]
+    prefix = blob_prefix(org_uuid, job["id"])
+    kept = deps.blobs.keys(prefix)
+    with deps.blobs.writer(f"{prefix}/kb-audit-00001.csv.0badf00d") as sink:
+        sink.write(b"an attempt that lost its lease")
+    if hasattr(deps.blobs, "root"):  # a local folder: an upload a SIGKILL cut off
+        (deps.blobs.root / prefix / ".kb-audit-00002.csv.0123.partial").write_bytes(b"half")
+    tidy(deps, job["id"])
+    assert deps.blobs.keys(prefix) == kept
+    if hasattr(deps.blobs, "root"):
+        assert not list((deps.blobs.root / prefix).glob(".*partial"))
+    files = download_all(api, key, job["id"])
+    assert len(files) == 3
