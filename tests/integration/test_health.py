@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.conftest import Api
 
 
@@ -30,3 +32,15 @@ def test_metrics_count_requests_and_written_records(api: Api) -> None:
     text = api.client.get("/metrics").text
     assert 'kbaudit_records_written_total{outcome="created"} 2.0' in text
     assert 'route="/v1/knowledge-base/audit/retrievals",status="200"' in text
+
+
+def test_the_api_docs_need_no_internet(api: Api) -> None:
+    for page in ("/docs", "/redoc"):
+        html = api.client.get(page).text
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert sources, page
+        for source in sources:
+            assert source.startswith("/"), (page, source)
+            assert api.client.get(source).status_code == 200, source
+        assert "fonts.googleapis" not in html
+    assert api.client.get("/openapi.json").json()["info"]["title"] == "kbaudit"

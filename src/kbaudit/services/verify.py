@@ -279,32 +279,38 @@ class Rows:
     def _csv(self, lines: list[bytes], name: str) -> None:
         if self._kb_ids and "kb_ids filter (CSV rows do not hold scopes)" not in self.unchecked:
             self.unchecked.append("kb_ids filter (CSV rows do not hold scopes)")
-        for cells in self._csv_records(lines):
-            if self._columns is None:
-                try:
-                    self._columns = [cells.index(column) for column in KEY_COLUMNS]
-                except ValueError as exc:
-                    raise VerificationFailed(f"{name}: the header lacks a column") from exc
-                continue
+        if self._columns is None and lines:
+            header = next(csv.reader([lines.pop(0).decode().removesuffix("\r")]))
+            try:
+                self._columns = [header.index(column) for column in KEY_COLUMNS]
+            except ValueError as exc:
+                raise VerificationFailed(f"{name}: the header lacks a column") from exc
+        if self._columns is None:
+            return
+        for cells in self._csv_records(lines, max(self._columns) + 1):
             created_at, record_id, write_status, *optional = (cells[i] for i in self._columns)
             status, actor, session = (value or None for value in optional)
             self._check(name, (created_at, record_id, write_status, status, actor, session), None)
 
-    def _csv_records(self, lines: list[bytes]) -> Iterator[list[str]]:
-        """RFC 4180 records of whole lines. A line without a quote is split on its commas;
-        a quoted cell may hold line breaks, so lines are joined until their quotes pair up."""
-        pending: list[str] = []
+    def _csv_records(self, lines: list[bytes], width: int) -> Iterator[list[str]]:
+        """The first ``width`` cells of each RFC 4180 record. Most lines hold a whole record
+        with no quote among those cells: they are split on commas, as bytes. A quoted cell
+        may hold commas and line breaks, so other lines are joined until their quotes pair
+        up, and go through ``csv``."""
+        pending: list[bytes] = []
         for raw in lines:
-            line = raw.decode().removesuffix("\r")
-            if not pending and '"' not in line:
-                yield line.split(",")
-                continue
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if not pending and line.count(b'"') % 2 == 0:
+                cells = line.split(b",", width)[:width]
+                if not any(b'"' in cell for cell in cells):
+                    yield [cell.decode() for cell in cells]
+                    continue
             pending.append(line)
-            if sum(part.count('"') for part in pending) % 2 == 0:
-                yield next(csv.reader(["\n".join(pending)]))
+            if sum(part.count(b'"') for part in pending) % 2 == 0:
+                yield next(csv.reader([b"\n".join(pending).decode()]))
                 pending = []
         if pending:  # a quoted cell goes on in the next chunk
-            self._rest = ("\n".join(pending) + "\n").encode() + self._rest
+            self._rest = b"\n".join(pending) + b"\n" + self._rest
 
     def _check(self, name: str, values: RowKey, kb_ids: set[str | None] | None) -> None:
         created_at, record_id, write_status, status, actor, session = values
