@@ -35,6 +35,8 @@ class Settings(BaseSettings):
 
     max_batch_records: int = Field(1000, ge=1, le=10_000)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    body_timeout_seconds: float = Field(30.0, gt=0)
     log_level: str = "info"
 
     @property

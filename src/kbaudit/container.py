@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
 from huey import Huey
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -31,6 +32,8 @@ from kbaudit.store.migrate import migrate
 from kbaudit.store.unit_of_work import Store
 from kbaudit.workers.consumer import Workers
 from kbaudit.workers.queue import ExportTasks, build_huey
+
+log = structlog.get_logger("kbaudit")
 
 
 @dataclass
@@ -153,5 +156,8 @@ def build_blob_store(settings: Settings) -> BlobStore:
     if url.startswith("file://"):
         return LocalBlobStore(Path(url.removeprefix("file://")))
     if url.startswith("s3://"):
-        return S3BlobStore(url, settings.s3_endpoint)
+        store = S3BlobStore(url, settings.s3_endpoint)
+        if problem := store.ensure_bucket():
+            log.warning("blob_store_unready", problem=problem)
+        return store
     raise ConfigurationError(f"KBAUDIT_BLOB_URL: unsupported blob store {url!r}")

@@ -86,6 +86,11 @@ class ExportExpired(KbAuditError):
     code = "export_expired"
 
 
+class RequestTimeout(KbAuditError):
+    code = "request_timeout"
+    retryable = True
+
+
 class RangeNotSatisfiable(KbAuditError):
     code = "range_not_satisfiable"
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -232,3 +234,32 @@ def test_a_keyring_file_or_key_that_does_not_fit_the_data_is_refused(cli: Cli) -
     assert mismatch.returncode == 2
     assert "master key version 1 is not the one this database was written with" in mismatch.stderr
     assert where in mismatch.stderr
+
+
+def test_slow_headers_and_bodies_time_out(cli: Cli, serve: Callable[..., Serve]) -> None:
+    cli.env |= {"KBAUDIT_HEADER_TIMEOUT_SECONDS": "1", "KBAUDIT_BODY_TIMEOUT_SECONDS": "1"}
+    key = cli.key("acme", "kb_audit:write")
+    server = serve()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        started = time.monotonic()
+        answer = _read_all(slow)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert 0.9 < time.monotonic() - started < 5
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as stingy:
+        stingy.sendall(
+            b"POST " + RECORDS.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"x-api-key: " + key.encode() + b"\r\ncontent-type: application/json\r\n"
+            b"content-length: 100\r\n\r\n" + b'{"items":'
+        )
+        answer = _read_all(stingy)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"request_timeout" in answer
+    assert httpx2.get(f"{server.url}/healthz").status_code == 200
+
+
+def _read_all(connection: socket.socket) -> bytes:
+    chunks = []
+    while chunk := connection.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -64,6 +64,7 @@ class FlakyProxy:
 
     def close(self) -> None:
         self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture

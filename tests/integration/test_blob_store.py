@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
 from kbaudit.blobs import s3
+from kbaudit.blobs.s3 import S3BlobStore
 from kbaudit.container import Container
 from kbaudit.errors import BlobNotFound
 
@@ -56,3 +58,24 @@ def test_keys_and_delete_stay_inside_their_prefix(container: Container) -> None:
 def test_keys_that_could_leave_the_store_are_refused(container: Container, key: str) -> None:
     with pytest.raises(BlobNotFound):
         list(container.exports.blobs.read(key))
+
+
+@pytest.mark.scaleout
+def test_a_missing_bucket_is_created_at_start_or_named_by_readiness(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint = os.environ["KBAUDIT_TEST_S3_ENDPOINT"]
+    name = f"kbaudit-new-{uuid.uuid4().hex[:12]}"
+    missing = S3BlobStore(f"s3://{name}/exports", endpoint)
+    with pytest.raises(OSError, match=f"bucket '{name}' at .* does not exist"):
+        missing.ping()
+    assert missing.ensure_bucket() is None  # these credentials may create it
+    missing.ping()
+    with missing.writer("a/b") as sink:
+        sink.write(b"it holds blobs now")
+    assert missing.keys("a") == ["a/b"]
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    refused = S3BlobStore(f"s3://{name}/exports", endpoint)
+    with pytest.raises(OSError, match="refuses kbaudit's credentials"):
+        refused.ping()

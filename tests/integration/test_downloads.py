@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+from kbaudit.domain import SCOPES, Caller, KeyId, OrgId
+from kbaudit.services.exports import parts
+from kbaudit.services.exports.jobs import get_export
 from kbaudit.services.exports.parts import blob_prefix, tidy
 from tests.conftest import Api
 from tests.helpers import EXPORTS, download_all, seed_demo, start_export, view_export
@@ -104,3 +107,25 @@ def test_what_attempts_left_behind_goes_when_the_job_ends(
         assert not list((deps.blobs.root / prefix).glob(".*partial"))
     files = download_all(api, key, job["id"])
     assert len(files) == 3
+
+
+def test_a_running_part_reports_the_rows_it_has_written(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = make_api()
+    key = api.key()
+    seed_demo(api, key, 30)
+    monkeypatch.setattr(parts, "PROGRESS_SECONDS", 0.0)
+    seen: list[tuple[int, int]] = []
+    beat = parts._Heartbeat.beat
+
+    def beat_and_look(self: Any, rows: int) -> None:
+        beat(self, rows)
+        caller = Caller(OrgId(1), KeyId("k"), frozenset(SCOPES), None)
+        view = get_export(api.container.exports, caller, self._job_id)
+        seen.append((view.parts_done, view.rows_written))
+
+    monkeypatch.setattr(parts._Heartbeat, "beat", beat_and_look)
+    job = view_export(api, key, start_export(api, key)["id"])
+    assert seen == [(0, 30)]  # while the only part ran: none done, 30 rows written
+    assert job["progress"]["rows_written"] == 30

@@ -22,6 +22,7 @@ from kbaudit.api.errors import install_error_handlers
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
 from kbaudit.domain import RecordBatch
+from kbaudit.errors import RequestTimeout
 from kbaudit.logs import configure_logging
 
 log = structlog.get_logger("kbaudit.http")
@@ -49,6 +50,7 @@ def create_app(container: Container, *, run_workers: bool = True) -> FastAPI:
     app.include_router(docs.router)
     app.mount("/static", docs.static_files, name="static")
     install_error_handlers(app)
+    app.add_middleware(BodyDeadline, seconds=container.settings.body_timeout_seconds)
     app.add_middleware(_Observe)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -79,23 +81,91 @@ def app_of_a_serving_process() -> FastAPI:
     to the parent."""
     container = build_container(Settings(), apply_migrations=False)
     configure_logging(container.settings.log_level)
+    NoDelayHttp.header_seconds = container.settings.header_timeout_seconds
     return create_app(container, run_workers=False)
 
 
-class NoDelayHttp(HttpToolsProtocol):
-    """uvicorn's HTTP protocol, with Nagle's algorithm off on every connection.
+HEADER_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
-    asyncio turns it off only for sockets it knows to be TCP, and a listening socket handed
-    to the processes of ``serve --processes N`` comes without its protocol number: each
-    answer's second write then waited for the client's delayed acknowledgement, and every
-    small answer took 44 ms.
+
+class NoDelayHttp(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, with Nagle's algorithm off on every connection, and a
+    deadline for each request's headers.
+
+    asyncio turns Nagle off only for sockets it knows to be TCP, and a listening socket
+    handed to the processes of ``serve --processes N`` comes without its protocol number:
+    each answer's second write then waited for the client's delayed acknowledgement, and
+    every small answer took 44 ms. uvicorn itself bounds only the idle time between
+    requests: a client sending its headers a byte at a time would hold a connection for
+    ever.
     """
+
+    header_seconds = 10.0  # serve sets it from KBAUDIT_HEADER_TIMEOUT_SECONDS
+    _header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         connection = transport.get_extra_info("socket")
         if connection is not None and connection.family in (socket.AF_INET, socket.AF_INET6):
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        loop = asyncio.get_running_loop()
+        self._header_deadline = loop.call_later(self.header_seconds, self._headers_too_slow)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(HEADER_TIMEOUT)
+            self.transport.close()
+
+
+class BodyDeadline:
+    """A request body must arrive within ``seconds`` of asking for it; otherwise the
+    request ends with a 408 (``RequestTimeout``). Waiting for the client to disconnect
+    once the body is in (as streaming answers do) is not bounded."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_done = False
+
+        async def bounded_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.seconds)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.seconds:g} seconds"
+                ) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        await self.app(scope, bounded_receive, send)
 
 
 class _Observe:

@@ -22,6 +22,7 @@ STATUS_BY_ERROR: dict[type[errors.KbAuditError], int] = {
     errors.InsufficientScope: 403,
     errors.NotFound: 404,
     errors.RangeNotSatisfiable: 416,
+    errors.RequestTimeout: 408,
     errors.InvalidCursor: 400,
     errors.CursorMismatch: 400,
     errors.InvalidRequest: 422,

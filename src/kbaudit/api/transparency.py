@@ -18,7 +18,6 @@ router = APIRouter(prefix="/v1/knowledge-base/audit", tags=["kbaudit-log"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Authentication required"},
     404: {"model": ErrorResponse, "description": "Not found"},
-    422: {"model": ErrorResponse, "description": "A size beyond the log"},
 }
 TreeSize = Annotated[int, Query(ge=0, le=2**62)]
 

@@ -7,12 +7,14 @@ Retries with backoff on 5xx, dropped connections and timeouts are obstore's own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Literal, cast
 from urllib.parse import urlsplit
 
+import httpx2
 import obstore
 from obstore.store import S3Store
 
@@ -43,7 +45,9 @@ class S3BlobStore:
         }
         if endpoint:
             options["endpoint"] = endpoint
+        self.endpoint = endpoint or "AWS"
         self._store = S3Store(self.bucket, prefix=parts.path.strip("/") or None, **options)
+        self._bucket = S3Store(self.bucket, **options)  # the bucket itself, for its requests
 
     @contextmanager
     def writer(self, key: str) -> Iterator[BinaryIO]:
@@ -88,8 +92,42 @@ class S3BlobStore:
         return len(paths)
 
     def ping(self) -> None:
-        """Reach the bucket; a missing bucket or bad credentials raise."""
-        obstore.list_with_delimiter(self._store, "kbaudit-ping")
+        """Reach the bucket; a missing bucket or refused credentials raise ``OSError``
+        saying which."""
+        try:
+            obstore.list_with_delimiter(self._store, "kbaudit-ping")
+        except Exception as exc:
+            status, code = self._bucket_request("GET")
+            where = f"bucket {self.bucket!r} at {self.endpoint}"
+            if status == 404:
+                raise OSError(
+                    f"{where} does not exist, and kbaudit's credentials could not create it "
+                    "at start; create it, or allow s3:CreateBucket"
+                ) from exc
+            if status in (401, 403):
+                raise OSError(f"{where} refuses kbaudit's credentials ({code})") from exc
+            raise OSError(f"{where} cannot be reached: {exc}") from exc
+
+    def ensure_bucket(self) -> str | None:
+        """Create the bucket when it is missing and the credentials allow it; returns what
+        went wrong, if anything (the caller logs it; /readyz then says it too)."""
+        status, code = self._bucket_request("GET")
+        if status != 404:
+            return None
+        status, code = self._bucket_request("PUT")  # S3's CreateBucket
+        if status == 200:
+            return None
+        return f"bucket {self.bucket!r} is missing and could not be created: {status} {code}"
+
+    def _bucket_request(self, method: Literal["GET", "PUT"]) -> tuple[int, str]:
+        """A request on the bucket itself, signed by obstore; (status, S3 error code)."""
+        try:
+            url = obstore.sign(self._bucket, method, "", timedelta(minutes=1))
+            answer = httpx2.request(method, url, timeout=10)
+        except Exception as exc:  # unreachable endpoint, no credentials to sign with
+            return 0, type(exc).__name__
+        code = re.search(r"<Code>([^<]{1,64})</Code>", answer.text)
+        return answer.status_code, code[1] if code else ""
 
 
 def _checked(key: str) -> str:

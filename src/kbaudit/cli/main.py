@@ -95,6 +95,7 @@ def serve(
 
     container = _container()
     configure_logging(container.settings.log_level)
+    NoDelayHttp.header_seconds = container.settings.header_timeout_seconds
     err.print(f"kbaudit serving on http://{host}:{port}  (data in {container.settings.data_dir})")
     # The asyncio loop, not uvloop: its socket sends release the GIL, so a download's next
     # chunk decrypts while the current one is sent (86% of raw decrypt speed against 72-77%).
