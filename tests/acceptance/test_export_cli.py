@@ -17,7 +17,7 @@ from kbaudit.crypto.checkpoint import Checkpoint
 from kbaudit.crypto.keyring import load_keyring
 from kbaudit.crypto.signing import SigningKeys
 from kbaudit.demo import demo_records
-from tests.acceptance.conftest import Cli, Serve
+from tests.acceptance.conftest import Cli, Serve, free_port
 from tests.helpers import DEMO_END
 
 WINDOW = ["--start", "2026-04-01T00:00:00Z", "--end", "2026-06-01T00:00:00Z"]
@@ -223,3 +223,23 @@ def test_the_log_commands_prove_records_and_witness_the_log(
         assert refused.returncode == 1
         assert message in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_export_commands_say_one_line_when_the_server_is_down_or_the_disk_full(
+    cli: Cli, serve: Callable[[], Serve], tmp_path: Path
+) -> None:
+    key, _ = load(cli, tmp_path, 20)
+    cli.env.update({"KBAUDIT_URL": f"http://127.0.0.1:{free_port()}", "KBAUDIT_API_KEY": key})
+    for command in (("create", *WINDOW), ("wait", "x"), ("download", "x")):
+        down = cli.run("export", *command, check=False)
+        assert down.returncode == 1, command
+        assert down.stderr.strip().startswith("error: the kbaudit server cannot be reached")
+        assert len(down.stderr.strip().splitlines()) == 1, down.stderr
+    server = serve()
+    cli.env["KBAUDIT_URL"] = server.url
+    export_id = cli.run("export", "create", *WINDOW).stdout.splitlines()[-1]
+    cli.run("export", "wait", export_id)
+    full = cli.run("export", "download", export_id, "--out", "/dev/full/out", check=False)
+    assert full.returncode == 1
+    assert full.stderr.strip().startswith("error: ")
+    assert len(full.stderr.strip().splitlines()) == 1, full.stderr

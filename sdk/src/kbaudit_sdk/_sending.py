@@ -73,20 +73,29 @@ def _refusal(response: httpx.Response) -> AuditError:
     return AuditError(response.status_code, body if isinstance(body, dict) else {"body": body})
 
 
+def _judge(response: httpx.Response | None, count: int, stats: Stats) -> tuple[bool, float | None]:
+    """(the batch is written, seconds the server asked to wait); raises on a refusal that
+    retrying cannot change. ``None``: the connection failed."""
+    if response is None:
+        return False, None
+    if response.is_success:
+        stats.sent += count
+        return True, None
+    retryable, asked = _verdict(response)
+    if not retryable:
+        raise _refusal(response)
+    return False, asked
+
+
 def send(client: httpx.Client, items: list[dict[str, Any]], retry: Retry, stats: Stats) -> None:
     for attempt in range(retry.attempts):
-        asked: float | None = None
         try:
-            response = client.post(RECORDS, json={"items": items})
+            response: httpx.Response | None = client.post(RECORDS, json={"items": items})
         except httpx.TransportError:
-            pass
-        else:
-            if response.is_success:
-                stats.sent += len(items)
-                return
-            retryable, asked = _verdict(response)
-            if not retryable:
-                raise _refusal(response)
+            response = None
+        done, asked = _judge(response, len(items), stats)
+        if done:
+            return
         if attempt + 1 < retry.attempts:
             stats.retries += 1
             time.sleep(retry.delay(attempt, asked))
@@ -97,18 +106,13 @@ async def send_async(
     client: httpx.AsyncClient, items: list[dict[str, Any]], retry: Retry, stats: Stats
 ) -> None:
     for attempt in range(retry.attempts):
-        asked: float | None = None
         try:
-            response = await client.post(RECORDS, json={"items": items})
+            response: httpx.Response | None = await client.post(RECORDS, json={"items": items})
         except httpx.TransportError:
-            pass
-        else:
-            if response.is_success:
-                stats.sent += len(items)
-                return
-            retryable, asked = _verdict(response)
-            if not retryable:
-                raise _refusal(response)
+            response = None
+        done, asked = _judge(response, len(items), stats)
+        if done:
+            return
         if attempt + 1 < retry.attempts:
             stats.retries += 1
             await asyncio.sleep(retry.delay(attempt, asked))

@@ -71,6 +71,7 @@ def wait(export_id: str, api_key: Key, url: Url = "http://127.0.0.1:8000") -> No
         MofNCompleteColumn(),
         TextColumn("parts, {task.fields[rows]:,} rows"),
         console=err,
+        transient=True,
     ) as progress:
         task = progress.add_task("running", total=None, rows=0)
 
@@ -109,7 +110,12 @@ def download(
     export against its signed manifest, as ``kbaudit verify`` does."""
     client = _client(url, api_key)
     with Progress(
-        TextColumn("downloading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err
+        TextColumn("downloading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
     ) as progress:
         task = progress.add_task("downloading", total=None)
         saved = _run(lambda: client.download(export_id, out, lambda n: progress.advance(task, n)))
@@ -126,8 +132,18 @@ def download(
 
 
 def _run(action: Any) -> Any:
+    """A refusal, a server that cannot be reached or a disk that is full: one line on
+    standard error and exit status 1."""
     try:
         return action()
-    except (ClientError, SignatureError, httpx2.HTTPError) as exc:
-        say(f"error: {exc}")
-        raise typer.Exit(2) from exc
+    except (ClientError, SignatureError, httpx2.HTTPError, OSError) as exc:
+        say(f"error: {_plainly(exc)}")
+        raise typer.Exit(1) from exc
+
+
+def _plainly(exc: Exception) -> str:
+    if isinstance(exc, httpx2.TransportError):
+        return f"the kbaudit server cannot be reached ({type(exc).__name__}: {exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
