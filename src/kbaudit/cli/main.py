@@ -8,7 +8,7 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -18,15 +18,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from kbaudit.cli.export import export_app
 from kbaudit.cli.log import log_app, verify
 from kbaudit.config import Settings
-from kbaudit.container import Container, build_container
 from kbaudit.domain import EARLIEST_INSTANT, LATEST_INSTANT, SCOPES, OrgId
 from kbaudit.errors import ConfigurationError, KbAuditError, NotFound, StoreUnavailable
-from kbaudit.services.archive import list_archives
-from kbaudit.services.importer import ImportReport, import_lines
-from kbaudit.services.ingest import Outcome, ingest_records
-from kbaudit.services.keys import create_key, organization_named
-from kbaudit.services.query import newest_record_at
-from kbaudit.services.retention import purge
+
+if TYPE_CHECKING:
+    from kbaudit.container import Container
+    from kbaudit.services.importer import ImportReport
+
+# The server's stack (the store, the queue, the services) is imported by the commands that
+# use it, so that the client commands (verify, log, export) start in a fraction of a second.
 
 HELP = """kbaudit keeps every knowledge-base retrieval your AI agents make, answers queries over
 them, and hands out exports that are encrypted, signed and provably complete.
@@ -76,6 +76,8 @@ def _plainly(exc: Exception) -> str:
 
 
 def _container() -> Container:
+    from kbaudit.container import build_container
+
     return build_container(Settings())
 
 
@@ -173,6 +175,8 @@ def keys_create(
     scopes: Annotated[str, typer.Option(help=f"Comma-separated, of: {', '.join(SCOPES)}")],
 ) -> None:
     """Create an API key. The key alone is the last line on standard output."""
+    from kbaudit.services.keys import create_key
+
     container = _container()
     try:
         key = create_key(container.store, container.clock, org, _split(scopes))
@@ -215,6 +219,8 @@ def import_file(
 
 
 def _import_with_progress(container: Container, org_id: OrgId, file: Path) -> ImportReport:
+    from kbaudit.services.importer import import_lines
+
     with file.open("rb") as handle:
         total = sum(1 for _ in handle)
     with _progress() as progress, file.open("rb") as handle:
@@ -236,6 +242,9 @@ def demo(
 ) -> None:
     """Fill the store with realistic sample records and print a ready API key (last line).
     Run again, it keeps the records it loaded before and prints a new key."""
+    from kbaudit.services.keys import create_key, organization_named
+    from kbaudit.services.query import newest_record_at
+
     container = _container()
     key = create_key(container.store, container.clock, DEMO_ORG, SCOPES)
     org = organization_named(container.store, DEMO_ORG)
@@ -269,6 +278,7 @@ def demo(
 
 def _load_demo(container: Container, org_id: OrgId, records: int, end: datetime) -> None:
     from kbaudit.demo import demo_records
+    from kbaudit.services.ingest import ingest_records
 
     batch = []
     with _progress() as progress:
@@ -293,6 +303,8 @@ def retention_purge(
 ) -> None:
     """Apply every organization's retention policy now (kbaudit serve also does it
     periodically)."""
+    from kbaudit.services.retention import purge
+
     container = _container()
     deleted = purge(container.store, container.clock, container.archiver, batch_size)
     err.print(f"purged {deleted} records")
@@ -303,6 +315,8 @@ def archive_list(
     org: Annotated[str | None, typer.Option(help="Only this organization's.")] = None,
 ) -> None:
     """Archives, oldest first: id, organization, records, when, where."""
+    from kbaudit.services.archive import list_archives
+
     container = _container()
     try:
         archives = list_archives(container.store, org)
@@ -322,6 +336,8 @@ def archive_restore(
     into: Annotated[str | None, typer.Option(help="Organization to restore into.")] = None,
 ) -> None:
     """Write an archive's records back, into its own organization or another; idempotent."""
+    from kbaudit.services.ingest import Outcome
+
     container = _container()
     try:
         result = container.archiver.restore(container.store, archive_id, into)
@@ -333,6 +349,8 @@ def archive_restore(
 
 
 def _organization_id(container: Container, name: str) -> OrgId:
+    from kbaudit.services.keys import organization_named
+
     try:
         return organization_named(container.store, name).id
     except NotFound as exc:

@@ -13,6 +13,7 @@ import base64
 import binascii
 import csv
 import hashlib
+import operator
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ import orjson
 
 from kbaudit.crypto.checkpoint import Checkpoint, open_checkpoint, origin_of
 from kbaudit.crypto.signing import PublicKey, SignatureError
-from kbaudit.services.exports.manifest import MANIFEST, SIGNATURE, VERSION
+from kbaudit.services.exports.manifest_format import MANIFEST, SIGNATURE, VERSION
 
 CHUNK = 8 << 20
 DATA_FILE = re.compile(r"kb-audit-\d+\.\w+\Z|.*\.(csv|ndjson|parquet)\Z")
@@ -287,10 +288,14 @@ class Rows:
                 raise VerificationFailed(f"{name}: the header lacks a column") from exc
         if self._columns is None:
             return
+        keys = operator.itemgetter(*self._columns)
         for cells in self._csv_records(lines, max(self._columns) + 1):
-            created_at, record_id, write_status, *optional = (cells[i] for i in self._columns)
-            status, actor, session = (value or None for value in optional)
-            self._check(name, (created_at, record_id, write_status, status, actor, session), None)
+            try:
+                created_at, record_id, write_status, status, actor, session = keys(cells)
+            except IndexError as exc:
+                raise VerificationFailed(f"{name}: row {self.count + 1} has too few cells") from exc
+            row = (created_at, record_id, write_status, status or None, actor or None)
+            self._check(name, (*row, session or None), None)
 
     def _csv_records(self, lines: list[bytes], width: int) -> Iterator[list[str]]:
         """The first ``width`` cells of each RFC 4180 record. Most lines hold a whole record
@@ -301,9 +306,11 @@ class Rows:
         for raw in lines:
             line = raw[:-1] if raw.endswith(b"\r") else raw
             if not pending and line.count(b'"') % 2 == 0:
-                cells = line.split(b",", width)[:width]
-                if not any(b'"' in cell for cell in cells):
-                    yield [cell.decode() for cell in cells]
+                rest = line.split(b",", width)[-1]  # what follows the key columns
+                head = len(line) - len(rest)
+                quote = line.find(b'"')
+                if quote < 0 or quote >= head:
+                    yield line[: head - 1].decode().split(",") if head else [line.decode()]
                     continue
             pending.append(line)
             if sum(part.count(b'"') for part in pending) % 2 == 0:

@@ -17,7 +17,7 @@ from kbaudit.errors import ExportInProgress, IdempotencyKeyReused, InvalidReques
 from kbaudit.services.access import record_access
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
-from kbaudit.services.exports.manifest import MANIFEST, SIGNATURE
+from kbaudit.services.exports.manifest_format import MANIFEST, SIGNATURE
 from kbaudit.services.query import CursorCodec, describe_filters
 
 CREATE_ROUTE = "POST /v1/knowledge-base/audit/exports"

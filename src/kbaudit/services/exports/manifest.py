@@ -17,12 +17,10 @@ from sqlalchemy import Row
 
 from kbaudit.crypto.signing import SigningKeys
 from kbaudit.document import canonical_json
+from kbaudit.services.exports.manifest_format import VERSION
 from kbaudit.services.log import checkpoint_note
 from kbaudit.store.unit_of_work import UnitOfWork
 
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.json.sig"
-VERSION = 1
 JOB_FIELDS = (
     "export_format",
     "window_start",
