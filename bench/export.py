@@ -80,8 +80,10 @@ def download_rates(data_dir: Path, export_id: str) -> tuple[list[float], list[fl
     with container.store.reading() as uow:
         job = uow.exports.job(export_id)
         assert job is not None
-        part = max(uow.exports.parts(export_id), key=lambda p: p.plaintext_bytes)
+        file = max((p.file for p in uow.exports.parts(export_id)), key=lambda f: f.plaintext_bytes)
+        part = next(p for p in uow.exports.parts(export_id) if p.blob_key == file.blob_key)
         org = uow.keys.organization(OrgId(job.org_id))
+    assert job.wrapped_keyset is not None
     aead = container.exports.keys.open_data_key(
         org.uuid, export_id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
     )
@@ -89,7 +91,7 @@ def download_rates(data_dir: Path, export_id: str) -> tuple[list[float], list[fl
 
     def raw_pass() -> tuple[float, int]:
         started = time.perf_counter()
-        ciphertext = container.exports.blobs.read(part.blob_key)
+        ciphertext = container.exports.blobs.read(file.blob_key)
         size = sum(len(chunk) for chunk in decrypted_chunks(aead, context, ciphertext))
         return time.perf_counter() - started, size
 

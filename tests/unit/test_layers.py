@@ -56,6 +56,11 @@ def test_workers_are_handed_their_dependencies_not_the_container() -> None:
     assert offenders("workers", "kbaudit.container") == []
 
 
+def test_services_work_with_typed_models_never_the_database_library() -> None:
+    """The store maps rows to models (kbaudit.store.models); services never see a row."""
+    assert offenders("services", "sqlalchemy") == []
+
+
 def test_services_and_the_store_never_reach_up_to_the_edges() -> None:
     for folder in ("services", "store", "crypto", "blobs"):
         for edge in ("kbaudit.api", "kbaudit.cli", "kbaudit.container"):

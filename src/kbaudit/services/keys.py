@@ -14,8 +14,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from sqlalchemy.exc import IntegrityError
-
 from kbaudit.crypto.keyring import Keyring
 from kbaudit.domain import SCOPES, Caller, KeyId
 from kbaudit.errors import AuthenticationRequired, ConfigurationError, InvalidRequest, NotFound
@@ -115,23 +113,10 @@ def check_keyring(store: Store, keyring: Keyring) -> None:
     """Refuse a keyring whose versions are not the ones the database was written with (a
     host given another KBAUDIT_MASTER_KEY, a data folder's master.keys replaced); versions
     seen for the first time are remembered."""
-    for attempt in range(2):
-        try:
-            _check_keyring(store, keyring)
-            return
-        except IntegrityError:  # another host remembered the same version meanwhile
-            if attempt:
-                raise
-
-
-def _check_keyring(store: Store, keyring: Keyring) -> None:
     with store.writing() as uow:
-        known = uow.keys.keyring_checks()
         for version in keyring.versions:
             value = keyring.derive("keyring-check/v1", version)
-            if version not in known:
-                uow.keys.add_keyring_check(version, value)
-            elif not hmac.compare_digest(known[version], value):
+            if not hmac.compare_digest(uow.keys.keyring_check(version, value), value):
                 raise ConfigurationError(
                     f"master key version {version} is not the one this database was written "
                     "with: check KBAUDIT_MASTER_KEY (or master.keys in the data folder)"

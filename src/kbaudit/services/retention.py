@@ -18,13 +18,13 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Row
 
 from kbaudit.domain import Caller, OrgId
 from kbaudit.errors import InvalidRequest
 from kbaudit.services.access import record_access
 from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock
+from kbaudit.store.models import RetentionPolicy
 from kbaudit.store.partitions import Month
 from kbaudit.store.unit_of_work import Store, UnitOfWork
 
@@ -188,7 +188,7 @@ def _purge_batch(
 
 
 def _reason_to_wait(
-    uow: UnitOfWork, org_id: OrgId, policy: Row[Any] | None, archiver: Archiver | None
+    uow: UnitOfWork, org_id: OrgId, policy: RetentionPolicy | None, archiver: Archiver | None
 ) -> str | None:
     if policy is not None and policy.legal_hold_enabled:
         return "legal_hold"
@@ -218,7 +218,7 @@ def _policy(uow: UnitOfWork, org_id: OrgId, clock: Clock) -> dict[str, Any]:
         row = uow.retention.policy(org_id)
         assert row is not None
     org = uow.keys.organization(org_id)
-    return {**row._mapping, "organization_id": org.uuid, "policy_version": str(row.policy_version)}
+    return {**row.as_dict(), "organization_id": org.uuid, "policy_version": str(row.policy_version)}
 
 
 def _plain(value: Any) -> Any:

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, literal, select, tuple_, update
+from sqlalchemy import Connection, Select, func, insert, literal, select, tuple_, update
 
 from kbaudit.domain import OrgId
+from kbaudit.store.models import ExportJob, ExportPart
 from kbaudit.store.tables import export_jobs, export_parts
 
 ACTIVE = ("pending", "running")
@@ -26,16 +27,24 @@ class ExportRepository:
     def add_job(self, values: dict[str, Any]) -> None:
         self._connection.execute(insert(export_jobs).values(**values))
 
-    def job(self, job_id: str, org_id: OrgId | None = None) -> Row[Any] | None:
+    def job(self, job_id: str, org_id: OrgId | None = None) -> ExportJob | None:
         query = select(export_jobs).where(export_jobs.c.id == job_id)
         if org_id is not None:
             query = query.where(export_jobs.c.org_id == org_id)
-        return self._connection.execute(query).one_or_none()
+        return self._one_job(query)
 
-    def job_by_idempotency_key(self, org_id: OrgId, key: str) -> Row[Any] | None:
+    def job_by_idempotency_key(self, org_id: OrgId, key: str) -> ExportJob | None:
         j = export_jobs.c
-        query = select(export_jobs).where(j.org_id == org_id, j.idempotency_key == key)
-        return self._connection.execute(query).one_or_none()
+        return self._one_job(
+            select(export_jobs).where(j.org_id == org_id, j.idempotency_key == key)
+        )
+
+    def _one_job(self, query: Select[Any]) -> ExportJob | None:
+        row = self._connection.execute(query).one_or_none()
+        return None if row is None else ExportJob.of(row)
+
+    def _jobs(self, query: Select[Any]) -> list[ExportJob]:
+        return [ExportJob.of(row) for row in self._connection.execute(query)]
 
     def forget_idempotency_key(self, job_id: str) -> None:
         self._update_job(job_id, idempotency_key=None)
@@ -47,7 +56,7 @@ class ExportRepository:
 
     def jobs_page(
         self, org_id: OrgId, status: str | None, after: tuple[datetime, str] | None, limit: int
-    ) -> list[Row[Any]]:
+    ) -> list[ExportJob]:
         j = export_jobs.c
         query = (
             select(export_jobs)
@@ -60,7 +69,7 @@ class ExportRepository:
         if after is not None:
             key = tuple_(literal(after[0], j.created_at.type), literal(after[1], j.id.type))
             query = query.where(tuple_(j.created_at, j.id) < key)
-        return list(self._connection.execute(query))
+        return self._jobs(query)
 
     def start_job(self, job_id: str, now: datetime, snapshot_seq: int, log_size: int) -> bool:
         return self._update_job(
@@ -82,14 +91,12 @@ class ExportRepository:
     def expire_job(self, job_id: str) -> bool:
         return self._update_job(job_id, _when=ENDED, status="expired", wrapped_keyset=None)
 
-    def jobs_in(self, statuses: Sequence[str]) -> list[Row[Any]]:
-        query = select(export_jobs).where(export_jobs.c.status.in_(statuses))
-        return list(self._connection.execute(query))
+    def jobs_in(self, statuses: Sequence[str]) -> list[ExportJob]:
+        return self._jobs(select(export_jobs).where(export_jobs.c.status.in_(statuses)))
 
-    def jobs_expiring(self, now: datetime) -> list[Row[Any]]:
+    def jobs_expiring(self, now: datetime) -> list[ExportJob]:
         j = export_jobs.c
-        query = select(export_jobs).where(j.status.in_(ENDED), j.expires_at <= now)
-        return list(self._connection.execute(query))
+        return self._jobs(select(export_jobs).where(j.status.in_(ENDED), j.expires_at <= now))
 
     def _update_job(self, job_id: str, _when: Sequence[str] = (), **values: Any) -> bool:
         query = update(export_jobs).where(export_jobs.c.id == job_id).values(**values)
@@ -102,10 +109,10 @@ class ExportRepository:
     def add_parts(self, parts: Sequence[dict[str, Any]]) -> None:
         self._connection.execute(insert(export_parts), list(parts))
 
-    def parts(self, job_id: str) -> list[Row[Any]]:
+    def parts(self, job_id: str) -> list[ExportPart]:
         p = export_parts.c
         query = select(export_parts).where(p.job_id == job_id).order_by(p.part_no)
-        return list(self._connection.execute(query))
+        return [ExportPart.of(row) for row in self._connection.execute(query)]
 
     def claim_part(
         self, job_id: str, part_no: int, owner: str, now: datetime, until: datetime
@@ -143,15 +150,16 @@ class ExportRepository:
         )
         return self._connection.execute(query).rowcount == 1
 
-    def release_stale_parts(self, now: datetime, max_attempts: int) -> list[Row[Any]]:
+    def release_stale_parts(self, now: datetime, max_attempts: int) -> list[ExportPart]:
         """Parts whose worker stopped heartbeating: back to pending, or failed when out of
         attempts. Returns the parts that changed."""
         p = export_parts.c
-        stale = list(
-            self._connection.execute(
+        stale = [
+            ExportPart.of(row)
+            for row in self._connection.execute(
                 select(export_parts).where(p.status == "running", p.lease_expires_at < now)
             )
-        )
+        ]
         for part in stale:
             out_of_attempts = part.attempts >= max_attempts
             self._connection.execute(
@@ -172,7 +180,7 @@ class ExportRepository:
             )
         return stale
 
-    def parts_in(self, status: str, updated_before: datetime) -> list[Row[Any]]:
+    def parts_in(self, status: str, updated_before: datetime) -> list[ExportPart]:
         p = export_parts.c
         query = select(export_parts).where(p.status == status, p.updated_at < updated_before)
-        return list(self._connection.execute(query))
+        return [ExportPart.of(row) for row in self._connection.execute(query)]

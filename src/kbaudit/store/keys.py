@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from kbaudit.domain import KeyId, OrgId
 from kbaudit.store.tables import api_keys, keyring_checks, organizations
@@ -80,9 +81,17 @@ class KeyRepository:
             revoked=row.revoked_at is not None,
         )
 
-    def keyring_checks(self) -> dict[int, bytes]:
-        rows = self._connection.execute(select(keyring_checks))
-        return {row.version: row.check_value for row in rows}
-
-    def add_keyring_check(self, version: int, value: bytes) -> None:
-        self._connection.execute(insert(keyring_checks).values(version=version, check_value=value))
+    def keyring_check(self, version: int, value: bytes) -> bytes:
+        """The check value kept for a keyring version, keeping ``value`` when there is none
+        yet (hosts starting at once keep the first)."""
+        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
+        self._connection.execute(
+            dialect.insert(keyring_checks)
+            .values(version=version, check_value=value)
+            .on_conflict_do_nothing(index_elements=["version"])
+        )
+        c = keyring_checks.c
+        kept: bytes = self._connection.execute(
+            select(c.check_value).where(c.version == version)
+        ).scalar_one()
+        return kept

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from kbaudit.domain import OrgId
 from kbaudit.store import partitions
+from kbaudit.store.models import RetentionPolicy
 from kbaudit.store.partitions import Month
 from kbaudit.store.tables import (
     archives,
@@ -20,9 +21,10 @@ class RetentionRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def policy(self, org_id: OrgId) -> Row[Any] | None:
+    def policy(self, org_id: OrgId) -> RetentionPolicy | None:
         query = select(retention_policies).where(retention_policies.c.org_id == org_id)
-        return self._connection.execute(query).one_or_none()
+        row = self._connection.execute(query).one_or_none()
+        return None if row is None else RetentionPolicy.of(row)
 
     def add_policy(self, values: dict[str, Any]) -> None:
         self._connection.execute(insert(retention_policies).values(**values))

@@ -75,23 +75,26 @@ def open_download(
         download.size, download.start, download.stop = len(content), start, stop
         return download
     assert part is not None
-    start, stop = _span(wanted, part.plaintext_bytes)
+    file = part.file
+    start, stop = _span(wanted, file.plaintext_bytes)
+    content_type = FORMATS[job.export_format].content_type
     if head:
-        content_type = FORMATS[job.export_format].content_type
         return Download(
             file_name,
             content_type,
-            part.plaintext_bytes,
-            part.sha256_plaintext,
+            file.plaintext_bytes,
+            file.sha256_plaintext,
             iter(()),
             start,
             stop,
         )
+    if job.wrapped_keyset is None:
+        raise ExportExpired("this export has expired; its files are deleted")
     aead = deps.keys.open_data_key(
         org_uuid, export_id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
     )
     plaintext = decrypted_chunks(
-        aead, file_context(org_uuid, export_id, file_name), deps.blobs.read(part.blob_key)
+        aead, file_context(org_uuid, export_id, file_name), deps.blobs.read(file.blob_key)
     )
     # Open the first segment now, so a file damaged at its start fails before any header.
     try:
@@ -101,9 +104,9 @@ def open_download(
         raise
     return Download(
         file_name=file_name,
-        content_type=FORMATS[job.export_format].content_type,
-        size=part.plaintext_bytes,
-        sha256_plaintext=part.sha256_plaintext,
+        content_type=content_type,
+        size=file.plaintext_bytes,
+        sha256_plaintext=file.sha256_plaintext,
         chunks=_logged(deps, caller, export_id, file_name, first, plaintext, start, stop),
         start=start,
         stop=stop,

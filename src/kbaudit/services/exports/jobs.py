@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Row
 
 from kbaudit.document import instant_of, micros
 from kbaudit.domain import Caller, OrgId, RecordFilters
@@ -19,6 +18,7 @@ from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.manifest_format import MANIFEST, SIGNATURE
 from kbaudit.services.query import CursorCodec, describe_filters
+from kbaudit.store.models import ExportJob, ExportPart
 
 CREATE_ROUTE = "POST /v1/knowledge-base/audit/exports"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -160,7 +160,7 @@ def echo_filters(filters: RecordFilters) -> dict[str, Any]:
     }
 
 
-def filters_of(job: Row[Any]) -> RecordFilters:
+def filters_of(job: ExportJob) -> RecordFilters:
     echoed = job.filters
     return RecordFilters(
         start=job.window_start,
@@ -172,9 +172,9 @@ def filters_of(job: Row[Any]) -> RecordFilters:
     )
 
 
-def signed_files(job: Row[Any]) -> list[tuple[str, bytes]]:
+def signed_files(job: ExportJob) -> list[tuple[str, bytes]]:
     """The manifest and its signature, once the job has them: (file name, content)."""
-    if job.manifest is None:
+    if job.manifest is None or job.manifest_signature is None:
         return []
     return [(MANIFEST, job.manifest), (SIGNATURE, job.manifest_signature)]
 
@@ -196,7 +196,7 @@ def _request_hash(spec: ExportSpec) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def _view(deps: ExportDeps, org_id: OrgId, job: Row[Any], parts: list[Row[Any]]) -> ExportView:
+def _view(deps: ExportDeps, org_id: OrgId, job: ExportJob, parts: list[ExportPart]) -> ExportView:
     downloadable = job.status in DOWNLOADABLE
     files = [
         FileView(

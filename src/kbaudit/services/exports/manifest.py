@@ -13,12 +13,12 @@ import base64
 from typing import Any
 
 import orjson
-from sqlalchemy import Row
 
 from kbaudit.crypto.signing import SigningKeys
 from kbaudit.document import canonical_json
 from kbaudit.services.exports.manifest_format import VERSION
 from kbaudit.services.log import checkpoint_note
+from kbaudit.store.models import ExportPart
 from kbaudit.store.unit_of_work import UnitOfWork
 
 JOB_FIELDS = (
@@ -61,10 +61,11 @@ def write_manifest(uow: UnitOfWork, signing: SigningKeys, job_id: str) -> None:
     uow.exports.keep_manifest(job_id, manifest, orjson.dumps(signature))
 
 
-def _listed(part: Row[Any]) -> dict[str, Any]:
+def _listed(part: ExportPart) -> dict[str, Any]:
+    file = part.file
     return {
         "name": part.file_name,
-        "rows": part.rows_written,
-        "bytes": part.plaintext_bytes,
-        "sha256_plaintext": part.sha256_plaintext,
+        "rows": file.rows,
+        "bytes": file.plaintext_bytes,
+        "sha256_plaintext": file.sha256_plaintext,
     }

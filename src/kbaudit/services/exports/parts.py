@@ -10,10 +10,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
-from sqlalchemy import Row
 
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.crypto.files import EncryptedFileWriter
@@ -22,6 +20,7 @@ from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
 from kbaudit.services.exports.manifest import write_manifest
 from kbaudit.services.exports.pipeline import WriteBehind
+from kbaudit.store.models import ExportJob, ExportPart
 from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.exports")
@@ -76,7 +75,7 @@ def run_part(deps: ExportDeps, job_id: str, part_no: int) -> None:
 
 def _claim(
     deps: ExportDeps, job_id: str, part_no: int, owner: str
-) -> tuple[Row[Any], Row[Any], str] | None:
+) -> tuple[ExportJob, ExportPart, str] | None:
     now = deps.clock()
     with deps.store.writing() as uow:
         job = uow.exports.job(job_id)
@@ -92,15 +91,16 @@ def _claim(
 
 
 def _write(
-    deps: ExportDeps, job: Row[Any], part: Row[Any], org_uuid: str, owner: str
+    deps: ExportDeps, job: ExportJob, part: ExportPart, org_uuid: str, owner: str
 ) -> WrittenFile:
     export_format = FORMATS[job.export_format]
+    # A running job has both; only ending it (and then expiring it) takes them away.
+    assert job.wrapped_keyset is not None
+    assert job.snapshot_seq is not None
     aead = deps.keys.open_data_key(
         org_uuid, job.id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
     )
     blob_key = f"{blob_prefix(org_uuid, job.id)}/{part.file_name}.{owner.rsplit(':', 1)[-1]}"
-    lower = (part.lo_created_at, part.lo_id) if part.lo_id else None
-    upper = (part.hi_created_at, part.hi_id) if part.hi_id else None
     heartbeat = _Heartbeat(deps, job.id, part.part_no, owner)
     rows = partial_rows = 0
     context = file_context(org_uuid, job.id, part.file_name)
@@ -110,7 +110,7 @@ def _write(
         EncryptedFileWriter(aead, context, sink) as out,
     ):
         documents = uow.records.export_documents(
-            job.org_id, filters_of(job), job.snapshot_seq, lower, upper
+            job.org_id, filters_of(job), job.snapshot_seq, part.lower, part.upper
         )
         # Compressing and storing overlap reading and rendering (see pipeline.py); the
         # thread has stopped before the file is closed.
@@ -216,7 +216,7 @@ def tidy(deps: ExportDeps, job_id: str) -> None:
         job = uow.exports.job(job_id)
         assert job is not None
         org_uuid = uow.keys.organization(job.org_id).uuid
-        keep = {part.blob_key for part in uow.exports.parts(job_id) if part.status == "done"}
+        keep = {part.file.blob_key for part in uow.exports.parts(job_id) if part.status == "done"}
     pruned = deps.blobs.prune(blob_prefix(org_uuid, job_id), keep)
     if pruned:
         log.info("export_leftovers_removed", export_id=job_id, blobs=pruned)

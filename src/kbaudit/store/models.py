@@ -1,0 +1,158 @@
+"""The rows of export jobs, export parts and retention policies, typed: what the repositories
+hand to the services instead of SQLAlchemy rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Self
+
+from kbaudit.domain import OrgId
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class PartStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class _FromRow:
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, row: Any) -> Self:
+        """The model of a row that has at least the model's columns."""
+        mapping = row._mapping
+        return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportJob(_FromRow):
+    id: str
+    org_id: OrgId
+    key_id: str
+    status: JobStatus
+    export_format: str
+    window_start: datetime
+    window_end: datetime
+    filters: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finalized_at: datetime | None
+    expires_at: datetime | None
+    snapshot_seq: int | None
+    log_size: int | None
+    manifest: bytes | None
+    manifest_signature: bytes | None
+    rows_per_file: int
+    total_rows: int | None
+    partial_count: int | None
+    failed_count: int | None
+    error_code: str | None
+    idempotency_key: str | None
+    request_hash: str
+    kek_version: int
+    wrapped_keyset: bytes | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", JobStatus(self.status))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class PartFile:
+    """What a done part wrote."""
+
+    blob_key: str
+    rows: int
+    partial_rows: int
+    plaintext_bytes: int
+    sha256_plaintext: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPart(_FromRow):
+    """One planned file: from its lower key (inclusive) to the next part's (exclusive)."""
+
+    job_id: str
+    part_no: int
+    lo_created_at: datetime | None
+    lo_id: str | None
+    hi_created_at: datetime | None
+    hi_id: str | None
+    planned_rows: int
+    status: PartStatus
+    attempts: int
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    file_name: str
+    blob_key: str | None
+    rows_written: int | None
+    partial_rows: int | None
+    plaintext_bytes: int | None
+    ciphertext_bytes: int | None
+    sha256_plaintext: str | None
+    error: str | None
+    updated_at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", PartStatus(self.status))
+
+    @property
+    def lower(self) -> tuple[datetime, str] | None:
+        """The key the part starts at (inclusive); None for the window's start."""
+        if self.lo_created_at is None or self.lo_id is None:
+            return None
+        return self.lo_created_at, self.lo_id
+
+    @property
+    def upper(self) -> tuple[datetime, str] | None:
+        """The key the next part starts at (exclusive); None for the window's end."""
+        if self.hi_created_at is None or self.hi_id is None:
+            return None
+        return self.hi_created_at, self.hi_id
+
+    @property
+    def file(self) -> PartFile:
+        """The file of a done part; other parts have none (``ValueError``)."""
+        if self.status is not PartStatus.DONE or self.blob_key is None:
+            raise ValueError(f"part {self.part_no} of export {self.job_id} has no file")
+        return PartFile(
+            self.blob_key,
+            self.rows_written or 0,
+            self.partial_rows or 0,
+            self.plaintext_bytes or 0,
+            self.sha256_plaintext or "",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy(_FromRow):
+    id: str
+    org_id: OrgId
+    retention_days: int
+    legal_hold_enabled: bool
+    legal_hold_reason: str | None
+    legal_hold_set_by: str | None
+    legal_hold_set_at: datetime | None
+    archive_before_delete: bool
+    archive_destination: str | None
+    policy_version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
