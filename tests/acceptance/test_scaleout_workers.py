@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -53,15 +54,24 @@ class Worker:
             ready, _, _ = select.select([self.process.stderr], [], [], deadline - time.monotonic())
             line = self.process.stderr.readline() if ready else ""
             if "kbaudit worker running" in line:
+                self._drain()
                 return
             if not line and self.process.poll() is not None:
                 break
         raise AssertionError("the worker did not start taking parts")
 
+    def _drain(self) -> None:
+        """Keep reading what the worker logs: a pipe nobody reads fills up (64 KB), and the
+        worker would then block in its next log line (a server restart makes many)."""
+        stream = self.process.stderr
+        assert stream is not None
+        self.log: list[str] = []
+        threading.Thread(target=lambda: self.log.extend(stream), daemon=True).start()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        self.process.communicate(timeout=60)
+        self.process.wait(timeout=60)
 
 
 @pytest.fixture
@@ -158,7 +168,7 @@ def test_three_workers_share_an_export_and_survive_a_sigkill(
         victim_pid = newest_claim_holder(cluster_cli, export_id)
         [victim] = [w for w in pool if w.process.pid == victim_pid]
         victim.process.send_signal(signal.SIGKILL)
-        victim.process.communicate(timeout=30)
+        victim.process.wait(timeout=30)
         stranded = [
             no
             for no, status, owner in parts(cluster_cli, export_id)
