@@ -66,12 +66,18 @@ class Worker:
         stream = self.process.stderr
         assert stream is not None
         self.log: list[str] = []
-        threading.Thread(target=lambda: self.log.extend(stream), daemon=True).start()
+        self._reader = threading.Thread(target=lambda: self.log.extend(stream), daemon=True)
+        self._reader.start()
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.join(timeout=10)  # the pipe ends with the process
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 @pytest.fixture
