@@ -16,6 +16,9 @@ tar xzf "$work/redoc-$REDOC.tgz" -C "$work/redoc"
 cp "$work/swagger/package/swagger-ui-bundle.js" "$work/swagger/package/swagger-ui.css" \
   "$work/swagger/package/favicon-32x32.png" "$target/"
 cp "$work/swagger/package/LICENSE" "$target/swagger-ui.LICENSE"
-cp "$work/redoc/package/bundles/redoc.standalone.js" "$target/"
+# Redoc loads its "by Redocly" logo from a CDN: point it at an empty image served here.
+sed 's#https://cdn.redoc.ly/redoc/logo-mini.svg#/static/vendor/blank.svg#' \
+  "$work/redoc/package/bundles/redoc.standalone.js" > "$target/redoc.standalone.js"
+printf '<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>\n' > "$target/blank.svg"
 cp "$work/redoc/package/LICENSE" "$target/redoc.LICENSE"
 echo "swagger-ui-dist $SWAGGER_UI, redoc $REDOC" > "$target/VERSIONS"

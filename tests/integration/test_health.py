@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from kbaudit.api.docs import STATIC
 from tests.conftest import Api
 
 
@@ -43,4 +44,18 @@ def test_the_api_docs_need_no_internet(api: Api) -> None:
             assert source.startswith("/"), (page, source)
             assert api.client.get(source).status_code == 200, source
         assert "fonts.googleapis" not in html
+    assert '"validatorUrl": null' in api.client.get("/docs").text
     assert api.client.get("/openapi.json").json()["info"]["title"] == "kbaudit"
+
+
+def test_no_vendored_file_loads_anything_from_another_host() -> None:
+    """Links in the libraries' texts are fine; an image, font, style or script they would
+    fetch from elsewhere is not (scripts/vendor.sh rewrites Redoc's logo)."""
+    asset = re.compile(rb"https?://[\w./-]+\.(?:svg|png|gif|ico|woff2?|ttf|css|js)\b")
+    for path in (STATIC / "vendor").iterdir():
+        found = [url for url in asset.findall(path.read_bytes()) if not url.startswith(DOC_LINKS)]
+        assert found == [], path.name
+
+
+# Project pages the bundles name in comments and error messages, never load.
+DOC_LINKS = (b"https://marked.js", b"https://redux.js", b"https://github.com/")

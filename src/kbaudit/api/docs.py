@@ -25,6 +25,8 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_js_url=f"{VENDOR}/swagger-ui-bundle.js",
         swagger_css_url=f"{VENDOR}/swagger-ui.css",
         swagger_favicon_url=f"{VENDOR}/favicon-32x32.png",
+        # Swagger UI would otherwise fetch a validity badge from validator.swagger.io.
+        swagger_ui_parameters={"validatorUrl": None},
     )
 
 
