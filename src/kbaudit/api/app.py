@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -61,9 +60,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """In the embedded default the export workers live in this process; in the scale-out mode
     they are ``kbaudit worker`` processes, and the API only enqueues."""
     container: Container = app.state.container
-    # What start-up made lives as long as the process: keep it out of the collector's full
-    # passes, which otherwise walk all of it and held requests up for 100-600 ms.
-    gc.freeze()
     if not (app.state.run_workers and container.settings.api_runs_workers):
         yield
         return

@@ -145,12 +145,9 @@ async def download_export_file(
         file_name,
         token,
         wanted=parse_range(byte_range),
+        only_if_version=None if if_range is None else if_range.strip('"'),
         head=head,
     )
-    if if_range is not None and if_range != f'"{download.sha256_plaintext}"' and download.partial:
-        download = await asyncio.to_thread(
-            open_download, deps, caller, str(export_id), file_name, token, head=head
-        )
     headers = {
         "Content-Disposition": f'attachment; filename="{download.file_name}"',
         "Content-Length": str(download.stop - download.start),

@@ -49,12 +49,15 @@ def open_download(
     token: str,
     *,
     wanted: Wanted | None = None,
+    only_if_version: str | None = None,
     head: bool = False,
 ) -> Download:
     """Another organization's export and unknown files are 404; an expired export 410; then
     the token must match this organization, export and file, and be fresh. ``wanted``: one
     range of the file (its start is reached by decrypting from the beginning: the file is
-    one compressed stream). ``head``: the checks and headers alone, nothing decrypted."""
+    one compressed stream), unless ``only_if_version`` names another SHA-256 than the
+    file's: then the whole file. ``head``: the checks and headers alone, nothing
+    decrypted."""
     with deps.store.reading() as uow:
         job = uow.exports.job(export_id, caller.org_id)
         if job is None:
@@ -70,12 +73,15 @@ def open_download(
     deps.tokens.check(token, caller.org_id, export_id, file_name)
     if file_name in signed:
         content = signed[file_name]
-        start, stop = _span(wanted, len(content))
-        download = _signed_file(deps, caller, export_id, file_name, content[start:stop], head)
-        download.size, download.start, download.stop = len(content), start, stop
-        return download
+        version = hashlib.sha256(content).hexdigest()
+        start, stop = _span(_if_same(wanted, only_if_version, version), len(content))
+        chunks: Iterator[bytes] = iter(())
+        if not head:
+            chunks = _logged(deps, caller, export_id, file_name, content, iter(()), start, stop)
+        return Download(file_name, "application/json", len(content), version, chunks, start, stop)
     assert part is not None
     file = part.file
+    wanted = _if_same(wanted, only_if_version, file.sha256_plaintext)
     start, stop = _span(wanted, file.plaintext_bytes)
     content_type = FORMATS[job.export_format].content_type
     if head:
@@ -125,18 +131,9 @@ def _span(wanted: Wanted | None, size: int) -> tuple[int, int]:
     return first, size if last is None else min(last + 1, size)
 
 
-def _signed_file(
-    deps: ExportDeps,
-    caller: Caller,
-    export_id: str,
-    file_name: str,
-    content: bytes,
-    head: bool,
-) -> Download:
-    """The manifest or its signature: small, kept in the job's row, sent as they are."""
-    whole = hashlib.sha256(content).hexdigest()
-    chunks = iter(()) if head else _logged(deps, caller, export_id, file_name, content, iter(()))
-    return Download(file_name, "application/json", len(content), whole, chunks, 0, len(content))
+def _if_same(wanted: Wanted | None, only_if_version: str | None, version: str) -> Wanted | None:
+    """A range of another version of the file than the client holds is no use to it."""
+    return wanted if only_if_version in (None, version) else None
 
 
 def _logged(
