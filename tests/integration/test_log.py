@@ -216,12 +216,17 @@ def _records(items: list[dict[str, Any]]) -> list[Any]:
     return [msgspec.convert(item, RecordIn) for item in items]
 
 
-@pytest.mark.parametrize("size", [0, 1, 2, 7])
-def test_the_checkpoint_root_is_the_tree_of_the_leaves(api: Api, size: int) -> None:
+# 600 then 300 leaves: past two full tiles of leaves, growing a partial one, with nodes on
+# the second tile level.
+@pytest.mark.parametrize("batches", [[], [1], [2], [7], [600, 300]])
+def test_the_checkpoint_root_is_the_tree_of_the_leaves(api: Api, batches: list[int]) -> None:
     key = api.key()
-    items = [record() for _ in range(size)]
-    if items:
-        write(api, key, *items)
+    items = []
+    for count in batches:
+        batch = [record() for _ in range(count)]
+        write(api, key, *batch)
+        items += batch
+    size = len(items)
     head = checkpoint(api, key)
     leaves = sorted(
         (entry["leaf_index"], base64.b64decode(entry["leaf"]))

@@ -37,8 +37,7 @@ def append_writes(uow: UnitOfWork, org_id: OrgId, writes: Sequence[Write]) -> li
         merkle.leaf_hash(leaf_of(org_uuid, str(doc.id), doc.audit_write_status, doc.body))
         for _, doc in writes
     ]
-    frontier = uow.log.perfect(org_id, merkle.root_blocks(size))
-    uow.log.add_nodes(org_id, merkle.append_leaves(size, leaves, frontier.__getitem__))
+    uow.log.append(org_id, size, leaves)
     replaced = [
         (old, leaf_of(org_uuid, str(old.id), old.audit_write_status, old.document))
         for old, _ in writes

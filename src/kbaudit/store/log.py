@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from kbaudit.crypto import merkle
 from kbaudit.crypto.merkle import Block, node_hash
 from kbaudit.domain import OrgId
 from kbaudit.store.records import StoredRecord
@@ -81,19 +82,21 @@ class LogRepository:
                 found[block] = block_from_tile(block, hashes)
         return found
 
-    def add_nodes(self, org_id: OrgId, nodes: Mapping[Block, bytes]) -> None:
-        """Append new perfect subtrees (``merkle.append_leaves``) to their tiles."""
-        grown = tile_appends(nodes)
-        if not grown:
-            return
-        stored = self._tiles(org_id, set(grown))
+    def append(self, org_id: OrgId, size: int, leaves: Sequence[bytes]) -> None:
+        """Append leaf hashes to the organization's log of ``size`` leaves. The tiles that
+        grow are the partial ones, which hold the tree's frontier: they are read once."""
+        frontier = merkle.root_blocks(size)
+        tiles = self._tiles(org_id, {tile_of(block)[0] for block in frontier})
+        known = {block: block_from_tile(block, tiles[tile_of(block)[0]]) for block in frontier}
         t = log_tiles.c
-        for tile, hashes in grown.items():
-            if tile in stored:
+        for tile, hashes in tile_appends(
+            merkle.append_leaves(size, leaves, known.__getitem__)
+        ).items():
+            if tile in tiles:
                 self._connection.execute(
                     log_tiles.update()
                     .where(t.org_id == org_id, t.level == tile[0], t.idx == tile[1])
-                    .values(hashes=stored[tile] + hashes)
+                    .values(hashes=tiles[tile] + hashes)
                 )
             else:
                 self._connection.execute(

@@ -84,22 +84,18 @@ def _log_organization(bind: sa.Connection, org_id: int, org_uuid: str) -> None:
     )
     number = sa.text("UPDATE records SET leaf_index = :leaf WHERE org_id = :org AND seq = :seq")
     size, after = 0, 0
-    known: dict[merkle.Block, bytes] = {}
     while rows := bind.execute(read, {"org": org_id, "after": after, "n": BATCH}).all():
         leaves = [
             merkle.leaf_hash(leaf_of(org_uuid, _uuid(row.id), row.audit_write_status, row.document))
             for row in rows
         ]
-        made = merkle.append_leaves(size, leaves, known.__getitem__)
-        LogRepository(bind).add_nodes(OrgId(org_id), made)
+        LogRepository(bind).append(OrgId(org_id), size, leaves)
         bind.execute(
             number,
             [{"org": org_id, "seq": row.seq, "leaf": size + n} for n, row in enumerate(rows)],
         )
         size += len(rows)
         after = rows[-1].seq
-        known = {**known, **made}
-        known = {block: known[block] for block in merkle.root_blocks(size)}
 
 
 def _uuid(raw: bytes) -> str:
