@@ -112,13 +112,18 @@ def _digest(secret: str) -> str:
 def check_keyring(store: Store, keyring: Keyring) -> None:
     """Refuse a keyring whose versions are not the ones the database was written with (a
     host given another KBAUDIT_MASTER_KEY, a data folder's master.keys replaced); versions
-    seen for the first time are remembered."""
-    with store.writing() as uow:
-        for version in keyring.versions:
-            value = keyring.derive("keyring-check/v1", version)
-            if not hmac.compare_digest(uow.keys.keyring_check(version, value), value):
-                raise ConfigurationError(
-                    f"master key version {version} is not the one this database was written "
-                    "with: check KBAUDIT_MASTER_KEY (or master.keys in the data folder)"
-                )
-        uow.commit()
+    seen for the first time are remembered. A start with known versions only reads."""
+    values = {v: keyring.derive("keyring-check/v1", v) for v in keyring.versions}
+    with store.reading() as uow:
+        kept = uow.keys.keyring_checks()
+    if set(values) - set(kept):
+        with store.writing() as uow:
+            for version in set(values) - set(kept):
+                kept[version] = uow.keys.keyring_check(version, values[version])
+            uow.commit()
+    for version, value in values.items():
+        if not hmac.compare_digest(kept[version], value):
+            raise ConfigurationError(
+                f"master key version {version} is not the one this database was written "
+                "with: check KBAUDIT_MASTER_KEY (or master.keys in the data folder)"
+            )

@@ -81,6 +81,10 @@ class KeyRepository:
             revoked=row.revoked_at is not None,
         )
 
+    def keyring_checks(self) -> dict[int, bytes]:
+        rows = self._connection.execute(select(keyring_checks))
+        return {row.version: row.check_value for row in rows}
+
     def keyring_check(self, version: int, value: bytes) -> bytes:
         """The check value kept for a keyring version, keeping ``value`` when there is none
         yet (hosts starting at once keep the first)."""
