@@ -74,7 +74,22 @@ def _batches(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-class AuditWriter:
+class _Batching:
+    """What both writers keep: the batch triggers, the queue policy, retries, the tally."""
+
+    def __init__(
+        self, batch_size: int, flush_interval: float, on_full: OnFull, retry: Retry | None
+    ) -> None:
+        self.stats = Stats()
+        self._batch_size, self._interval, self._on_full = batch_size, flush_interval, on_full
+        self._retry = retry or Retry()
+
+    def _refused(self, records: list[dict[str, Any]], exc: Exception) -> None:
+        self.stats.rejected += len(records)
+        self.stats.errors.append(str(exc))
+
+
+class AuditWriter(_Batching):
     """Writes records from a background thread. Use it as a context manager, or call
     ``close()``: what is queued is sent before it returns."""
 
@@ -90,9 +105,7 @@ class AuditWriter:
         retry: Retry | None = None,
         http: httpx.Client | None = None,
     ) -> None:
-        self.stats = Stats()
-        self._batch_size, self._interval, self._on_full = batch_size, flush_interval, on_full
-        self._retry = retry or Retry()
+        super().__init__(batch_size, flush_interval, on_full, retry)
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
         self._http = http or httpx.Client(base_url=base_url, timeout=30)
         self._http.headers["x-api-key"] = api_key
@@ -164,15 +177,14 @@ class AuditWriter:
         try:
             send(self._http, _batches(records), self._retry, self.stats)
         except (AuditError, ConnectionError) as exc:
-            self.stats.rejected += len(records)
-            self.stats.errors.append(str(exc))
+            self._refused(records, exc)
         finally:
             with self._flushed:
                 self._pending -= len(records)
                 self._flushed.notify_all()
 
 
-class AsyncAuditWriter:
+class AsyncAuditWriter(_Batching):
     """``AuditWriter`` for asyncio: a background task sends the batches. Use ``async with``
     (or ``await start()`` and ``await close()``)."""
 
@@ -188,9 +200,7 @@ class AsyncAuditWriter:
         retry: Retry | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        self.stats = Stats()
-        self._batch_size, self._interval, self._on_full = batch_size, flush_interval, on_full
-        self._retry = retry or Retry()
+        super().__init__(batch_size, flush_interval, on_full, retry)
         self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
         self._http = http or httpx.AsyncClient(base_url=base_url, timeout=30)
         self._http.headers["x-api-key"] = api_key
@@ -259,8 +269,7 @@ class AsyncAuditWriter:
         try:
             await send_async(self._http, _batches(records), self._retry, self.stats)
         except (AuditError, ConnectionError) as exc:
-            self.stats.rejected += len(records)
-            self.stats.errors.append(str(exc))
+            self._refused(records, exc)
         finally:
             for _ in records:
                 self._queue.task_done()
