@@ -3,7 +3,9 @@ is, each against a baseline measured in the same run.
 
 1. Ingest: ``kbaudit import`` of the data set into fresh embedded data folders, in process,
    with the log on and with ``append_writes`` replaced by a stub that numbers leaves without
-   hashing or storing anything: the share is what the log costs a writer. Rounds alternate.
+   hashing or storing anything (the share is what the log costs a writer), and the plain
+   script of ``bench.plain.ingest`` (a flat table, sharing nothing with kbaudit) as the
+   baseline. Rounds alternate.
 2. Routes: ``wrk`` against the checkpoint, proof and consistency routes of a data folder
    holding the large data set (``--data-dir``, e.g. the export benchmark's; the first start
    logs its records: that migration is timed too).
@@ -26,6 +28,7 @@ from unittest import mock
 import httpx2
 import orjson
 
+from bench import plain
 from bench.common import OUT, Server, dataset, kbaudit
 from bench.query import wrk
 from kbaudit.config import Settings
@@ -39,15 +42,17 @@ AUDIT = "/v1/knowledge-base/audit"
 
 def ingest(records: int, rounds: int) -> None:
     source = dataset(records)
-    rates: dict[str, list[float]] = {"log on": [], "log off": []}
+    rates: dict[str, list[float]] = {"log on": [], "log off": [], "plain script": []}
     for _ in range(rounds):
-        for variant in rates:
-            rates[variant].append(_import_rate(source, variant == "log on"))
+        rates["log on"].append(_import_rate(source, log_on=True))
+        rates["log off"].append(_import_rate(source, log_on=False))
+        rates["plain script"].append(plain.ingest(source, OUT / "log-plain-ingest.db"))
     best = {variant: max(values) for variant, values in rates.items()}
-    print(f"ingest, kbaudit import of {records:,} records, best of {rounds}:")
+    print(f"ingest, {records:,} records, best of {rounds}:")
     for variant, rate in best.items():
-        print(f"  {variant:8} {rate:9,.0f} records/s   (rounds: {_list(rates[variant])})")
-    print(f"  log on / log off: {best['log on'] / best['log off']:.2f}")
+        print(f"  {variant:12} {rate:9,.0f} records/s   (rounds: {_list(rates[variant])})")
+    print(f"  log on / log off (what the log costs): {best['log on'] / best['log off']:.2f}")
+    print(f"  log on / plain script: {best['log on'] / best['plain script']:.2f}")
 
 
 def _import_rate(source: Path, log_on: bool) -> float:
