@@ -15,6 +15,11 @@ S3_PORT=${KBAUDIT_TEST_S3_PORT:-28333}
 S3_KEY=kbaudit-test
 # A throwaway credential for a loopback-only test server, not a secret.
 S3_SECRET=kbaudit-test-secret
+# A customer's own identity, allowed only into its own bucket: the destination tests' bucket.
+# SeaweedFS makes a missing bucket on upload for admin identities only: this one is refused.
+CUSTOMER_KEY=customer-test
+CUSTOMER_SECRET=customer-test-secret
+CUSTOMER_BUCKET=customer-bucket
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 WEED=${WEED:-$here/.venv/bin/weed}
@@ -102,7 +107,9 @@ start_s3() {
   mkdir -p "$DIR/s3/data"
   cat >"$DIR/s3/identities.json" <<EOF
 {"identities": [{"name": "kbaudit", "credentials": [{"accessKey": "$S3_KEY", "secretKey": "$S3_SECRET"}],
-  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+ {"name": "customer", "credentials": [{"accessKey": "$CUSTOMER_KEY", "secretKey": "$CUSTOMER_SECRET"}],
+  "actions": ["Read:$CUSTOMER_BUCKET", "Write:$CUSTOMER_BUCKET", "List:$CUSTOMER_BUCKET"]}]}
 EOF
   # Every SeaweedFS service also listens on its port + 10000, so all ports stay below 55535.
   setsid "$WEED" mini -dir="$DIR/s3/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
@@ -120,6 +127,8 @@ store = S3Store('kbaudit', endpoint='http://127.0.0.1:$S3_PORT', region='us-east
                 client_options={'allow_http': True}, retry_config={'max_retries': 0})
 obstore.put(store, 'warm-up', b'x')
 obstore.delete(store, 'warm-up')
+from kbaudit.blobs.s3 import S3BlobStore
+assert S3BlobStore('s3://$CUSTOMER_BUCKET', 'http://127.0.0.1:$S3_PORT').ensure_bucket() is None
 "
 }
 
@@ -141,6 +150,7 @@ export KBAUDIT_TEST_SERVICES=$DIR
 export AWS_ACCESS_KEY_ID=$S3_KEY
 export AWS_SECRET_ACCESS_KEY=$S3_SECRET
 export AWS_REGION=us-east-1
+export KBAUDIT_TEST_CUSTOMER_S3="$CUSTOMER_BUCKET $CUSTOMER_KEY $CUSTOMER_SECRET"
 EOF
 }
 

@@ -73,7 +73,7 @@ def download_all(
     api: Any, headers: dict[str, str], export_id: str, *, manifest: bool = False
 ) -> list[tuple[str, bytes]]:
     """Every data file of a finished export (and its manifest, if asked), checked against
-    its sha256_plaintext and headers."""
+    its SHA-256 (the age file's, for an export with recipients) and headers."""
     import hashlib
 
     job = view_export(api, headers, export_id)
@@ -85,8 +85,9 @@ def download_all(
             headers=headers,
         )
         assert response.status_code == 200, response.text
-        assert hashlib.sha256(response.content).hexdigest() == file["sha256_plaintext"]
-        assert response.headers["etag"] == f'"{file["sha256_plaintext"]}"'
+        sent = file.get("sha256_delivered") or file["sha256_plaintext"]
+        assert hashlib.sha256(response.content).hexdigest() == sent
+        assert response.headers["etag"] == f'"{sent}"'
         assert int(response.headers["content-length"]) == len(response.content)
         files.append((file["name"], response.content))
     return files

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     download_token_ttl_seconds: int = Field(900, ge=1)
     worker_threads: int = Field(2, ge=1)
     sweep_interval_seconds: float = Field(30.0, gt=0)
+    # How often each worker host looks for webhook events and destination copies to send.
+    delivery_interval_seconds: float = Field(0.5, gt=0)
+    # Lets webhooks and destinations use http and private addresses: development and tests.
+    webhook_allow_private: bool = False
 
     max_batch_records: int = Field(1000, ge=1, le=10_000)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)

@@ -21,6 +21,8 @@ from kbaudit.errors import ConfigurationError
 from kbaudit.metrics import Metrics
 from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock, system_clock
+from kbaudit.services.delivery.deps import DeliveryConfig, DeliveryDeps
+from kbaudit.services.delivery.outbox import deliver_due
 from kbaudit.services.exports.deps import ExportConfig, ExportDeps
 from kbaudit.services.exports.sweep import sweep
 from kbaudit.services.exports.tokens import DownloadTokens
@@ -46,6 +48,7 @@ class Container:
     clock: Clock
     huey: Huey
     exports: ExportDeps
+    delivery: DeliveryDeps
     archiver: Archiver
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -56,6 +59,8 @@ class Container:
             threads or self.settings.worker_threads,
             self._upkeep,
             self.settings.sweep_interval_seconds,
+            lambda: deliver_due(self.delivery),
+            self.settings.delivery_interval_seconds,
         )
 
     def _upkeep(self) -> None:
@@ -127,6 +132,9 @@ def build_container(
         clock=clock,
         huey=huey,
         exports=tasks.deps,
+        delivery=DeliveryDeps(
+            tasks.deps, DeliveryConfig(allow_private=settings.webhook_allow_private)
+        ),
         archiver=Archiver(tasks.deps.blobs, tasks.deps.keys, clock),
     )
 

@@ -104,5 +104,11 @@ class IdempotencyKeyReused(KbAuditError):
     code = "idempotency_key_reused"
 
 
+class DestinationCheckFailed(KbAuditError):
+    """A destination's preflight (write, read back, delete a probe) did not go through."""
+
+    code = "destination_check_failed"
+
+
 class ConfigurationError(Exception):
     """Settings that cannot work together; raised at start-up, before anything is served."""

@@ -68,9 +68,10 @@ def shape(schema: Schema, document: Schema, seen: frozenset[str] = frozenset()) 
     return {"nullable": False, "of": described}
 
 
-def covers(want: Any, have: Any) -> bool:
+def covers(want: Any, have: Any, accepting: bool = False) -> bool:
     """``have`` offers all that ``want`` promises: the same shapes, and objects may add
-    optional fields (kbaudit adds, never changes)."""
+    optional fields (kbaudit adds, never changes). What kbaudit is ``accepting`` (a request)
+    may also take more values of an enum: ``parquet`` beside ``csv`` and ``ndjson``."""
     if not (isinstance(want, dict) and isinstance(have, dict)):
         return bool(want == have)
     if set(want) - {"properties"} != set(have) - {"properties"}:
@@ -81,11 +82,14 @@ def covers(want: Any, have: Any) -> bool:
             if added & set(have.get("required", [])):
                 return False
             if any(
-                name not in have[key] or not covers(shape_, have[key][name])
+                name not in have[key] or not covers(shape_, have[key][name], accepting)
                 for name, shape_ in value.items()
             ):
                 return False
-        elif not covers(value, have[key]):
+        elif key == "enum" and accepting:
+            if not set(value) <= set(have[key]):
+                return False
+        elif not covers(value, have[key], accepting):
             return False
     return True
 
@@ -126,7 +130,7 @@ def differences(contract: Schema, ours: Schema, path: str, method: str) -> list[
             # kbaudit refuses request fields the contract does not name (a misspelt filter
             # must not widen an export); every field it names is accepted as it says.
             our_body["of"].pop("additionalProperties", None)
-        if not covers(want, our_body):
+        if not covers(want, our_body, accepting=True):
             found.append("request body schema differs")
     if have.get("security") != wanted.get("security"):
         found.append("security differs")

@@ -27,13 +27,20 @@ def _app() -> tuple[object, dict[str, str]]:
     in a folder of its own, removed when the tests end."""
     folder = Path(tempfile.mkdtemp(prefix="kbaudit-fuzz-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    container = build_container(Settings(data_dir=folder, queue_url="inline"))
+    # Private addresses allowed: a webhook's URL is then checked without a DNS lookup, and
+    # no test talks to anything but 127.0.0.1.
+    settings_ = Settings(data_dir=folder, queue_url="inline", webhook_allow_private=True)
+    container = build_container(settings_)
     key = create_key(container.store, container.clock, "fuzz", SCOPES)
     return create_app(container), {"x-api-key": key}
 
 
 APP, HEADERS = _app()
-OURS = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# Saving a destination writes to the bucket it names, AWS's when no endpoint is given: its
+# bad input is tested in test_destinations.py, against SeaweedFS on 127.0.0.1.
+OURS = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(
+    operation_id="putKBAuditDestination"
+)
 FEATHER = schemathesis.openapi.from_path(CONTRACT / "feather-kb-audit-openapi.json")
 FEATHER.app = APP  # the contract's cases, sent to kbaudit
 CHECKS = [not_a_server_error, response_schema_conformance]

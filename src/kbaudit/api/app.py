@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kbaudit import __version__
-from kbaudit.api import docs, exports, health, retention, retrievals, transparency
+from kbaudit.api import delivery, docs, exports, health, retention, retrievals, transparency
 from kbaudit.api.errors import install_error_handlers
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
@@ -45,6 +45,7 @@ def create_app(container: Container, *, run_workers: bool = True) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(retention.router)
     app.include_router(transparency.router)
+    app.include_router(delivery.router)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.mount("/static", docs.static_files, name="static")

@@ -26,6 +26,7 @@ STATUS_BY_ERROR: dict[type[errors.KbAuditError], int] = {
     errors.InvalidCursor: 400,
     errors.CursorMismatch: 400,
     errors.InvalidRequest: 422,
+    errors.DestinationCheckFailed: 422,
     errors.PayloadTooLarge: 413,
     errors.RecordConflict: 409,
     errors.StoreUnavailable: 503,

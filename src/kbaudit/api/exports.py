@@ -32,22 +32,7 @@ ExportStatus = Literal["pending", "running", "succeeded", "partial", "failed", "
 
 
 def as_response(view: ExportView) -> dict[str, Any]:
-    return {
-        **view.job,
-        "files": [
-            {
-                "name": f.name,
-                "sha256_plaintext": f.sha256_plaintext,
-                "download_token": f.download_token,
-            }
-            for f in view.files
-        ],
-        "progress": {
-            "parts_total": view.parts_total,
-            "parts_done": view.parts_done,
-            "rows_written": view.rows_written,
-        },
-    }
+    return view.as_dict()
 
 
 @router.post(
@@ -76,7 +61,7 @@ def request_export(
         "body",
     )
     container = container_of(request)
-    spec = ExportSpec(body.export_format, filters)
+    spec = ExportSpec(body.export_format, filters, tuple(body.recipients or ()), body.destination)
     return as_response(create_export(container.exports, caller, spec, idempotency_key))
 
 
@@ -151,7 +136,7 @@ async def download_export_file(
     headers = {
         "Content-Disposition": f'attachment; filename="{download.file_name}"',
         "Content-Length": str(download.stop - download.start),
-        "ETag": f'"{download.sha256_plaintext}"',
+        "ETag": f'"{download.sha256}"',
         "Accept-Ranges": "bytes",
         "Cache-Control": "no-store",
     }

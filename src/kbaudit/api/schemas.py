@@ -151,19 +151,36 @@ class IngestResponse(BaseModel):
     unchanged: int
 
 
+AgeRecipients = Annotated[
+    list[Annotated[str, Field(max_length=200)]], Field(min_length=1, max_length=10)
+]
+
+
 class ExportRequest(BaseModel):
     """POST body for an async encrypted audit export. Unknown fields are refused: a misspelt
     filter (``status`` for ``statuses``) would otherwise export everything."""
 
     model_config = ConfigDict(extra="forbid")
 
-    export_format: Literal["csv", "ndjson"] = "csv"
+    export_format: Literal["csv", "ndjson", "parquet"] = Field(
+        "csv", description="`parquet` is kbaudit's addition."
+    )
     start: WindowInstant
     end: WindowInstant
     kb_ids: list[UUID] | None = None
     statuses: list[str] | None = None
     actor_user_id: UUID | None = None
     session_id: UUID | None = None
+    recipients: AgeRecipients | None = Field(
+        None,
+        description="kbaudit's addition: age X25519 recipients (`age1...`); every file is "
+        "delivered as an age file encrypted to all of them.",
+    )
+    destination: Annotated[str, Field(max_length=64)] | None = Field(
+        None,
+        description="kbaudit's addition: the name of a destination the files are copied to "
+        "when the export ends.",
+    )
 
 
 class ExportFileStatus(BaseModel):
@@ -172,6 +189,17 @@ class ExportFileStatus(BaseModel):
     name: str
     sha256_plaintext: str | None = None
     download_token: str | None = None
+    sha256_delivered: str | None = Field(
+        None, description="kbaudit's addition: the SHA-256 of the age file, for recipients."
+    )
+
+
+class ExportDelivery(BaseModel):
+    """kbaudit's addition: the copy of the files to a destination."""
+
+    destination: str
+    status: Literal["pending", "delivered", "failed"]
+    error: str | None = None
 
 
 class ExportProgress(BaseModel):
@@ -201,6 +229,8 @@ class ExportJobResponse(BaseModel):
     filters: dict[str, Any] | None = None
     files: list[ExportFileStatus] = []
     progress: ExportProgress | None = None
+    recipients: list[str] | None = None
+    delivery: ExportDelivery | None = None
 
 
 class RetentionPolicyResponse(BaseModel):

@@ -37,6 +37,10 @@ class KeyManager(Protocol):
         self, org_uuid: str, export_id: str, wrapped: WrappedKeyset
     ) -> streaming_aead.StreamingAead: ...
 
+    def wrap_secret(self, org_uuid: str, purpose: str, secret: bytes) -> WrappedKeyset: ...
+
+    def unwrap_secret(self, org_uuid: str, purpose: str, wrapped: WrappedKeyset) -> bytes: ...
+
 
 class LocalKeyManager:
     def __init__(self, keyring: Keyring) -> None:
@@ -63,6 +67,21 @@ class LocalKeyManager:
             raise KeyUnavailable("the export's data key cannot be unwrapped") from exc
         primitive: streaming_aead.StreamingAead = handle.primitive(streaming_aead.StreamingAead)
         return primitive
+
+    def wrap_secret(self, org_uuid: str, purpose: str, secret: bytes) -> WrappedKeyset:
+        """A secret kbaudit must use again later (a webhook's signing secret, a bucket's
+        secret key), sealed under the organization's KEK; ``purpose`` names what it is for."""
+        version = self._keyring.current
+        context = _secret_context(org_uuid, purpose)
+        return WrappedKeyset(version, self._kek(org_uuid, version).encrypt(secret, context))
+
+    def unwrap_secret(self, org_uuid: str, purpose: str, wrapped: WrappedKeyset) -> bytes:
+        try:
+            kek = self._kek(org_uuid, wrapped.kek_version)
+            secret: bytes = kek.decrypt(wrapped.ciphertext, _secret_context(org_uuid, purpose))
+        except (tink.TinkError, KeyError) as exc:
+            raise KeyUnavailable("a stored secret cannot be unwrapped") from exc
+        return secret
 
     def _kek(self, org_uuid: str, version: int) -> aead.Aead:
         """The organization's AES-256-GCM KEK at one keyring version, as a Tink primitive."""
@@ -92,3 +111,7 @@ class LocalKeyManager:
 def _context(org_uuid: str, export_id: str) -> bytes:
     """Associated data binding a wrapped keyset to its organization and export."""
     return f"kbaudit/export-keyset/{org_uuid}/{export_id}".encode()
+
+
+def _secret_context(org_uuid: str, purpose: str) -> bytes:
+    return f"kbaudit/secret/{org_uuid}/{purpose}".encode()

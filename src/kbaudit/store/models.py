@@ -64,6 +64,8 @@ class ExportJob(_FromRow):
     request_hash: str
     kek_version: int
     wrapped_keyset: bytes | None
+    recipients: list[str] | None
+    destination: str | None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", JobStatus(self.status))
@@ -74,13 +76,15 @@ class ExportJob(_FromRow):
 
 @dataclass(frozen=True, slots=True)
 class PartFile:
-    """What a done part wrote."""
+    """What a done part wrote. A recipient receives the plaintext, or an age file of it."""
 
     blob_key: str
     rows: int
     partial_rows: int
     plaintext_bytes: int
     sha256_plaintext: str
+    delivered_bytes: int
+    sha256_delivered: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,8 @@ class ExportPart(_FromRow):
     plaintext_bytes: int | None
     ciphertext_bytes: int | None
     sha256_plaintext: str | None
+    delivered_bytes: int | None
+    sha256_delivered: str | None
     error: str | None
     updated_at: datetime
 
@@ -130,12 +136,15 @@ class ExportPart(_FromRow):
         """The file of a done part; other parts have none (``ValueError``)."""
         if self.status is not PartStatus.DONE or self.blob_key is None:
             raise ValueError(f"part {self.part_no} of export {self.job_id} has no file")
+        plaintext_bytes, sha256_plaintext = self.plaintext_bytes or 0, self.sha256_plaintext or ""
         return PartFile(
             self.blob_key,
             self.rows_written or 0,
             self.partial_rows or 0,
-            self.plaintext_bytes or 0,
-            self.sha256_plaintext or "",
+            plaintext_bytes,
+            sha256_plaintext,
+            plaintext_bytes if self.delivered_bytes is None else self.delivered_bytes,
+            self.sha256_delivered or sha256_plaintext,
         )
 
 
@@ -156,3 +165,65 @@ class RetentionPolicy(_FromRow):
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook(_FromRow):
+    id: str
+    org_id: OrgId
+    url: str
+    events: list[str]
+    description: str | None
+    kek_version: int
+    wrapped_secret: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Destination(_FromRow):
+    org_id: OrgId
+    name: str
+    bucket: str
+    prefix: str
+    region: str | None
+    endpoint: str | None
+    access_key_id: str
+    kek_version: int
+    wrapped_secret: bytes
+    created_at: datetime
+    updated_at: datetime
+
+
+class OutboxKind(StrEnum):
+    WEBHOOK = "webhook"  # target: the webhook's id
+    DESTINATION = "destination"  # target: the destination's name
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem(_FromRow):
+    """One thing to send: a webhook event, or an export's files for a destination."""
+
+    id: str
+    org_id: OrgId
+    kind: OutboxKind
+    target: str
+    export_id: str
+    event_type: str
+    body: bytes | None
+    status: OutboxStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    ended_at: datetime | None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", OutboxKind(self.kind))
+        object.__setattr__(self, "status", OutboxStatus(self.status))

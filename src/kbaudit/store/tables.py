@@ -210,6 +210,9 @@ export_jobs = Table(
     Column("request_hash", String(64), nullable=False),
     Column("kek_version", Integer, nullable=False),
     Column("wrapped_keyset", LargeBinary),
+    # age recipients (a JSON list): every file is delivered encrypted to them.
+    Column("recipients", JsonObject),
+    Column("destination", String(64)),  # a destination's name: the files are copied there
     Index("ix_export_jobs_org_created", "org_id", "created_at", "id"),
     Index("uq_export_jobs_org_idempotency", "org_id", "idempotency_key", unique=True),
     Index("ix_export_jobs_status", "status"),
@@ -238,6 +241,9 @@ export_parts = Table(
     Column("plaintext_bytes", BigInteger),
     Column("ciphertext_bytes", BigInteger),
     Column("sha256_plaintext", String(64)),
+    # What a recipient receives, when it is not the plaintext (an age file).
+    Column("delivered_bytes", BigInteger),
+    Column("sha256_delivered", String(64)),
     Column("error", String(500)),
     Column("updated_at", Instant, nullable=False),
     Index("ix_export_parts_status_lease", "status", "lease_expires_at"),
@@ -273,4 +279,61 @@ archives = Table(
     Column("kek_version", Integer, nullable=False),
     Column("wrapped_keyset", LargeBinary, nullable=False),
     Column("files", JsonObject, nullable=False),
+)
+
+# Where an organization's export events are sent. The signing secret is kept only wrapped by
+# the organization's key.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", UuidText, primary_key=True),
+    Column("org_id", Integer, nullable=False, index=True),
+    Column("url", String(2048), nullable=False),
+    Column("events", JsonObject, nullable=False),
+    Column("description", String(500)),
+    Column("kek_version", Integer, nullable=False),
+    Column("wrapped_secret", LargeBinary, nullable=False),
+    Column("created_at", Instant, nullable=False),
+)
+
+# The customer's own buckets, by name; the secret key is kept only wrapped.
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("org_id", Integer, primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("bucket", String(255), nullable=False),
+    Column("prefix", String(512), nullable=False),
+    Column("region", String(64)),
+    Column("endpoint", String(2048)),
+    Column("access_key_id", String(256), nullable=False),
+    Column("kek_version", Integer, nullable=False),
+    Column("wrapped_secret", LargeBinary, nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+)
+
+# Everything kbaudit sends out, written in the transaction that decided it must be sent, and
+# worked until it is delivered or given up: a webhook event (target: the webhook's id) or the
+# copy of an export's files to a destination (target: its name). ``next_attempt_at`` is also
+# the lease of a claimed row: a worker that dies leaves it due again.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("org_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("export_id", UuidText, nullable=False, index=True),
+    Column("event_type", String(32), nullable=False),
+    Column("body", LargeBinary),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Instant),
+    Column("last_status_code", Integer),
+    Column("last_error", String(500)),
+    Column("created_at", Instant, nullable=False),
+    Column("ended_at", Instant),
+    Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_outbox_target_created_at", "target", "created_at"),
 )

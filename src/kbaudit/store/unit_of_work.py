@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessEntry, AccessLogRepository, GroupCommit
+from kbaudit.store.delivery import DeliveryRepository
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
 from kbaudit.store.log import LogRepository
@@ -32,6 +33,7 @@ class UnitOfWork:
     exports: ExportRepository
     retention: RetentionRepository
     log: LogRepository
+    delivery: DeliveryRepository
 
     def __init__(
         self,
@@ -66,6 +68,7 @@ class UnitOfWork:
         self.exports = ExportRepository(connection)
         self.retention = RetentionRepository(connection)
         self.log = LogRepository(connection)
+        self.delivery = DeliveryRepository(connection)
         return self
 
     def __exit__(

@@ -25,13 +25,21 @@ class _QuietConsumer(Consumer):  # type: ignore[misc]
 
 
 class Sweeper:
-    """Runs the sweep every ``interval`` seconds, and once at start (to recover from a crash)."""
+    """Runs ``sweep`` every ``interval`` seconds, and once at start (to recover from a crash),
+    on a thread ``niceness`` steps behind the others."""
 
-    def __init__(self, sweep: Callable[[], object], interval: float) -> None:
+    def __init__(
+        self,
+        sweep: Callable[[], object],
+        interval: float,
+        name: str = "kbaudit-sweeper",
+        niceness: int = UPKEEP_NICENESS,
+    ) -> None:
         self._sweep = sweep
         self._interval = interval
+        self._niceness = niceness
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kbaudit-sweeper", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -41,12 +49,13 @@ class Sweeper:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        lower_thread_priority(UPKEEP_NICENESS)
+        if self._niceness:
+            lower_thread_priority(self._niceness)
         while not self._stop.is_set():
             try:
                 self._sweep()
             except Exception as exc:  # a failed sweep is retried at the next tick
-                log.error("sweep_failed", error=repr(exc))
+                log.error("sweep_failed", task=self._thread.name, error=repr(exc))
             self._stop.wait(self._interval)
 
 
@@ -64,19 +73,32 @@ def lower_thread_priority(by: int) -> None:
 
 
 class Workers:
-    """Consumer threads for the queue, and ``upkeep`` every ``interval`` seconds."""
+    """Consumer threads for the queue, ``upkeep`` every ``interval`` seconds, and ``deliver``
+    (the outbox) every ``delivery_interval`` seconds: polling the outbox, not a queue
+    message, is what makes a delivery survive any crash."""
 
-    def __init__(self, huey: Huey, threads: int, upkeep: Callable[[], object], interval: float):
+    def __init__(
+        self,
+        huey: Huey,
+        threads: int,
+        upkeep: Callable[[], object],
+        interval: float,
+        deliver: Callable[[], object],
+        delivery_interval: float,
+    ):
         self._consumer = _QuietConsumer(huey, workers=threads, periodic=False, worker_type="thread")
         self._sweeper = Sweeper(upkeep, interval)
+        self._deliverer = Sweeper(deliver, delivery_interval, "kbaudit-delivery", niceness=0)
 
     def start(self) -> None:
         self._consumer.start()
         self._sweeper.start()
+        self._deliverer.start()
         log.info("workers_started")
 
     def stop(self) -> None:
         """Let running parts finish (their leases would hand them on otherwise), then stop."""
+        self._deliverer.stop()
         self._sweeper.stop()
         self._consumer.stop(graceful=True)
         log.info("workers_stopped")

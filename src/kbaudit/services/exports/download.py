@@ -17,6 +17,7 @@ from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import DOWNLOADABLE, signed_files
 from kbaudit.services.exports.parts import file_context
+from kbaudit.store.models import ExportJob, PartFile
 
 DOWNLOAD_ROUTE = "GET /v1/knowledge-base/audit/exports/{export_id}/download/{file_name}"
 
@@ -31,7 +32,7 @@ class Download:
     file_name: str
     content_type: str
     size: int  # of the whole file
-    sha256_plaintext: str
+    sha256: str  # of the whole file as sent: its version (the plaintext's, unless age)
     chunks: Iterator[bytes]
     start: int = 0  # the bytes sent: [start, stop)
     stop: int = 0
@@ -81,41 +82,55 @@ def open_download(
         return Download(file_name, "application/json", len(content), version, chunks, start, stop)
     assert part is not None
     file = part.file
-    wanted = _if_same(wanted, only_if_version, file.sha256_plaintext)
-    start, stop = _span(wanted, file.plaintext_bytes)
-    content_type = FORMATS[job.export_format].content_type
+    wanted = _if_same(wanted, only_if_version, file.sha256_delivered)
+    start, stop = _span(wanted, file.delivered_bytes)
+    content_type = delivered_content_type(job)
     if head:
         return Download(
             file_name,
             content_type,
-            file.plaintext_bytes,
-            file.sha256_plaintext,
+            file.delivered_bytes,
+            file.sha256_delivered,
             iter(()),
             start,
             stop,
         )
-    if job.wrapped_keyset is None:
-        raise ExportExpired("this export has expired; its files are deleted")
-    aead = deps.keys.open_data_key(
-        org_uuid, export_id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
-    )
-    plaintext = decrypted_chunks(
-        aead, file_context(org_uuid, export_id, file_name), deps.blobs.read(file.blob_key)
-    )
+    delivered = delivered_chunks(deps, job, org_uuid, file_name, file)
     # Open the first segment now, so a file damaged at its start fails before any header.
     try:
-        first = next(plaintext, b"")
+        first = next(delivered, b"")
     except KbAuditError as exc:
         _log(deps, caller, export_id, file_name, exc.code, 0)
         raise
     return Download(
         file_name=file_name,
         content_type=content_type,
-        size=file.plaintext_bytes,
-        sha256_plaintext=file.sha256_plaintext,
-        chunks=_logged(deps, caller, export_id, file_name, first, plaintext, start, stop),
+        size=file.delivered_bytes,
+        sha256=file.sha256_delivered,
+        chunks=_logged(deps, caller, export_id, file_name, first, delivered, start, stop),
         start=start,
         stop=stop,
+    )
+
+
+def delivered_content_type(job: ExportJob) -> str:
+    if job.recipients:
+        return "application/octet-stream"  # an age file
+    return FORMATS[job.export_format].content_type
+
+
+def delivered_chunks(
+    deps: ExportDeps, job: ExportJob, org_uuid: str, file_name: str, file: PartFile
+) -> Iterator[bytes]:
+    """A file as its recipient receives it: kbaudit's encryption at rest opened, so the
+    plaintext, or the age file for an export with recipients."""
+    if job.wrapped_keyset is None:
+        raise ExportExpired("this export has expired; its files are deleted")
+    aead = deps.keys.open_data_key(
+        org_uuid, job.id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
+    )
+    return decrypted_chunks(
+        aead, file_context(org_uuid, job.id, file_name), deps.blobs.read(file.blob_key)
     )
 
 

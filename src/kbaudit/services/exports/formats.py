@@ -1,4 +1,4 @@
-"""CSV and NDJSON renderings of exported records.
+"""CSV and NDJSON renderings of exported records (Parquet: ``parquet.py``).
 
 CSV follows RFC 4180 with a header and the contract's detail fields in the contract's order;
 string cells a spreadsheet would run as a formula get a leading ``'``. It renders the stored
@@ -16,19 +16,27 @@ from typing import Any, Protocol
 import orjson
 
 from kbaudit.domain import RECORD_FIELDS
+from kbaudit.services.exports.parquet import ParquetFormat
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Rendering(Protocol):
+    """One file being rendered: its first bytes, then bytes for each batch of canonical
+    record documents (``kbaudit.document``), then its last bytes."""
+
+    def start(self) -> bytes: ...
+
+    def render(self, documents: Sequence[bytes]) -> bytes: ...
+
+    def finish(self) -> bytes: ...
 
 
 class ExportFormat(Protocol):
     extension: str
     content_type: str
 
-    def header(self) -> bytes: ...
-
-    def render(self, documents: Sequence[bytes]) -> bytes:
-        """Rows for these canonical record documents (``kbaudit.document``)."""
-        ...
+    def rendering(self) -> Rendering: ...
 
 
 _NEEDS_QUOTES = re.compile(r'[",\r\n]')
@@ -116,14 +124,22 @@ def _cell(value: bool | float | dict[str, Any], map_stand_in: str | None) -> str
 
 
 class CsvFormat:
+    """A rendering of its own: a line depends on its record alone."""
+
     extension = "csv"
     content_type = "text/csv; charset=utf-8"
 
-    def header(self) -> bytes:
+    def rendering(self) -> CsvFormat:
+        return self
+
+    def start(self) -> bytes:
         return (",".join(RECORD_FIELDS) + "\r\n").encode()
 
     def render(self, documents: Sequence[bytes]) -> bytes:
         return "".join(map(_csv_line, map(orjson.loads, documents))).encode()
+
+    def finish(self) -> bytes:
+        return b""
 
 
 class NdjsonFormat:
@@ -132,7 +148,10 @@ class NdjsonFormat:
     extension = "ndjson"
     content_type = "application/x-ndjson"
 
-    def header(self) -> bytes:
+    def rendering(self) -> NdjsonFormat:
+        return self
+
+    def start(self) -> bytes:
         return b""
 
     def render(self, documents: Sequence[bytes]) -> bytes:
@@ -140,5 +159,12 @@ class NdjsonFormat:
             return b""
         return b"\n".join(documents) + b"\n"
 
+    def finish(self) -> bytes:
+        return b""
 
-FORMATS: dict[str, ExportFormat] = {"csv": CsvFormat(), "ndjson": NdjsonFormat()}
+
+FORMATS: dict[str, ExportFormat] = {
+    "csv": CsvFormat(),
+    "ndjson": NdjsonFormat(),
+    "parquet": ParquetFormat(),
+}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import orjson
 
+from kbaudit.crypto.age import MAX_RECIPIENTS, InvalidRecipient, parse_recipients
 from kbaudit.document import instant_of, micros
 from kbaudit.domain import Caller, OrgId, RecordFilters
 from kbaudit.errors import ExportInProgress, IdempotencyKeyReused, InvalidRequest, NotFound
@@ -18,9 +20,26 @@ from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.manifest_format import MANIFEST, SIGNATURE
 from kbaudit.services.query import CursorCodec, describe_filters
-from kbaudit.store.models import ExportJob, ExportPart
+from kbaudit.store.models import ExportJob
+from kbaudit.store.unit_of_work import UnitOfWork
 
 CREATE_ROUTE = "POST /v1/knowledge-base/audit/exports"
+CONTRACT_FIELDS = (
+    "id",
+    "status",
+    "export_format",
+    "window_start",
+    "window_end",
+    "created_at",
+    "started_at",
+    "finalized_at",
+    "expires_at",
+    "total_rows",
+    "partial_count",
+    "failed_count",
+    "error_code",
+    "filters",
+)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 DOWNLOADABLE = ("succeeded", "partial")
 
@@ -29,6 +48,8 @@ DOWNLOADABLE = ("succeeded", "partial")
 class ExportSpec:
     export_format: str
     filters: RecordFilters
+    recipients: tuple[str, ...] = ()  # age recipients
+    destination: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +57,59 @@ class FileView:
     name: str
     sha256_plaintext: str | None
     download_token: str | None
+    sha256_delivered: str | None = None  # when it differs: the age file's
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    destination: str
+    status: str  # pending, delivered, failed
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ExportView:
-    """A job as the API shows it: the contract's fields plus part progress."""
+    """A job as the API shows it: the contract's fields plus part progress, recipients and
+    the delivery to a destination."""
 
     job: dict[str, Any]
     files: list[FileView]
     parts_total: int
     parts_done: int
     rows_written: int
+    recipients: list[str] | None = None
+    delivery: DeliveryView | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The view as the API and webhook events show it."""
+        files = []
+        for file in self.files:
+            shown = {
+                "name": file.name,
+                "sha256_plaintext": file.sha256_plaintext,
+                "download_token": file.download_token,
+            }
+            if file.sha256_delivered is not None:
+                shown["sha256_delivered"] = file.sha256_delivered
+            files.append(shown)
+        shown_job = {
+            **self.job,
+            "files": files,
+            "progress": {
+                "parts_total": self.parts_total,
+                "parts_done": self.parts_done,
+                "rows_written": self.rows_written,
+            },
+        }
+        if self.recipients:
+            shown_job["recipients"] = self.recipients
+        if self.delivery is not None:
+            shown_job["delivery"] = {
+                "destination": self.delivery.destination,
+                "status": self.delivery.status,
+                "error": self.delivery.error,
+            }
+        return shown_job
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +136,13 @@ def create_export(
                     raise IdempotencyKeyReused(
                         "this Idempotency-Key was used with a different request"
                     )
-                return _view(deps, caller.org_id, earlier, [])
+                return _view(deps, uow, caller.org_id, earlier)
             if earlier is not None:
                 uow.exports.forget_idempotency_key(earlier.id)
+        if spec.destination and uow.delivery.destination(caller.org_id, spec.destination) is None:
+            raise InvalidRequest(
+                f"no destination is named {spec.destination!r}", field=("body", "destination")
+            )
         if uow.exports.active_count(caller.org_id) >= deps.config.max_active_per_org:
             raise ExportInProgress("this organization already has an export pending or running")
         org = uow.keys.organization(caller.org_id)
@@ -96,6 +163,8 @@ def create_export(
                 "request_hash": request_hash,
                 "kek_version": wrapped.kek_version,
                 "wrapped_keyset": wrapped.ciphertext,
+                "recipients": list(spec.recipients) or None,
+                "destination": spec.destination,
             }
         )
         uow.commit()
@@ -109,6 +178,8 @@ def create_export(
             "export_id": job_id,
             "format": spec.export_format,
             **describe_filters(spec.filters),
+            **({"recipients": len(spec.recipients)} if spec.recipients else {}),
+            **({"destination": spec.destination} if spec.destination else {}),
         },
     )
     created = get_export(deps, caller, job_id)  # as created: pending, before any worker ran
@@ -121,8 +192,7 @@ def get_export(deps: ExportDeps, caller: Caller, export_id: str) -> ExportView:
         job = uow.exports.job(export_id, caller.org_id)
         if job is None:
             raise NotFound("no export job has that id")
-        parts = uow.exports.parts(export_id)
-    return _view(deps, caller.org_id, job, parts)
+        return _view(deps, uow, caller.org_id, job)
 
 
 def list_exports(
@@ -140,8 +210,7 @@ def list_exports(
         after = (instant_of(created_at), str(uuid.UUID(bytes=job_id)))
     with deps.store.reading() as uow:
         jobs = uow.exports.jobs_page(caller.org_id, status, after, limit + 1)
-        parts = {job.id: uow.exports.parts(job.id) for job in jobs[:limit]}
-    views = [_view(deps, caller.org_id, job, parts[job.id]) for job in jobs[:limit]]
+        views = [_view(deps, uow, caller.org_id, job) for job in jobs[:limit]]
     has_more = len(jobs) > limit
     next_cursor = None
     if has_more:
@@ -182,6 +251,15 @@ def signed_files(job: ExportJob) -> list[tuple[str, bytes]]:
 def _check_spec(deps: ExportDeps, spec: ExportSpec) -> None:
     if spec.export_format not in FORMATS:
         raise InvalidRequest(f"export_format must be one of {sorted(FORMATS)}", field=("body",))
+    if len(spec.recipients) > MAX_RECIPIENTS:
+        raise InvalidRequest(
+            f"an export has at most {MAX_RECIPIENTS} recipients", field=("body", "recipients")
+        )
+    for number, recipient in enumerate(spec.recipients):
+        try:
+            parse_recipients([recipient])
+        except InvalidRecipient as exc:
+            raise InvalidRequest(str(exc), field=("body", "recipients", number)) from exc
     if spec.filters.start >= spec.filters.end:
         raise InvalidRequest("start must be earlier than end", field=("body", "end"))
     if spec.filters.end - spec.filters.start > timedelta(days=deps.config.max_window_days):
@@ -192,19 +270,30 @@ def _check_spec(deps: ExportDeps, spec: ExportSpec) -> None:
 
 
 def _request_hash(spec: ExportSpec) -> str:
-    canonical = orjson.dumps([spec.export_format, spec.filters.fingerprint()])
-    return hashlib.sha256(canonical).hexdigest()
+    asked: list[Any] = [spec.export_format, spec.filters.fingerprint()]
+    if spec.recipients or spec.destination:  # so that earlier jobs keep their hash
+        asked += [sorted(spec.recipients), spec.destination]
+    return hashlib.sha256(orjson.dumps(asked)).hexdigest()
 
 
-def _view(deps: ExportDeps, org_id: OrgId, job: ExportJob, parts: list[ExportPart]) -> ExportView:
-    downloadable = job.status in DOWNLOADABLE
+def _view(deps: ExportDeps, uow: UnitOfWork, org_id: OrgId, job: ExportJob) -> ExportView:
+    def mint(name: str) -> str:
+        return deps.tokens.mint(org_id, job.id, name)
+
+    return view_of(uow, job, mint if job.status in DOWNLOADABLE else None)
+
+
+def view_of(
+    uow: UnitOfWork, job: ExportJob, mint: Callable[[str], str] | None = None
+) -> ExportView:
+    """The job as callers see it; ``mint`` makes each file's download token (none without)."""
+    parts = uow.exports.parts(job.id)
     files = [
         FileView(
             name=part.file_name,
             sha256_plaintext=part.sha256_plaintext,
-            download_token=(
-                deps.tokens.mint(org_id, job.id, part.file_name) if downloadable else None
-            ),
+            download_token=mint(part.file_name) if mint else None,
+            sha256_delivered=part.sha256_delivered,
         )
         for part in parts
         if part.status == "done"
@@ -213,29 +302,11 @@ def _view(deps: ExportDeps, org_id: OrgId, job: ExportJob, parts: list[ExportPar
         FileView(
             name=name,
             sha256_plaintext=hashlib.sha256(content).hexdigest(),
-            download_token=deps.tokens.mint(org_id, job.id, name) if downloadable else None,
+            download_token=mint(name) if mint else None,
         )
         for name, content in signed_files(job)
     ]
-    fields = {
-        name: getattr(job, name)
-        for name in (
-            "id",
-            "status",
-            "export_format",
-            "window_start",
-            "window_end",
-            "created_at",
-            "started_at",
-            "finalized_at",
-            "expires_at",
-            "total_rows",
-            "partial_count",
-            "failed_count",
-            "error_code",
-            "filters",
-        )
-    }
+    fields = {name: getattr(job, name) for name in CONTRACT_FIELDS}
     return ExportView(
         job=fields,
         files=files,
@@ -245,4 +316,17 @@ def _view(deps: ExportDeps, org_id: OrgId, job: ExportJob, parts: list[ExportPar
         rows_written=sum(
             part.rows_written or 0 for part in parts if part.status in ("done", "running")
         ),
+        recipients=job.recipients,
+        delivery=_delivery_of(uow, job),
     )
+
+
+def _delivery_of(uow: UnitOfWork, job: ExportJob) -> DeliveryView | None:
+    if job.destination is None:
+        return None
+    item = uow.delivery.destination_item(job.id)
+    if item is not None:
+        return DeliveryView(job.destination, item.status, item.last_error)
+    if job.status in ("pending", "running"):
+        return DeliveryView(job.destination, "pending")
+    return DeliveryView(job.destination, "failed", "the export ended without files to deliver")

@@ -62,10 +62,15 @@ def write_manifest(uow: UnitOfWork, signing: SigningKeys, job_id: str) -> None:
 
 
 def _listed(part: ExportPart) -> dict[str, Any]:
+    """A file as its recipient receives it: ``bytes`` is its size as delivered, and an age
+    file has ``sha256_delivered`` beside its plaintext's hash."""
     file = part.file
-    return {
+    listed = {
         "name": part.file_name,
         "rows": file.rows,
-        "bytes": file.plaintext_bytes,
+        "bytes": file.delivered_bytes,
         "sha256_plaintext": file.sha256_plaintext,
     }
+    if file.sha256_delivered != file.sha256_plaintext:
+        listed["sha256_delivered"] = file.sha256_delivered
+    return listed

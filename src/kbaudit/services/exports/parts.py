@@ -8,13 +8,16 @@ import os
 import socket
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 
+from kbaudit.crypto.age import AgeEncryptingWriter
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.crypto.files import EncryptedFileWriter
+from kbaudit.services.delivery.events import export_ended
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
@@ -39,6 +42,9 @@ class WrittenFile:
     plaintext_bytes: int
     ciphertext_bytes: int
     sha256: str
+    # What the recipient receives, when it is not the plaintext: the age file.
+    delivered_bytes: int | None = None
+    sha256_delivered: str | None = None
 
 
 def blob_prefix(org_uuid: str, job_id: str) -> str:
@@ -104,26 +110,50 @@ def _write(
     heartbeat = _Heartbeat(deps, job.id, part.part_no, owner)
     rows = partial_rows = 0
     context = file_context(org_uuid, job.id, part.file_name)
+    rendering = export_format.rendering()
     with (
         deps.store.streaming() as uow,
         deps.blobs.writer(blob_key) as sink,
         EncryptedFileWriter(aead, context, sink) as out,
+        _delivered_form(job, out) as plaintext,
     ):
         documents = uow.records.export_documents(
             job.org_id, filters_of(job), job.snapshot_seq, part.lower, part.upper
         )
         # Compressing and storing overlap reading and rendering (see pipeline.py); the
         # thread has stopped before the file is closed.
-        with WriteBehind(out.write) as behind:
-            behind.put(export_format.header())
+        with WriteBehind(plaintext.write) as behind:
+            behind.put(rendering.start())
             for batch in documents:
-                behind.put(export_format.render(batch.documents))
+                behind.put(rendering.render(batch.documents))
                 rows += len(batch.documents)
                 partial_rows += batch.unfinalized
                 heartbeat.beat(rows)
+            behind.put(rendering.finish())
+    if plaintext is out:
+        return WrittenFile(
+            blob_key, rows, partial_rows, out.plaintext_bytes, out.ciphertext_bytes, out.sha256
+        )
+    # At rest, kbaudit's own encryption holds the age file: what it stored is what it sends.
     return WrittenFile(
-        blob_key, rows, partial_rows, out.plaintext_bytes, out.ciphertext_bytes, out.sha256
+        blob_key,
+        rows,
+        partial_rows,
+        plaintext.plaintext_bytes,
+        out.ciphertext_bytes,
+        plaintext.sha256,
+        delivered_bytes=out.plaintext_bytes,
+        sha256_delivered=out.sha256,
     )
+
+
+def _delivered_form(
+    job: ExportJob, out: EncryptedFileWriter
+) -> AbstractContextManager[EncryptedFileWriter | AgeEncryptingWriter]:
+    """Where the plaintext goes: straight to the file at rest, or first through age."""
+    if job.recipients:
+        return AgeEncryptingWriter(job.recipients, out.write)
+    return nullcontext(out)
 
 
 class _Heartbeat:
@@ -171,6 +201,8 @@ def _record_success(
                 "plaintext_bytes": written.plaintext_bytes,
                 "ciphertext_bytes": written.ciphertext_bytes,
                 "sha256_plaintext": written.sha256,
+                "delivered_bytes": written.delivered_bytes,
+                "sha256_delivered": written.sha256_delivered,
                 "error": None,
                 "updated_at": now,
             },
@@ -249,4 +281,6 @@ def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: dateti
     )
     if ended and done:
         write_manifest(uow, deps.signing, job_id)
+    if ended:
+        export_ended(uow, job_id, now)
     return ended

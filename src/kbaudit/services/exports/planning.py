@@ -28,7 +28,8 @@ def plan_job(deps: ExportDeps, job_id: str) -> None:
         total, bounds = uow.records.part_bounds(
             job.org_id, filters_of(job), snapshot_seq, job.rows_per_file
         )
-    parts = plan_parts(job_id, job.export_format, total, bounds, job.rows_per_file, started_at)
+    extension = FORMATS[job.export_format].extension + (".age" if job.recipients else "")
+    parts = plan_parts(job_id, extension, total, bounds, job.rows_per_file, started_at)
     with deps.store.writing() as uow:
         if not uow.exports.start_job(job_id, started_at, snapshot_seq, log_size):
             return
@@ -41,7 +42,7 @@ def plan_job(deps: ExportDeps, job_id: str) -> None:
 
 def plan_parts(
     job_id: str,
-    export_format: str,
+    extension: str,
     total: int,
     bounds: list[Any],
     rows_per_file: int,
@@ -49,7 +50,6 @@ def plan_parts(
 ) -> list[dict[str, Any]]:
     """Part k covers from its first key (part 0: the window start) up to the next part's
     first key. An export with no rows still gets one (empty) file."""
-    extension = FORMATS[export_format].extension
     parts = []
     for number in range(max(1, len(bounds))):
         lower = bounds[number] if 0 < number < len(bounds) else None

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import structlog
 
+from kbaudit.services.delivery.events import export_event
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.parts import blob_prefix, finalize_if_done, tidy
 
@@ -57,7 +58,11 @@ def sweep(deps: ExportDeps) -> SweepReport:
     for job in expiring:
         deps.blobs.delete_prefix(prefixes[job.id])
         with deps.store.writing() as uow:
-            expired += uow.exports.expire_job(job.id)
+            if uow.exports.expire_job(job.id):
+                expired += 1
+                as_expired = uow.exports.job(job.id)
+                assert as_expired is not None
+                export_event(uow, as_expired, "export.expired", now)
             uow.commit()
     report = SweepReport(len(released), len(redispatch), len(stalled), finalized, expired)
     if report != SweepReport():

@@ -1,0 +1,105 @@
+"""Working the outbox: every worker host polls for due items and claims them one at a time;
+an item is sent at least once, retried with backoff and jitter, and given up only after
+``retry_for`` (more than a day)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+import structlog
+
+from kbaudit.services.delivery.deps import DeliveryDeps
+from kbaudit.services.delivery.destinations import copy_export, describe_store_error
+from kbaudit.services.delivery.events import export_event
+from kbaudit.services.delivery.webhooks import Attempt, send_event
+from kbaudit.store.models import OutboxItem, OutboxKind, OutboxStatus
+from kbaudit.store.unit_of_work import UnitOfWork
+
+log = structlog.get_logger("kbaudit.delivery")
+BATCH = 20
+
+
+def deliver_due(deps: DeliveryDeps) -> int:
+    """Try every item that is due now; returns how many were tried."""
+    now = deps.exports.clock()
+    with deps.exports.store.reading() as uow:
+        due = uow.delivery.due(now, BATCH)
+    tried = 0
+    for item_id in due:
+        with deps.exports.store.writing() as uow:
+            item = uow.delivery.claim(item_id, now, now + deps.config.lease)
+            uow.commit()
+        if item is None:  # another worker has it
+            continue
+        _record(deps, item, _attempt(deps, item))
+        tried += 1
+    return tried
+
+
+def next_wait(config_first: float, longest: float, attempts: int) -> float:
+    """Exponential backoff with jitter: half the step for sure, the other half at random,
+    so that receivers that came back are not hit by every sender at once."""
+    step = min(longest, config_first * 2 ** max(0, attempts - 1))
+    return float(step / 2 + random.uniform(0, step / 2))
+
+
+def _attempt(deps: DeliveryDeps, item: OutboxItem) -> Attempt:
+    now = deps.exports.clock()
+    if item.kind is OutboxKind.WEBHOOK:
+        return send_event(deps, item, now)
+    try:
+        impossible = copy_export(deps, item)
+    except Exception as exc:  # the store's errors, the network's, a refused endpoint
+        return Attempt(False, error=describe_store_error(exc)[:500])
+    if impossible:
+        return Attempt(False, error=impossible, final=True)
+    return Attempt(True)
+
+
+def _record(deps: DeliveryDeps, item: OutboxItem, attempt: Attempt) -> None:
+    now = deps.exports.clock()
+    config = deps.config
+    wait = timedelta(
+        seconds=next_wait(config.first_retry_seconds, config.longest_wait_seconds, item.attempts)
+    )
+    given_up = attempt.final or (now + wait > item.created_at + config.retry_for)
+    status = (
+        OutboxStatus.DELIVERED
+        if attempt.ok
+        else OutboxStatus.FAILED
+        if given_up
+        else OutboxStatus.PENDING
+    )
+    values: dict[str, object] = {
+        "status": status,
+        "last_status_code": attempt.status_code,
+        "last_error": attempt.error,
+        "next_attempt_at": now + wait if status is OutboxStatus.PENDING else None,
+        "ended_at": None if status is OutboxStatus.PENDING else now,
+    }
+    with deps.exports.store.writing() as uow:
+        recorded = uow.delivery.record_attempt(item, values)
+        if recorded and item.kind is OutboxKind.DESTINATION and status is not OutboxStatus.PENDING:
+            _tell_about_copy(uow, item, status, now)
+        uow.commit()
+    log.info(
+        "delivery_attempt",
+        item=item.id,
+        kind=item.kind,
+        event=item.event_type,
+        export_id=item.export_id,
+        attempt=item.attempts,
+        status=status,
+        status_code=attempt.status_code,
+        error=attempt.error,
+    )
+
+
+def _tell_about_copy(
+    uow: UnitOfWork, item: OutboxItem, status: OutboxStatus, now: datetime
+) -> None:
+    job = uow.exports.job(item.export_id)
+    if job is not None:
+        delivered = status is OutboxStatus.DELIVERED
+        export_event(uow, job, "export.delivered" if delivered else "export.delivery_failed", now)

@@ -1,0 +1,214 @@
+"""Parquet renderings of exported records: one typed schema, fixed here, and a rendering that
+streams row groups.
+
+The stored documents are canonical JSON (``kbaudit.document``); Arrow's JSON reader turns them
+into columns in C++, about twice as fast as parsing them in Python and building the columns
+from dicts (100k records: 1.4 s against 2.9 s to parse alone). The count maps are the one
+kind of value Arrow cannot read as a string, so each is first rewritten, in the document's
+bytes, into a JSON string holding its own canonical JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = "1"
+ROW_GROUP_ROWS = 100_000
+# Documents parsed at a time: enough for Arrow's reader to be quick, few enough to stay small.
+PARSE_ROWS = 10_000
+
+_TIME = pa.timestamp("us", tz="UTC")
+_COUNT = pa.int32()
+_TEXT = pa.string()
+
+SCOPE_TYPE = pa.struct(
+    [
+        ("knowledge_base_id", _TEXT),
+        ("requested", pa.bool_()),
+        ("eligible_version_count", _COUNT),
+        ("result_count", _COUNT),
+        ("serving_decision", _TEXT),
+        ("scan_policy_decision", _TEXT),
+        ("effective_serving_status_counts", _TEXT),  # JSON
+    ]
+)
+REF_TYPE = pa.struct(
+    [
+        ("knowledge_base_id", _TEXT),
+        ("document_id", _TEXT),
+        ("document_version_id", _TEXT),
+        ("chunk_id", _TEXT),
+        ("chunk_index", _COUNT),
+        ("chunk_stable_id", _TEXT),
+        ("chunk_content_hash", _TEXT),
+        ("chunk_content_hash_key_version", _TEXT),
+        ("document_version_content_hash", _TEXT),
+        ("citation_ref", _TEXT),
+        ("source_uri_hash", _TEXT),
+        ("rank", _COUNT),
+        ("score", pa.float64()),
+    ]
+)
+# The detail view's fields in the CSV's order, then the scopes and refs. A field added to
+# records must be added here too: tests/unit/test_parquet_schema.py fails until it is.
+SCHEMA = pa.schema(
+    [
+        ("ref", _TEXT),
+        ("id", _TEXT),
+        ("created_at", _TIME),
+        ("retrieval_status", _TEXT),
+        ("serving_decision", _TEXT),
+        ("audit_write_status", _TEXT),
+        ("requested_kb_count", _COUNT),
+        ("result_count", _COUNT),
+        ("response_ref_count", _COUNT),
+        ("eligible_version_count", _COUNT),
+        ("duration_ms", _COUNT),
+        ("actor_user_id", _TEXT),
+        ("session_id", _TEXT),
+        ("agent_id", _TEXT),
+        ("rag_query_id", _TEXT),
+        ("query_hash", _TEXT),
+        ("query_hash_key_version", _TEXT),
+        ("query_length_bucket", _TEXT),
+        ("request_id", _TEXT),
+        ("trace_id", _TEXT),
+        ("caller", _TEXT),
+        ("initiator_type", _TEXT),
+        ("principal_type", _TEXT),
+        ("permission", _TEXT),
+        ("permission_decision", _TEXT),
+        ("query_hash_scope", _TEXT),
+        ("query_length", _COUNT),
+        ("eligible_version_digest", _TEXT),
+        ("ineligible_counts_by_reason", _TEXT),  # JSON
+        ("policy_version", _TEXT),
+        ("eligibility_rule_version", _TEXT),
+        ("scan_policy_version", _TEXT),
+        ("scan_policy_decision", _TEXT),
+        ("retrieval_config_version", _TEXT),
+        ("embedding_model", _TEXT),
+        ("reranker_model", _TEXT),
+        ("top_k", _COUNT),
+        ("effective_limit", _COUNT),
+        ("ranking_mode", _TEXT),
+        ("alpha", pa.float64()),
+        ("reranked", pa.bool_()),
+        ("error_code", _TEXT),
+        ("error_category", _TEXT),
+        ("intent_recorded_at", _TIME),
+        ("finalized_at", _TIME),
+        ("scopes", pa.list_(SCOPE_TYPE)),
+        ("refs", pa.list_(REF_TYPE)),
+    ],
+    metadata={"kbaudit.schema_version": SCHEMA_VERSION},
+)
+JSON_FIELDS = ("ineligible_counts_by_reason", "effective_serving_status_counts")
+
+# A count map in a canonical document: string keys (escapes included) and integer values,
+# nothing nested, so this names it exactly.
+_COUNT_MAP = re.compile(
+    rb'"(ineligible_counts_by_reason|effective_serving_status_counts)":'
+    rb'(\{(?:"(?:[^"\\]|\\.)*":-?[0-9]+,?)*\})'
+)
+_READ = pa_json.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="error")
+
+
+def _as_json_string(match: re.Match[bytes]) -> bytes:
+    quoted = match[2].replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return b'"' + match[1] + b'":"' + quoted + b'"'
+
+
+def table_of(documents: Sequence[bytes]) -> pa.Table:
+    """The documents as a table of ``SCHEMA``."""
+    lines = _COUNT_MAP.sub(_as_json_string, b"\n".join(documents))
+    return pa_json.read_json(io.BytesIO(lines), parse_options=_READ)
+
+
+class _Drain:
+    """The file the Parquet writer writes to: it keeps what was written until it is taken,
+    while ``tell`` goes on counting it all (the footer records offsets into the file)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._position = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(bytes(data))
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        taken = b"".join(self._chunks)
+        self._chunks.clear()
+        return taken
+
+
+class ParquetRendering:
+    """One Parquet file: documents are parsed ``PARSE_ROWS`` at a time and written out a row
+    group of ``ROW_GROUP_ROWS`` at a time, so at most one row group is held in memory."""
+
+    def __init__(self) -> None:
+        self._file = _Drain()
+        self._writer = pq.ParquetWriter(
+            pa.PythonFile(self._file, mode="w"),
+            SCHEMA,
+            compression="zstd",
+            write_statistics=["created_at", "retrieval_status", "actor_user_id", "session_id"],
+        )
+        self._unparsed: list[bytes] = []
+        self._parsed: list[pa.Table] = []
+        self._parsed_rows = 0
+
+    def start(self) -> bytes:
+        return self._file.take()  # the magic bytes
+
+    def render(self, documents: Sequence[bytes]) -> bytes:
+        self._unparsed.extend(documents)
+        if len(self._unparsed) >= PARSE_ROWS:
+            self._parse()
+        if self._parsed_rows >= ROW_GROUP_ROWS:
+            self._write_row_group()
+        return self._file.take()
+
+    def finish(self) -> bytes:
+        self._parse()
+        self._write_row_group()
+        self._writer.close()
+        return self._file.take()
+
+    def _parse(self) -> None:
+        if self._unparsed:
+            table = table_of(self._unparsed)
+            self._unparsed = []
+            self._parsed.append(table)
+            self._parsed_rows += table.num_rows
+
+    def _write_row_group(self) -> None:
+        if self._parsed:
+            self._writer.write_table(pa.concat_tables(self._parsed), row_group_size=ROW_GROUP_ROWS)
+            self._parsed, self._parsed_rows = [], 0
+
+
+class ParquetFormat:
+    extension = "parquet"
+    content_type = "application/vnd.apache.parquet"
+
+    def rendering(self) -> ParquetRendering:
+        return ParquetRendering()

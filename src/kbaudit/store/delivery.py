@@ -1,0 +1,129 @@
+"""Webhooks, destinations and the outbox of what is to be sent to them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from kbaudit.domain import OrgId
+from kbaudit.store.models import Destination, OutboxItem, OutboxKind, Webhook
+from kbaudit.store.tables import destinations, outbox, webhooks
+
+
+class DeliveryRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def add_webhook(self, values: dict[str, Any]) -> None:
+        self._connection.execute(insert(webhooks).values(**values))
+
+    def webhooks(self, org_id: OrgId) -> list[Webhook]:
+        w = webhooks.c
+        query = select(webhooks).where(w.org_id == org_id).order_by(w.created_at, w.id)
+        return [Webhook.of(row) for row in self._connection.execute(query)]
+
+    def webhook(self, org_id: OrgId, webhook_id: str) -> Webhook | None:
+        w = webhooks.c
+        query = select(webhooks).where(w.org_id == org_id, w.id == webhook_id)
+        row = self._connection.execute(query).one_or_none()
+        return None if row is None else Webhook.of(row)
+
+    def remove_webhook(self, org_id: OrgId, webhook_id: str) -> bool:
+        """Its pending events are given up with it."""
+        w = webhooks.c
+        query = delete(webhooks).where(w.org_id == org_id, w.id == webhook_id)
+        if self._connection.execute(query).rowcount != 1:
+            return False
+        o = outbox.c
+        self._connection.execute(
+            delete(outbox).where(o.kind == OutboxKind.WEBHOOK, o.target == webhook_id)
+        )
+        return True
+
+    # -- destinations ---------------------------------------------------------------------
+
+    def put_destination(self, values: dict[str, Any]) -> None:
+        d = destinations.c
+        key = (d.org_id == values["org_id"], d.name == values["name"])
+        changed = {k: v for k, v in values.items() if k != "created_at"}
+        if self._connection.execute(update(destinations).where(*key).values(**changed)).rowcount:
+            return
+        self._connection.execute(insert(destinations).values(**values))
+
+    def destinations(self, org_id: OrgId) -> list[Destination]:
+        d = destinations.c
+        query = select(destinations).where(d.org_id == org_id).order_by(d.name)
+        return [Destination.of(row) for row in self._connection.execute(query)]
+
+    def destination(self, org_id: OrgId, name: str) -> Destination | None:
+        d = destinations.c
+        query = select(destinations).where(d.org_id == org_id, d.name == name)
+        row = self._connection.execute(query).one_or_none()
+        return None if row is None else Destination.of(row)
+
+    def remove_destination(self, org_id: OrgId, name: str) -> bool:
+        d = destinations.c
+        query = delete(destinations).where(d.org_id == org_id, d.name == name)
+        return bool(self._connection.execute(query).rowcount == 1)
+
+    # -- the outbox -----------------------------------------------------------------------
+
+    def add_items(self, items: Sequence[dict[str, Any]]) -> None:
+        if items:
+            self._connection.execute(insert(outbox), list(items))
+
+    def item(self, item_id: str) -> OutboxItem | None:
+        row = self._connection.execute(select(outbox).where(outbox.c.id == item_id)).one_or_none()
+        return None if row is None else OutboxItem.of(row)
+
+    def items_for(self, kind: OutboxKind, target: str, limit: int) -> list[OutboxItem]:
+        o = outbox.c
+        query = (
+            select(outbox)
+            .where(o.kind == kind, o.target == target)
+            .order_by(o.created_at.desc(), o.id.desc())
+            .limit(limit)
+        )
+        return [OutboxItem.of(row) for row in self._connection.execute(query)]
+
+    def destination_item(self, export_id: str) -> OutboxItem | None:
+        o = outbox.c
+        query = select(outbox).where(o.export_id == export_id, o.kind == OutboxKind.DESTINATION)
+        row = self._connection.execute(query).first()
+        return None if row is None else OutboxItem.of(row)
+
+    def due(self, now: datetime, limit: int) -> list[str]:
+        o = outbox.c
+        query = (
+            select(o.id)
+            .where(o.status == "pending", o.next_attempt_at <= now)
+            .order_by(o.next_attempt_at)
+            .limit(limit)
+        )
+        return list(self._connection.execute(query).scalars())
+
+    def claim(self, item_id: str, now: datetime, lease_until: datetime) -> OutboxItem | None:
+        """Take a due item for one attempt; its next attempt moves to the lease's end, so it
+        is due again if this worker never reports back."""
+        o = outbox.c
+        claimed = self._connection.execute(
+            update(outbox)
+            .where(o.id == item_id, o.status == "pending", o.next_attempt_at <= now)
+            .values(attempts=o.attempts + 1, next_attempt_at=lease_until)
+        ).rowcount
+        return self.item(item_id) if claimed == 1 else None
+
+    def record_attempt(self, item: OutboxItem, values: dict[str, Any]) -> bool:
+        """Record how the claimed attempt ended, unless another attempt has begun since."""
+        o = outbox.c
+        query = (
+            update(outbox)
+            .where(o.id == item.id, o.status == "pending", o.attempts == item.attempts)
+            .values(**values)
+        )
+        return bool(self._connection.execute(query).rowcount == 1)
