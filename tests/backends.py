@@ -111,3 +111,10 @@ def scaleout_env() -> dict[str, str]:
 
 def redis_url() -> str:
     return _required("KBAUDIT_TEST_REDIS_URL")
+
+
+def customer_bucket() -> tuple[str, str, str, str]:
+    """A customer's own bucket on the test SeaweedFS: (endpoint, bucket, key id, secret), with
+    an identity allowed into that bucket only."""
+    bucket, key_id, secret = _required("KBAUDIT_TEST_CUSTOMER_S3").split()
+    return _required("KBAUDIT_TEST_S3_ENDPOINT"), bucket, key_id, secret

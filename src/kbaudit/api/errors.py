@@ -39,6 +39,8 @@ STATUS_BY_ERROR: dict[type[errors.KbAuditError], int] = {
     errors.CiphertextCorrupt: 500,
     errors.KeyUnavailable: 500,
 }
+SECRET_FIELDS = frozenset({"secret_access_key"})
+MASK = "**********"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -76,11 +78,15 @@ def from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError) -> Exceptio
 
 def _printable(value: Any) -> Any:
     """``value`` with text that UTF-8 cannot hold (lone surrogates a client sent as JSON
-    escapes) written as escapes, so that echoing it in a 422 cannot fail the answer."""
+    escapes) written as escapes, so that echoing it in a 422 cannot fail the answer; and
+    with the secrets a request may carry masked, since a 422 echoes what it refused."""
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
-        return {_printable(key): _printable(item) for key, item in value.items()}
+        return {
+            _printable(key): MASK if key in SECRET_FIELDS else _printable(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_printable(item) for item in value]
     return value
@@ -90,6 +96,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = _printable(jsonable_encoder(exc.errors()))
+        for error in detail:
+            if error.get("loc") and error["loc"][-1] in SECRET_FIELDS and "input" in error:
+                error["input"] = MASK
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(errors.KbAuditError)

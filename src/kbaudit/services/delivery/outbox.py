@@ -87,7 +87,7 @@ def _record(deps: DeliveryDeps, item: OutboxItem, attempt: Attempt) -> None:
         "delivery_attempt",
         item=item.id,
         kind=item.kind,
-        event=item.event_type,
+        event_type=item.event_type,
         export_id=item.export_id,
         attempt=item.attempts,
         status=status,

@@ -1,0 +1,82 @@
+"""A real HTTP receiver for webhook tests, on 127.0.0.1: it records what it is sent and
+answers as the test scripts it to."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """Answers each POST with the next of ``answers`` (the last one repeats): a status
+    code, ``"slow"`` (waits ``slow_seconds``, then 200) or ``"redirect:URL"``."""
+
+    def __init__(self, answers: list[int | str], slow_seconds: float = 3.0) -> None:
+        self.answers = list(answers)
+        self.slow_seconds = slow_seconds
+        self.received: list[Received] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.received.append(Received(dict(self.headers.items()), body))
+                answer = receiver._next()
+                if answer == "slow":
+                    time.sleep(receiver.slow_seconds)
+                    answer = 200
+                if isinstance(answer, str) and answer.startswith("redirect:"):
+                    self.send_response(302)
+                    self.send_header("location", answer.removeprefix("redirect:"))
+                else:
+                    self.send_response(int(answer))
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def _next(self) -> int | str:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    def start(self) -> Receiver:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def receiving(answers: list[int | str], slow_seconds: float = 3.0) -> Iterator[Receiver]:
+    receiver = Receiver(answers, slow_seconds).start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def signed_by(secret: str, received: Received) -> bool:
+    """Whether the request carries the Standard Webhooks signature ``secret`` makes."""
+    headers = received.headers
+    sent_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
+    expected = Webhook(secret).sign(headers["webhook-id"], sent_at, received.body.decode())
+    return expected in headers["webhook-signature"].split(" ")
