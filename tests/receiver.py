@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 class Received:
     headers: dict[str, str]
     body: bytes
+    at: float  # time.time() when it arrived
 
 
 class Receiver:
@@ -33,7 +34,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                receiver.received.append(Received(dict(self.headers.items()), body))
+                arrived = Received(dict(self.headers.items()), body, time.time())
+                receiver.received.append(arrived)
                 answer = receiver._next()
                 if answer == "slow":
                     time.sleep(receiver.slow_seconds)

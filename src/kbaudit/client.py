@@ -67,7 +67,8 @@ class ExportClient:
         on_bytes: Callable[[int], None] | None = None,
     ) -> list[Path]:
         """Every file of the export into ``out_dir``; a file is kept only when its SHA-256
-        matches ``sha256_plaintext``. An expired token is replaced by viewing the job again."""
+        matches the job's (``sha256_delivered`` for age files). An expired token is replaced
+        by viewing the job again."""
         out_dir.mkdir(parents=True, exist_ok=True)
         job = self.get(export_id)
         if job["status"] not in ("succeeded", "partial"):
@@ -107,7 +108,8 @@ class ExportClient:
                     handle.write(chunk)
                     if on_bytes:
                         on_bytes(len(chunk))
-        if digest.hexdigest() != file["sha256_plaintext"]:
+        # An export to age recipients sends age files: their hash is sha256_delivered.
+        if digest.hexdigest() != (file.get("sha256_delivered") or file["sha256_plaintext"]):
             partial.unlink(missing_ok=True)
             raise ClientError(f"{name}: checksum mismatch; the file was not kept")
         partial.replace(target)

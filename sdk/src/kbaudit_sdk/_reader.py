@@ -69,9 +69,7 @@ class AuditReader:
         saved = [self._fetch(export_id, file, folder) for file in job["files"]]
         manifest = folder / "manifest.json"
         if manifest.exists():
-            listed = {
-                f["name"]: f["sha256_plaintext"] for f in json.loads(manifest.read_bytes())["files"]
-            }
+            listed = {f["name"]: _sent(f) for f in json.loads(manifest.read_bytes())["files"]}
             for path in saved:
                 if path.name in listed and _sha256(path) != listed[path.name]:
                     raise ValueError(f"{path.name} does not match the manifest")
@@ -88,9 +86,9 @@ class AuditReader:
             with target.open("wb") as handle:
                 for chunk in answer.iter_bytes():
                     handle.write(chunk)
-        if _sha256(target) != file["sha256_plaintext"]:
+        if _sha256(target) != _sent(file):
             target.unlink()
-            raise ValueError(f"{name} does not match its sha256_plaintext; it was not kept")
+            raise ValueError(f"{name} does not match its SHA-256; it was not kept")
         return target
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
@@ -106,6 +104,11 @@ def _refused(response: httpx.Response) -> AuditError:
     except ValueError:
         body = {"message": response.text[:300]}
     return AuditError(response.status_code, body if isinstance(body, dict) else {})
+
+
+def _sent(file: dict[str, Any]) -> str:
+    """The SHA-256 of the bytes sent: an age file's, for exports to recipients."""
+    return str(file.get("sha256_delivered") or file["sha256_plaintext"])
 
 
 def _sha256(path: Path) -> str:

@@ -38,7 +38,7 @@ def create(
     end: Annotated[str, typer.Option(help="Window end (exclusive).")],
     api_key: Key,
     url: Url = "http://127.0.0.1:8000",
-    export_format: Annotated[str, typer.Option("--format", help="csv or ndjson")] = "csv",
+    export_format: Annotated[str, typer.Option("--format", help="csv, ndjson or parquet")] = "csv",
     kb_id: Annotated[list[str] | None, typer.Option(help="Knowledge base id (repeatable).")] = None,
     status: Annotated[
         list[str] | None, typer.Option(help="hit|miss|blocked|error (repeatable).")
@@ -46,6 +46,10 @@ def create(
     actor: Annotated[str | None, typer.Option(help="Actor user id.")] = None,
     session: Annotated[str | None, typer.Option(help="Session id.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes retries safe.")] = None,
+    recipient: Annotated[
+        list[str] | None, typer.Option(help="age recipient age1... the files are encrypted to.")
+    ] = None,
+    destination: Annotated[str | None, typer.Option(help="Destination to copy to.")] = None,
 ) -> None:
     """Request an export; its id alone is the last line on standard output."""
     body: dict[str, Any] = {"start": start, "end": end, "export_format": export_format}
@@ -54,6 +58,8 @@ def create(
         ("statuses", status),
         ("actor_user_id", actor),
         ("session_id", session),
+        ("recipients", recipient),
+        ("destination", destination),
     ):
         if value:
             body[name] = value
@@ -106,7 +112,7 @@ def download(
         bool, typer.Option("--verify/--no-verify", help="Verify the signed manifest after.")
     ] = True,
 ) -> None:
-    """Download every file, each checked against its sha256_plaintext; then verify the whole
+    """Download every file, each checked against its SHA-256; then verify the whole
     export against its signed manifest, as ``kbaudit verify`` does."""
     client = _client(url, api_key)
     with Progress(

@@ -97,15 +97,16 @@ class DeliveryRepository:
         row = self._connection.execute(query).first()
         return None if row is None else OutboxItem.of(row)
 
-    def due(self, now: datetime, limit: int) -> list[str]:
+    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(id, kind) of the items due now, the longest waiting first."""
         o = outbox.c
         query = (
-            select(o.id)
+            select(o.id, o.kind)
             .where(o.status == "pending", o.next_attempt_at <= now)
             .order_by(o.next_attempt_at)
             .limit(limit)
         )
-        return list(self._connection.execute(query).scalars())
+        return [(row.id, row.kind) for row in self._connection.execute(query)]
 
     def claim(self, item_id: str, now: datetime, lease_until: datetime) -> OutboxItem | None:
         """Take a due item for one attempt; its next attempt moves to the lease's end, so it

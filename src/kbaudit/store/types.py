@@ -55,6 +55,8 @@ class UuidText(TypeDecorator[str]):
 
 
 class JsonObject(TypeDecorator[dict[str, Any]]):
+    """A JSON object (or list: the events of a webhook, the recipients of an export)."""
+
     impl = Text
     cache_ok = True
 
@@ -69,7 +71,7 @@ class JsonObject(TypeDecorator[dict[str, Any]]):
         return orjson.dumps(value).decode()
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
-        if value is None or isinstance(value, dict):
-            return value
+        if not isinstance(value, str | bytes):  # None, or PostgreSQL's own decoding
+            return value  # type: ignore[no-any-return]
         loaded: dict[str, Any] = orjson.loads(value)
         return loaded

@@ -15,9 +15,13 @@ class DeliveryConfig:
     first_retry_seconds: float = 5.0
     longest_wait_seconds: float = 3600.0
     retry_for: timedelta = timedelta(hours=25)
-    # How long one attempt may take before the item is due again: a copy of a large export
-    # to a destination takes a while.
-    lease: timedelta = timedelta(minutes=30)
+    # How long one attempt may take before the item is due again, should its worker die: a
+    # webhook's try is bounded by its timeout; a copy of a large export takes a while.
+    copy_lease: timedelta = timedelta(minutes=30)
+
+    @property
+    def event_lease(self) -> timedelta:
+        return timedelta(seconds=4 * self.timeout_seconds)
 
 
 @dataclass

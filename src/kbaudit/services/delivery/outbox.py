@@ -26,9 +26,10 @@ def deliver_due(deps: DeliveryDeps) -> int:
     with deps.exports.store.reading() as uow:
         due = uow.delivery.due(now, BATCH)
     tried = 0
-    for item_id in due:
+    for item_id, kind in due:
+        lease = deps.config.event_lease if kind == OutboxKind.WEBHOOK else deps.config.copy_lease
         with deps.exports.store.writing() as uow:
-            item = uow.delivery.claim(item_id, now, now + deps.config.lease)
+            item = uow.delivery.claim(item_id, now, now + lease)
             uow.commit()
         if item is None:  # another worker has it
             continue
