@@ -60,9 +60,14 @@ def webhook_latency(exports: int) -> None:
     receiver = Receiver([200]).start()
     server = Server(env)
     pushed, polled = [], []
+    hooks = f"{server.url}/v1/knowledge-base/audit/webhooks"
     try:
+        # Webhooks of earlier runs point at receivers that are gone: their retries would be
+        # measured too.
+        for old in httpx2.get(hooks, headers=headers).json():
+            httpx2.delete(f"{hooks}/{old['id']}", headers=headers).raise_for_status()
         hook = httpx2.post(
-            f"{server.url}/v1/knowledge-base/audit/webhooks",
+            hooks,
             json={"url": receiver.url, "events": ["export.succeeded"]},
             headers=headers,
         )

@@ -21,11 +21,15 @@ class Received:
     at: float  # time.time() when it arrived
 
 
+Answer = int | str | threading.Barrier
+
+
 class Receiver:
     """Answers each POST with the next of ``answers`` (the last one repeats): a status
-    code, ``"slow"`` (waits ``slow_seconds``, then 200) or ``"redirect:URL"``."""
+    code, ``"slow"`` (waits ``slow_seconds``, then 200), ``"redirect:URL"``, or a barrier
+    (200 once as many requests wait at it as it has parties, 500 after 5 s without)."""
 
-    def __init__(self, answers: list[int | str], slow_seconds: float = 3.0) -> None:
+    def __init__(self, answers: list[Answer], slow_seconds: float = 3.0) -> None:
         self.answers = list(answers)
         self.slow_seconds = slow_seconds
         self.received: list[Received] = []
@@ -37,6 +41,12 @@ class Receiver:
                 arrived = Received(dict(self.headers.items()), body, time.time())
                 receiver.received.append(arrived)
                 answer = receiver._next()
+                if isinstance(answer, threading.Barrier):
+                    try:
+                        answer.wait(timeout=5)
+                        answer = 200
+                    except threading.BrokenBarrierError:
+                        answer = 500
                 if answer == "slow":
                     time.sleep(receiver.slow_seconds)
                     answer = 200
@@ -55,7 +65,7 @@ class Receiver:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
 
-    def _next(self) -> int | str:
+    def _next(self) -> Answer:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
     def start(self) -> Receiver:
@@ -68,7 +78,7 @@ class Receiver:
 
 
 @contextmanager
-def receiving(answers: list[int | str], slow_seconds: float = 3.0) -> Iterator[Receiver]:
+def receiving(answers: list[Answer], slow_seconds: float = 3.0) -> Iterator[Receiver]:
     receiver = Receiver(answers, slow_seconds).start()
     try:
         yield receiver

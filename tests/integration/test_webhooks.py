@@ -5,6 +5,7 @@ unless allowed."""
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -142,6 +143,19 @@ def test_a_receiver_that_does_not_answer_in_time_is_tried_again(api: Api) -> Non
     assert pending["status"] == "pending"
     assert "Timeout" in pending["last_error"]
     assert pending["last_status_code"] is None
+
+
+def test_events_are_sent_side_by_side(api: Api) -> None:
+    """Each receiver answers only once the other's request has arrived too: sent one after
+    the other, the first would give up waiting and answer 500."""
+    key = api.key()
+    both = threading.Barrier(2)
+    with receiving([both]) as first, receiving([both]) as second:
+        hooks = [register(api, key, receiver.url) for receiver in (first, second)]
+        exported(api, key)
+        assert deliver_due(api.container.delivery) == 2
+    for hook in hooks:
+        assert deliveries(api, key, hook["id"])[0]["status"] == "delivered"
 
 
 def test_redirects_are_not_followed(api: Api) -> None:

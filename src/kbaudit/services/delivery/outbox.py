@@ -5,6 +5,7 @@ an item is sent at least once, retried with backoff and jitter, and given up onl
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import structlog
@@ -18,24 +19,31 @@ from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.delivery")
 BATCH = 20
+# Items tried at once: a receiver that never answers holds up one of them for its timeout,
+# not every event behind it.
+SENDERS = 8
 
 
 def deliver_due(deps: DeliveryDeps) -> int:
-    """Try every item that is due now; returns how many were tried."""
+    """Try every item that is due now, several at a time; returns how many were tried."""
     now = deps.exports.clock()
     with deps.exports.store.reading() as uow:
         due = uow.delivery.due(now, BATCH)
-    tried = 0
-    for item_id, kind in due:
-        lease = deps.config.event_lease if kind == OutboxKind.WEBHOOK else deps.config.copy_lease
-        with deps.exports.store.writing() as uow:
-            item = uow.delivery.claim(item_id, now, now + lease)
-            uow.commit()
-        if item is None:  # another worker has it
-            continue
-        _record(deps, item, _attempt(deps, item))
-        tried += 1
-    return tried
+    claimed = [item for item in (_claim(deps, *due_item, now) for due_item in due) if item]
+    if claimed:
+        with ThreadPoolExecutor(min(SENDERS, len(claimed)), "kbaudit-send") as senders:
+            for _ in senders.map(lambda item: _record(deps, item, _attempt(deps, item)), claimed):
+                pass
+    return len(claimed)
+
+
+def _claim(deps: DeliveryDeps, item_id: str, kind: str, now: datetime) -> OutboxItem | None:
+    """The item, now this worker's for one attempt; None when another worker took it."""
+    lease = deps.config.event_lease if kind == OutboxKind.WEBHOOK else deps.config.copy_lease
+    with deps.exports.store.writing() as uow:
+        item = uow.delivery.claim(item_id, now, now + lease)
+        uow.commit()
+    return item
 
 
 def next_wait(config_first: float, longest: float, attempts: int) -> float:
