@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyrage
 import pytest
+from pyrage import x25519
 
 from kbaudit_sdk import AsyncAuditWriter, AuditReader, AuditWriter, Retry
 from tests.acceptance.conftest import Cli, Serve
@@ -186,3 +188,27 @@ def test_the_reader_exports_and_checks_the_files(running: tuple[str, str], tmp_p
         "manifest.json.sig",
     ]
     assert len((tmp_path / "out" / "kb-audit-00001.ndjson").read_text().splitlines()) == 25
+
+
+def test_the_reader_takes_an_export_to_age_recipients(
+    running: tuple[str, str], tmp_path: Path
+) -> None:
+    """The files arrive as age files, checked against sha256_delivered; only the
+    recipient's identity opens them."""
+    url, key = running
+    identity = x25519.Identity.generate()
+    with AuditWriter(url, key, flush_interval=0.05) as audit:
+        for _ in range(5):
+            with audit.retrieval(caller="agent") as r:
+                r.missed()
+    now = datetime.now(UTC)
+    with AuditReader(url, key) as reader:
+        export_id = reader.export(
+            (now - timedelta(hours=1)).isoformat(),
+            (now + timedelta(hours=1)).isoformat(),
+            recipients=[str(identity.to_public())],
+        )
+        assert reader.wait(export_id)["status"] == "succeeded"
+        saved = reader.download(export_id, tmp_path / "out")
+    assert saved[0].name == "kb-audit-00001.ndjson.age"
+    assert len(pyrage.decrypt(saved[0].read_bytes(), [identity]).splitlines()) == 5
