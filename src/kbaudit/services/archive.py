@@ -121,8 +121,8 @@ class Archiver:
             archive = uow.retention.archive(archive_id)
             if archive is None:
                 raise NotFound(f"no archive {archive_id!r}")
-            org_uuid = uow.keys.organization(OrgId(archive.org_id)).uuid
-            target = OrgId(archive.org_id)
+            org_uuid = uow.keys.organization(archive.org_id).uuid
+            target = archive.org_id
             if into is not None:
                 found = uow.keys.organization_by_name(into)
                 if found is None:

@@ -227,3 +227,17 @@ class OutboxItem(_FromRow):
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", OutboxKind(self.kind))
         object.__setattr__(self, "status", OutboxStatus(self.status))
+
+
+@dataclass(frozen=True, slots=True)
+class Archive(_FromRow):
+    """Records written to an archive before a purge: what it holds and how to open it."""
+
+    id: str
+    org_id: OrgId
+    destination: str
+    created_at: datetime
+    record_count: int
+    kek_version: int
+    wrapped_keyset: bytes
+    files: dict[str, Any]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from kbaudit.domain import OrgId
 from kbaudit.store import partitions
-from kbaudit.store.models import RetentionPolicy
+from kbaudit.store.models import Archive, RetentionPolicy
 from kbaudit.store.partitions import Month
 from kbaudit.store.tables import (
     archives,
@@ -53,12 +53,13 @@ class RetentionRepository:
     def add_archive(self, values: dict[str, Any]) -> None:
         self._connection.execute(insert(archives).values(**values))
 
-    def archives(self, org_id: OrgId | None = None) -> list[Row[Any]]:
+    def archives(self, org_id: OrgId | None = None) -> list[Archive]:
         query = select(archives).order_by(archives.c.created_at)
         if org_id is not None:
             query = query.where(archives.c.org_id == org_id)
-        return list(self._connection.execute(query))
+        return [Archive.of(row) for row in self._connection.execute(query)]
 
-    def archive(self, archive_id: str) -> Row[Any] | None:
+    def archive(self, archive_id: str) -> Archive | None:
         query = select(archives).where(archives.c.id == archive_id)
-        return self._connection.execute(query).one_or_none()
+        row = self._connection.execute(query).one_or_none()
+        return None if row is None else Archive.of(row)
