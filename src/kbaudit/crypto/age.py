@@ -4,7 +4,6 @@ pyrage: only the holders of the X25519 identities can read them, kbaudit include
 from __future__ import annotations
 
 import hashlib
-import io
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -12,6 +11,8 @@ from types import TracebackType
 
 import pyrage
 from pyrage import x25519
+
+from kbaudit.crypto.files import ChunkReader
 
 MAX_RECIPIENTS = 10
 _END = b""  # the writer never queues an empty chunk otherwise
@@ -29,30 +30,6 @@ def parse_recipients(texts: Sequence[str]) -> list[x25519.Recipient]:
         except pyrage.RecipientError as exc:
             raise InvalidRecipient(f"{text[:80]!r} is not an age X25519 recipient ({exc})") from exc
     return parsed
-
-
-class _Plaintext(io.RawIOBase):
-    """What pyrage reads: the chunks handed to the writer, in order, until the end."""
-
-    def __init__(self, chunks: queue.Queue[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-        self.ended = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self._pending:
-            if self.ended:
-                return 0
-            chunk = self._chunks.get()
-            self.ended = not chunk
-            self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
 
 
 class _Sink:
@@ -109,10 +86,10 @@ class AgeEncryptingWriter:
             raise self._failure
 
     def _run(self) -> None:
-        plaintext = _Plaintext(self._chunks)
+        chunks = iter(self._chunks.get, _END)  # ends at the writer's end, once
         try:
-            pyrage.encrypt_io(plaintext, self._sink, self._recipients)
+            pyrage.encrypt_io(ChunkReader(chunks), self._sink, self._recipients)
         except BaseException as exc:  # raised in the writer's thread
             self._failure = exc
-            while not plaintext.ended:  # let the writer go on putting until it stops
-                plaintext.ended = not self._chunks.get()
+            for _ in chunks:  # let the writer go on putting until it stops
+                pass

@@ -83,7 +83,7 @@ class EncryptedFileWriter:
             self._encrypting.close()  # writes the final, authenticated segment
 
 
-class _ChunkReader(io.RawIOBase):
+class ChunkReader(io.RawIOBase):
     """A readable stream over an iterator of chunks (slices are views: no copying)."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
@@ -111,7 +111,7 @@ def decrypted_chunks(
     """The plaintext of an export file, a chunk at a time. A chunk is released only after its
     segment authenticated: altered or truncated ciphertext raises ``CiphertextCorrupt``."""
     try:
-        decrypting = aead.new_decrypting_stream(_ChunkReader(ciphertext), context)
+        decrypting = aead.new_decrypting_stream(ChunkReader(ciphertext), context)
         # Pull ciphertext from Tink a segment (1 MB) at a time, not zstd's default 128 KB:
         # each pull holds the GIL, which the event loop sending the last chunk needs.
         reader = zstandard.ZstdDecompressor().stream_reader(

@@ -223,11 +223,3 @@ class ParquetRendering:
         if self._parsed:
             self._writer.write_table(pa.concat_tables(self._parsed), row_group_size=ROW_GROUP_ROWS)
             self._parsed, self._parsed_rows = [], 0
-
-
-class ParquetFormat:
-    extension = "parquet"
-    content_type = "application/vnd.apache.parquet"
-
-    def rendering(self) -> ParquetRendering:
-        return ParquetRendering()
