@@ -3,8 +3,10 @@
     .venv/bin/python -m bench.delivery [--records 1000000] [--rounds 3] [--exports 30]
 
 Parquet: one export worker (a child process, as in ``bench.export``) writes the same
-``--records`` records as Parquet and as CSV, taking turns; the figure is each round's
-Parquet rows/s over its CSV rows/s, and the Parquet worker's peak RSS.
+``--records`` records as Parquet and as CSV, taking turns; the figures are each round's
+Parquet rows/s over its CSV rows/s (the issue's yardstick) and over a plain pyarrow script
+(``bench.plain.export_parquet``: Arrow's JSON reader over a flat table's lines, a Parquet
+file per 50,000 rows, zstd and AES-GCM), and the Parquet worker's peak RSS.
 
 Webhooks: a real ``kbaudit serve`` on the embedded default runs ``--exports`` small exports
 one after another, with a webhook to a receiver on 127.0.0.1. Latency is from the job's
@@ -25,22 +27,25 @@ import orjson
 from tests.receiver import Receiver
 
 from bench.common import OUT, Server, kbaudit, percentile
-from bench.export import service_in_child
+from bench.export import baseline_rate, service_in_child
 from bench.query import prepare
 
 EXPORTS = "/v1/knowledge-base/audit/exports"
 POLL_SECONDS = 1.0
 
 
-def parquet_against_csv(data_dir: Path, rounds: int) -> None:
-    shares, parquet_rates, csv_rates, peaks = [], [], [], []
+def parquet_against_csv(records: int, data_dir: Path, rounds: int) -> None:
+    shares, plain_shares, parquet_rates, csv_rates, plain_rates, peaks = [], [], [], [], [], []
     rows = 0
     for _ in range(rounds):
+        plain_rate = baseline_rate(records, "parquet")
         csv_rate, rows, _, _, _ = service_in_child(data_dir, "csv")
         parquet_rate, _, _, rss, _ = service_in_child(data_dir, "parquet")
         shares.append(parquet_rate / csv_rate)
+        plain_shares.append(parquet_rate / plain_rate)
         parquet_rates.append(parquet_rate)
         csv_rates.append(csv_rate)
+        plain_rates.append(plain_rate)
         peaks.append(rss)
     print(
         f"  parquet against csv, {rows:,} rows, medians of {rounds} rounds: "
@@ -49,6 +54,12 @@ def parquet_against_csv(data_dir: Path, rounds: int) -> None:
         f"parquet/csv of the same round {statistics.median(shares):.2f}x "
         f"(lowest {min(shares):.2f}x, highest {max(shares):.2f}x)   "
         f"parquet worker peak RSS {max(peaks):,.0f} MB"
+    )
+    print(
+        f"  parquet against a plain pyarrow script over a flat table: plain "
+        f"{statistics.median(plain_rates):9,.0f} rows/s, kbaudit/plain of the same round "
+        f"{statistics.median(plain_shares):.2f}x "
+        f"(lowest {min(plain_shares):.2f}x, highest {max(plain_shares):.2f}x)"
     )
 
 
@@ -116,7 +127,7 @@ def main() -> None:
     if not args.skip_parquet:
         env, _ = prepare(args.records, OUT / f"export-{args.records}")
         print(f"delivery benchmark on {env['KBAUDIT_DATA_DIR']}")
-        parquet_against_csv(Path(env["KBAUDIT_DATA_DIR"]), args.rounds)
+        parquet_against_csv(args.records, Path(env["KBAUDIT_DATA_DIR"]), args.rounds)
     webhook_latency(args.exports)
 
 

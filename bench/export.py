@@ -65,7 +65,11 @@ def baseline_rate(records: int, export_format: str) -> float:
     plain.flat_copy(dataset(records), flat)
     window = tuple(plain.utc_text(instant.isoformat()) or "" for instant in WINDOW)
     out = OUT / f"baseline.{export_format}.zst.aesgcm"
-    export = plain.export_csv if export_format == "csv" else plain.export_ndjson
+    export = {
+        "csv": plain.export_csv,
+        "ndjson": plain.export_ndjson,
+        "parquet": plain.export_parquet,
+    }[export_format]
     return export(flat, (window[0], window[1]), out)
 
 
