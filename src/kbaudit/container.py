@@ -29,6 +29,7 @@ from kbaudit.services.exports.tokens import DownloadTokens
 from kbaudit.services.keys import Authenticator, check_keyring
 from kbaudit.services.query import CursorCodec
 from kbaudit.services.retention import purge
+from kbaudit.services.stats import refresh_stale_stats
 from kbaudit.store.engine import create_store_engine
 from kbaudit.store.migrate import migrate
 from kbaudit.store.unit_of_work import Store
@@ -70,6 +71,7 @@ class Container:
             if mine:
                 sweep(self.exports)
                 purge(self.store, self.clock, self.archiver)
+                refresh_stale_stats(self.store)
 
     def close(self) -> None:
         self.store.close()

@@ -157,3 +157,11 @@ def test_an_upgrade_logs_the_records_there_are_in_seq_order(upgraded: Api) -> No
         leaf = merkle.leaf_hash(base64.b64decode(entry["leaf"]))
         path = [base64.b64decode(h) for h in entry["inclusion_proof"]]
         assert merkle.verify_inclusion(index, head.size, leaf, path, head.root)
+
+
+def test_an_upgrade_counts_the_records_there_are_in_its_statistics(upgraded: Api) -> None:
+    window = {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"}
+    stats = upgraded.client.get(
+        "/v1/knowledge-base/audit/stats", params=window, headers=upgraded.key("acme")
+    ).json()
+    assert [(group["key"], group["count"]) for group in stats["totals"]] == [("hit", 1), (None, 1)]

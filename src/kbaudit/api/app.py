@@ -16,7 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from kbaudit import __version__
-from kbaudit.api import delivery, docs, exports, health, retention, retrievals, transparency
+from kbaudit.api import (
+    delivery,
+    docs,
+    exports,
+    health,
+    retention,
+    retrievals,
+    stats,
+    transparency,
+)
 from kbaudit.api.errors import install_error_handlers
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
@@ -42,6 +51,7 @@ def create_app(container: Container, *, run_workers: bool = True) -> FastAPI:
     app.state.container = container
     app.state.run_workers = run_workers
     app.include_router(retrievals.router)
+    app.include_router(stats.router)
     app.include_router(exports.router)
     app.include_router(retention.router)
     app.include_router(transparency.router)

@@ -263,3 +263,24 @@ class RetentionPolicyUpdateRequest(BaseModel):
     archive_destination: (
         Annotated[str, Field(max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")] | None
     ) = None
+
+
+class StatsGroup(BaseModel):
+    key: str | None = Field(description="The status, knowledge base, agent or decision.")
+    count: int
+    duration_ms_p50: float | None = Field(
+        description="Found within a bin of durations a factor 1.25 wide, placed linearly in it."
+    )
+    duration_ms_p95: float | None
+
+
+class StatsBucket(BaseModel):
+    start: AwareDatetime
+    groups: list[StatsGroup]
+
+
+class StatsResponse(BaseModel):
+    interval: Literal["hour", "day"]
+    group_by: Literal["status", "kb_id", "agent_id", "serving_decision"]
+    buckets: list[StatsBucket]
+    totals: list[StatsGroup]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection, Select, Table
+from sqlalchemy.dialects import postgresql
 
 from kbaudit.document import RecordDocument, instant_of
 from kbaudit.domain import OrgId
@@ -97,6 +98,9 @@ class PostgresRecords(RecordRepository):
             .scalars()
             .all()
         )
+
+    def _upsert(self, table: Table) -> Any:
+        return postgresql.insert(table)
 
     def _insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         copy_in(self._connection, table, columns, rows)

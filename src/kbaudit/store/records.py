@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     Row,
     Select,
+    Table,
     and_,
     cast,
     exists,
@@ -28,11 +29,12 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.dialects import sqlite
 
 from kbaudit.document import RecordDocument, instant_of, micros
 from kbaudit.domain import OrgId, RecordFilters, default_ref, id_named_by, is_derived_ref
 from kbaudit.store.engine import CACHE_KB
-from kbaudit.store.tables import record_kbs, records
+from kbaudit.store.tables import record_kbs, records, stats_stale_hours
 
 RECORD_COLUMNS = (
     "seq",
@@ -53,6 +55,7 @@ STORED_COLUMNS = tuple(
 )
 KB_COLUMNS = ("org_id", "kb_id", "created_at", "seq")
 STREAM_CACHE_KB = 4096
+HOUR = 3_600_000_000  # in microseconds, as created_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,7 @@ class RecordRepository:
             ],
         )
         self._insert_kbs(org_id, [(doc, seq) for (doc, _), seq in zip(docs, seqs, strict=True)])
+        self._mark_stale(org_id, [doc.created_at for doc, _ in docs])
 
     def replace(
         self, org_id: OrgId, changes: Sequence[tuple[StoredRecord, RecordDocument, int]]
@@ -171,6 +175,9 @@ class RecordRepository:
                     )
                 )
         self._insert_kbs(org_id, [(new, old.seq) for old, new, _ in changes])
+        self._mark_stale(
+            org_id, [at for old, new, _ in changes for at in (old.created_at, new.created_at)]
+        )
 
     def delete(self, org_id: OrgId, victims: Sequence[StoredRecord]) -> int:
         """Delete these records with their knowledge-base rows."""
@@ -188,7 +195,28 @@ class RecordRepository:
                 records.delete().where(r.org_id == org_id, tuple_(r.created_at, r.id).in_(chunk))
             )
             deleted += result.rowcount
+        self._mark_stale(org_id, [v.created_at for v in victims])
         return deleted
+
+    def _mark_stale(self, org_id: OrgId, created_ats: Sequence[int]) -> None:
+        """Note that the hours of these instants changed, for their statistics
+        (store/stats.py) to be counted again."""
+        hours = sorted({created_at // HOUR for created_at in created_ats})
+        if not hours:
+            return
+        s = stats_stale_hours
+        statement = self._upsert(s).values(
+            [{"org_id": org_id, "hour": hour, "version": 1} for hour in hours]
+        )
+        self._connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[s.c.org_id, s.c.hour], set_={"version": s.c.version + 1}
+            )
+        )
+
+    def _upsert(self, table: Table) -> Any:
+        """An INSERT that can be told what to do on conflict."""
+        raise NotImplementedError
 
     def _insert_kbs(self, org_id: OrgId, docs: Sequence[tuple[RecordDocument, int]]) -> None:
         rows = [(org_id, kb.bytes, doc.created_at, seq) for doc, seq in docs for kb in doc.kb_ids]
@@ -218,7 +246,7 @@ class RecordRepository:
         r = records.c
         query = (
             select(r.created_at, r.id, r.document)
-            .where(*self._conditions(org_id, filters))
+            .where(*filter_conditions(org_id, filters))
             .order_by(r.created_at.desc(), r.id.desc())
             .limit(limit)
         )
@@ -229,34 +257,6 @@ class RecordRepository:
                 r.created_at <= after[0], tuple_(r.created_at, r.id) < tuple_(*map(literal, after))
             )
         return query
-
-    def _conditions(self, org_id: OrgId, filters: RecordFilters) -> list[Any]:
-        r = records.c
-        conditions: list[Any] = [
-            r.org_id == org_id,
-            r.created_at >= micros(filters.start),
-            r.created_at < micros(filters.end),
-        ]
-        if filters.statuses:
-            conditions.append(r.retrieval_status.in_(filters.statuses))
-        if filters.actor_user_id:
-            conditions.append(r.actor_user_id == uuid.UUID(filters.actor_user_id).bytes)
-        if filters.session_id:
-            conditions.append(r.session_id == uuid.UUID(filters.session_id).bytes)
-        if filters.kb_ids:
-            k = record_kbs.c
-            conditions.append(
-                exists().where(
-                    and_(
-                        k.org_id == r.org_id,
-                        k.kb_id.in_([uuid.UUID(kb).bytes for kb in filters.kb_ids]),
-                        # Lets PostgreSQL look in the one partition that holds them.
-                        k.created_at == r.created_at,
-                        k.seq == r.seq,
-                    )
-                )
-            )
-        return conditions
 
     def find(self, org_id: OrgId, ref_or_id: str) -> str | None:
         """The document of the record whose ref is ``ref_or_id``, else of the one whose id it
@@ -311,7 +311,7 @@ class RecordRepository:
         """How many records match as of the snapshot, and the key of every
         ``rows_per_part``-th one in ascending order: the first key of each part."""
         r = records.c
-        conditions = [*self._conditions(org_id, filters), r.seq <= snapshot_seq]
+        conditions = [*filter_conditions(org_id, filters), r.seq <= snapshot_seq]
         total = self._connection.execute(select(func.count()).where(*conditions)).scalar_one()
         number = func.row_number().over(order_by=(r.created_at, r.id)).label("n")
         numbered = select(r.created_at, r.id, number).where(*conditions).subquery()
@@ -339,7 +339,7 @@ class RecordRepository:
         r = records.c
         query = (
             select(self._document_bytes(), r.audit_write_status)
-            .where(*self._conditions(org_id, filters), r.seq <= snapshot_seq)
+            .where(*filter_conditions(org_id, filters), r.seq <= snapshot_seq)
             .order_by(r.created_at, r.id)
         )
         key = tuple_(r.created_at, r.id)
@@ -367,6 +367,9 @@ class RecordRepository:
 
 
 class SqliteRecords(RecordRepository):
+    def _upsert(self, table: Table) -> Any:
+        return sqlite.insert(table)
+
     def _document_bytes(self) -> Any:
         # As a BLOB, SQLite hands the stored bytes over without decoding them to text.
         return cast(records.c.document, LargeBinary)
@@ -415,6 +418,36 @@ class SqliteRecords(RecordRepository):
 
     def _driver(self) -> Any:
         return self._connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def filter_conditions(org_id: OrgId, filters: RecordFilters) -> list[Any]:
+    """The WHERE terms of the query route's window and filters over ``records``."""
+    r = records.c
+    conditions: list[Any] = [
+        r.org_id == org_id,
+        r.created_at >= micros(filters.start),
+        r.created_at < micros(filters.end),
+    ]
+    if filters.statuses:
+        conditions.append(r.retrieval_status.in_(filters.statuses))
+    if filters.actor_user_id:
+        conditions.append(r.actor_user_id == uuid.UUID(filters.actor_user_id).bytes)
+    if filters.session_id:
+        conditions.append(r.session_id == uuid.UUID(filters.session_id).bytes)
+    if filters.kb_ids:
+        k = record_kbs.c
+        conditions.append(
+            exists().where(
+                and_(
+                    k.org_id == r.org_id,
+                    k.kb_id.in_([uuid.UUID(kb).bytes for kb in filters.kb_ids]),
+                    # Lets PostgreSQL look in the one partition that holds them.
+                    k.created_at == r.created_at,
+                    k.seq == r.seq,
+                )
+            )
+        )
+    return conditions
 
 
 def _stored(row: Row[Any]) -> StoredRecord:

@@ -6,10 +6,13 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from kbaudit.document import micros
 from kbaudit.domain import OrgId
 from kbaudit.store import partitions
 from kbaudit.store.models import Archive, RetentionPolicy
 from kbaudit.store.partitions import Month
+from kbaudit.store.records import HOUR
+from kbaudit.store.stats import drop_hours
 from kbaudit.store.tables import (
     archives,
     organizations,
@@ -48,7 +51,9 @@ class RetentionRepository:
         return [OrgId(org) for org in partitions.organizations_in(self._connection, month)]
 
     def drop_month(self, month: Month) -> int:
-        return partitions.drop_month(self._connection, month)
+        dropped = partitions.drop_month(self._connection, month)
+        drop_hours(self._connection, micros(month.start) // HOUR, micros(month.end) // HOUR)
+        return dropped
 
     def add_archive(self, values: dict[str, Any]) -> None:
         self._connection.execute(insert(archives).values(**values))

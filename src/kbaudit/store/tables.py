@@ -129,6 +129,34 @@ record_kbs = Table(
     sqlite_with_rowid=False,
 )
 
+# Hourly statistics of each organization's records (store/stats.py), derived data that can
+# always be computed again: one row per hour, dimension, status and key, with the count and a
+# histogram of durations in DURATION_BINS columns that SQL can sum. A write marks its hours
+# stale in stats_stale_hours; the stats route and the upkeep compute those again.
+DURATION_BINS = 64
+stats_hours = Table(
+    "stats_hours",
+    metadata,
+    Column("org_id", Integer, primary_key=True),
+    Column("dimension", String(16), primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("status", String(16), primary_key=True),  # '' for a record without one
+    Column("key", String(64), primary_key=True),  # '' for a record without one
+    Column("count", BigInteger, nullable=False),
+    *(Column(f"d{index:02d}", BigInteger, nullable=False) for index in range(DURATION_BINS)),
+    sqlite_with_rowid=False,
+)
+# ``version`` grows with every write to the hour: a computation that began before a write
+# leaves the hour stale.
+stats_stale_hours = Table(
+    "stats_stale_hours",
+    metadata,
+    Column("org_id", Integer, primary_key=True),
+    Column("hour", BigInteger, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # One value a master keyring version derives, kept the first time the version is used: a host
 # started with other keys is refused instead of writing what no other host can open.
 keyring_checks = Table(

@@ -22,6 +22,7 @@ from kbaudit.store.postgres import UPKEEP_LOCK, PostgresRecords
 from kbaudit.store.records import RecordRepository, SqliteRecords
 from kbaudit.store.retention import RetentionRepository
 from kbaudit.store.sqlite import Checkpointer, WriterLock, database_file
+from kbaudit.store.stats import StatsRepository
 
 GATE_WAIT = 60.0
 
@@ -34,6 +35,7 @@ class UnitOfWork:
     retention: RetentionRepository
     log: LogRepository
     delivery: DeliveryRepository
+    stats: StatsRepository
 
     def __init__(
         self,
@@ -69,6 +71,7 @@ class UnitOfWork:
         self.retention = RetentionRepository(connection)
         self.log = LogRepository(connection)
         self.delivery = DeliveryRepository(connection)
+        self.stats = StatsRepository(connection)
         return self
 
     def __exit__(
