@@ -1,5 +1,6 @@
 """Statistics of records, counted in the database: straight from the records, or summed from
-the hourly rows of ``stats_hours``.
+the rows of ``stats_hours``, one for each hour and one for each UTC day (the sum of its
+hours).
 
 A duration goes into one of ``DURATION_BINS`` bins: bin 0 holds durations under 1 ms, bin
 ``i`` those in ``[BIN_RATIO**(i-1), BIN_RATIO**i)`` ms, the last everything above. Bins add up
@@ -9,22 +10,24 @@ across hours and keys, so a percentile of any sum of them is found within one bi
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Float,
     Integer,
+    Select,
     String,
-    and_,
     case,
     cast,
     delete,
     func,
+    literal,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.dialects import postgresql
@@ -33,12 +36,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from kbaudit.document import instant_of
 from kbaudit.domain import OrgId, RecordFilters
 from kbaudit.store.records import HOUR, filter_conditions
-from kbaudit.store.tables import DURATION_BINS, record_kbs, records, stats_hours, stats_stale_hours
+from kbaudit.store.tables import DURATION_BINS, records, stats_hours, stats_stale_hours
 
 BIN_RATIO = 1.25
 DIMENSIONS = ("status", "kb_id", "agent_id", "serving_decision")
 BIN_COLUMNS = tuple(f"d{index:02d}" for index in range(DURATION_BINS))
 NO_DURATION = -1
+DAY_HOURS = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,24 +83,24 @@ class StatsRepository:
         the dimension's key, counted from the records themselves."""
         r = records.c
         duration = cast(self._field("duration_ms"), Float)
-        by_kb = dimension == "kb_id"
-        # By knowledge base, the join below picks them.
-        conditions = filter_conditions(org_id, replace(filters, kb_ids=()) if by_kb else filters)
+        scopes: Any = self._scopes() if dimension == "kb_id" else None
+        key = self._key(dimension, scopes)
         each = select(
+            r.seq,
             (r.created_at // bucket).label("bucket"),
             r.retrieval_status.label("status"),
-            self._key(dimension).label("key"),
+            key.label("key"),
             _bin_of(duration).label("bin"),
-        ).where(*conditions)
-        if by_kb:
-            k = record_kbs.c
-            each = each.join_from(
-                records,
-                record_kbs,
-                and_(k.org_id == r.org_id, k.created_at == r.created_at, k.seq == r.seq),
-            )
+        )
+        if dimension == "kb_id":
+            # From the document's scopes: record_kbs is keyed for walking one knowledge base,
+            # not for finding a record's. DISTINCT: a record counts once for each.
+            each = each.select_from(records).join(scopes, true()).distinct()
+            each = each.where(key.is_not(None))
             if filters.kb_ids:
-                each = each.where(k.kb_id.in_([uuid.UUID(kb).bytes for kb in filters.kb_ids]))
+                each = each.where(key.in_(filters.kb_ids))
+            filters = replace(filters, kb_ids=())
+        each = each.where(*filter_conditions(org_id, filters))
         # Grouped outside: PostgreSQL would not match the select's expressions to GROUP BY's
         # (each has parameters of its own).
         rows = each.subquery()
@@ -126,14 +130,48 @@ class StatsRepository:
         keys: Sequence[str] = (),
     ) -> list[Tally]:
         """Tallies of the hours in ``[first, end)`` from ``stats_hours``, summed into
-        ``bucket``-long buckets (a whole number of hours)."""
+        ``bucket``-long buckets (a whole number of hours): by the day rows for whole days
+        when buckets are days, else by the hour rows."""
+        first, end = hours
+        spans = [(1, first, end)]
+        if bucket % (DAY_HOURS * HOUR) == 0:
+            first_day = -(-first // DAY_HOURS) * DAY_HOURS
+            end_day = end // DAY_HOURS * DAY_HOURS
+            if first_day < end_day:
+                spans = [(1, first, first_day), (DAY_HOURS, first_day, end_day), (1, end_day, end)]
+        tallies = []
+        for grain, span_first, span_end in spans:
+            if span_first < span_end:
+                query = self._sum_query(
+                    org_id, dimension, grain, (span_first, span_end), bucket, statuses, keys
+                )
+                tallies += [
+                    Tally(row[0] * bucket, row[1] or None, row[2] or None, row[3], tuple(row[4:]))
+                    for row in self._connection.execute(query)
+                ]
+        return tallies
+
+    def _sum_query(
+        self,
+        org_id: OrgId,
+        dimension: str,
+        grain: int,
+        hours: tuple[int, int],
+        bucket: int,
+        statuses: Sequence[str],
+        keys: Sequence[str],
+    ) -> Select[Any]:
         s = stats_hours.c
-        hours_a_bucket = bucket // HOUR
         each = select(
-            (s.hour // hours_a_bucket).label("bucket"), s.status, s.key, s.count, *s[BIN_COLUMNS]
+            (s.hour // (bucket // HOUR)).label("bucket"),
+            s.status,
+            s.key,
+            s.count,
+            *s[BIN_COLUMNS],
         ).where(
             s.org_id == org_id,
             s.dimension == dimension,
+            s.hours == grain,
             s.hour >= hours[0],
             s.hour < hours[1],
         )
@@ -142,23 +180,15 @@ class StatsRepository:
         if keys:
             each = each.where(s.key.in_(keys))
         rows = each.subquery()
-        query = select(
+        return select(
             rows.c.bucket,
             rows.c.status,
             rows.c.key,
-            func.sum(rows.c.count),
-            *(func.sum(rows.c[name]) for name in BIN_COLUMNS),
+            # As BIGINT: PostgreSQL's sum of one is NUMERIC, which the driver hands out as
+            # Decimal.
+            cast(func.sum(rows.c.count), BigInteger),
+            *(cast(func.sum(rows.c[name]), BigInteger) for name in BIN_COLUMNS),
         ).group_by(rows.c.bucket, rows.c.status, rows.c.key)
-        return [
-            Tally(
-                row[0] * bucket,
-                row[1] or None,
-                row[2] or None,
-                int(row[3]),
-                tuple(int(value) for value in row[4:]),
-            )
-            for row in self._connection.execute(query)
-        ]
 
     # -- keeping stats_hours ----------------------------------------------------------------
 
@@ -186,7 +216,9 @@ class StatsRepository:
             window = RecordFilters(start=instant_of(first * HOUR), end=instant_of(end * HOUR))
             s = stats_hours.c
             self._connection.execute(
-                delete(stats_hours).where(s.org_id == org_id, s.hour >= first, s.hour < end)
+                delete(stats_hours).where(
+                    s.org_id == org_id, s.hours == 1, s.hour >= first, s.hour < end
+                )
             )
             rows = [
                 _row(org_id, dimension, tally)
@@ -195,27 +227,77 @@ class StatsRepository:
             ]
             if rows:
                 self._connection.execute(stats_hours.insert(), rows)
+            for day in range(first // DAY_HOURS, -(-end // DAY_HOURS)):
+                self._sum_day(org_id, day * DAY_HOURS)
         t = stats_stale_hours.c
         for chunk in _chunks([(h.org_id, h.hour, h.version) for h in stale], 300):
             self._connection.execute(
                 delete(stats_stale_hours).where(tuple_(t.org_id, t.hour, t.version).in_(chunk))
             )
 
+    def _sum_day(self, org_id: OrgId, first_hour: int) -> None:
+        """The day's rows again, as the sums of its hour rows."""
+        s = stats_hours.c
+        self._connection.execute(
+            delete(stats_hours).where(
+                s.org_id == org_id, s.hours == DAY_HOURS, s.hour == first_hour
+            )
+        )
+        sums = (
+            select(
+                s.org_id,
+                s.dimension,
+                literal(DAY_HOURS),
+                literal(first_hour),
+                s.status,
+                s.key,
+                func.sum(s.count),
+                *(func.sum(s[name]) for name in BIN_COLUMNS),
+            )
+            .where(
+                s.org_id == org_id,
+                s.hours == 1,
+                s.hour >= first_hour,
+                s.hour < first_hour + DAY_HOURS,
+            )
+            .group_by(s.org_id, s.dimension, s.status, s.key)
+        )
+        columns = ["org_id", "dimension", "hours", "hour", "status", "key", "count", *BIN_COLUMNS]
+        self._connection.execute(stats_hours.insert().from_select(columns, sums))
+
     # -- the parts of a document ------------------------------------------------------------
 
-    def _key(self, dimension: str) -> Any:
+    def _key(self, dimension: str, scopes: Any) -> Any:
         if dimension == "status":
             return records.c.retrieval_status
         if dimension == "kb_id":
-            return record_kbs.c.kb_id
+            return self._scope_field(scopes, "knowledge_base_id")
         return self._field(dimension)
 
     def _field(self, name: str) -> ColumnElement[Any]:
         """A top-level field of the record's document, as text."""
-        if self._connection.dialect.name == "postgresql":
+        if self._postgres:
             text: ColumnElement[Any] = cast(records.c.document, postgresql.JSONB)[name].astext
             return text
         return cast(func.json_extract(records.c.document, f"$.{name}"), String)
+
+    @property
+    def _postgres(self) -> bool:
+        return self._connection.dialect.name == "postgresql"
+
+    def _scopes(self) -> Any:
+        """The document's scopes, a row each, to join each record to."""
+        if self._postgres:
+            scopes = cast(records.c.document, postgresql.JSONB)["scopes"]
+            return func.jsonb_array_elements(scopes).table_valued("value").lateral("scope")
+        return func.json_each(records.c.document, "$.scopes").table_valued("value").alias("scope")
+
+    def _scope_field(self, scopes: Any, name: str) -> ColumnElement[Any]:
+        value = scopes.c.value
+        if self._postgres:
+            text: ColumnElement[Any] = value.op("->>")(name)
+            return text
+        return cast(func.json_extract(value, f"$.{name}"), String)
 
 
 def _bin_of(duration: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -238,8 +320,6 @@ def bin_bounds(index: int) -> tuple[float, float]:
 def _key_text(dimension: str, raw: Any) -> str | None:
     if raw is None or raw == "":
         return None
-    if dimension == "kb_id":
-        return str(uuid.UUID(bytes=bytes(raw)))
     return str(raw)
 
 
@@ -247,6 +327,7 @@ def _row(org_id: OrgId, dimension: str, tally: Tally) -> dict[str, Any]:
     return {
         "org_id": org_id,
         "dimension": dimension,
+        "hours": 1,
         "hour": tally.bucket // HOUR,
         "status": tally.status or "",
         "key": tally.key or "",

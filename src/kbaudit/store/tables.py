@@ -129,17 +129,18 @@ record_kbs = Table(
     sqlite_with_rowid=False,
 )
 
-# Hourly statistics of each organization's records (store/stats.py), derived data that can
-# always be computed again: one row per hour, dimension, status and key, with the count and a
-# histogram of durations in DURATION_BINS columns that SQL can sum. A write marks its hours
-# stale in stats_stale_hours; the stats route and the upkeep compute those again.
+# Statistics of each organization's records by hour and by day (store/stats.py), derived data
+# that can always be computed again: one row per span, dimension, status and key, with the
+# count and a histogram of durations in DURATION_BINS columns that SQL can sum. A write marks
+# its hours stale in stats_stale_hours; the stats route and the upkeep count those again.
 DURATION_BINS = 64
 stats_hours = Table(
     "stats_hours",
     metadata,
     Column("org_id", Integer, primary_key=True),
     Column("dimension", String(16), primary_key=True),
-    Column("hour", BigInteger, primary_key=True),
+    Column("hours", Integer, primary_key=True),  # the span: 1 (an hour) or 24 (a UTC day)
+    Column("hour", BigInteger, primary_key=True),  # its first, in hours since the epoch
     Column("status", String(16), primary_key=True),  # '' for a record without one
     Column("key", String(64), primary_key=True),  # '' for a record without one
     Column("count", BigInteger, nullable=False),

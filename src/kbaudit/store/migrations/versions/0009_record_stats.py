@@ -1,4 +1,4 @@
-"""record statistics: hourly counts and duration histograms, and the hours to compute again
+"""record statistics: counts and duration histograms by hour and day, and the stale hours
 
 Revision ID: 0009
 Revises: 0008
@@ -27,13 +27,14 @@ def upgrade() -> None:
         "stats_hours",
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("dimension", sa.String(16), nullable=False),
+        sa.Column("hours", sa.Integer(), nullable=False),
         sa.Column("hour", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("key", sa.String(64), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
         *(sa.Column(f"d{i:02d}", sa.BigInteger(), nullable=False) for i in range(DURATION_BINS)),
         sa.PrimaryKeyConstraint(
-            "org_id", "dimension", "hour", "status", "key", name=op.f("pk_stats_hours")
+            "org_id", "dimension", "hours", "hour", "status", "key", name=op.f("pk_stats_hours")
         ),
         sqlite_with_rowid=False,
     )
