@@ -31,6 +31,18 @@ install() {
   "$VENV/bin/python" -c "import kbaudit" # fail here, not later, when the install did not take
 }
 
+ensure_chromium() {
+  # The console's browser tests drive Debian's chromium; Playwright never downloads one.
+  if [ -x /usr/bin/chromium ]; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "the console's browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+    exit 1
+  fi
+}
+
 case "${1:-}" in
   run)
     shift
@@ -53,6 +65,7 @@ case "${1:-}" in
     "$VENV/bin/ruff" check src tests bench sdk
     "$VENV/bin/ruff" format --check src tests bench sdk
     "$VENV/bin/mypy"
+    ensure_chromium
     services=.services
     scripts/services.sh stop "$services" # a run that was killed may have left them up
     trap 'scripts/services.sh stop "$services"' EXIT

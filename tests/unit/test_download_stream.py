@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 
-from kbaudit.api.exports import _one_ahead
+from kbaudit.api.exports import one_ahead
 
 CHUNKS = 4
 
@@ -21,7 +21,7 @@ def test_next_chunk_is_decrypting_before_the_current_one_is_sent() -> None:
 
     async def send_all() -> list[bytes]:
         sent = []
-        async for chunk in _one_ahead(decrypting()):
+        async for chunk in one_ahead(decrypting()):
             # No await between receiving a chunk and this check, as in a send that does not
             # wait: only work already in a thread can have asked for the next chunk.
             following = len(sent) + 1
@@ -44,7 +44,7 @@ def test_closing_early_closes_the_decrypting_stream() -> None:
             closed.set()
 
     async def send_one() -> None:
-        stream = _one_ahead(decrypting())
+        stream = one_ahead(decrypting())
         async for _ in stream:
             break
         await stream.aclose()

@@ -8,7 +8,7 @@ from pathlib import Path
 import kbaudit
 
 PACKAGE = Path(kbaudit.__file__).parent
-EDGE = {PACKAGE / "api"}
+EDGE = {PACKAGE / "api", PACKAGE / "console"}
 WEB_FRAMEWORKS = ("fastapi", "starlette")
 
 

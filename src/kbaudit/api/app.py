@@ -28,6 +28,7 @@ from kbaudit.api import (
 )
 from kbaudit.api.errors import install_error_handlers
 from kbaudit.config import Settings
+from kbaudit.console import routes as console
 from kbaudit.container import Container, build_container
 from kbaudit.domain import RecordBatch
 from kbaudit.errors import RequestTimeout
@@ -59,6 +60,8 @@ def create_app(container: Container, *, run_workers: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(docs.router)
     app.mount("/static", docs.static_files, name="static")
+    app.include_router(console.router)
+    app.mount("/console/static", console.static_files, name="console-static")
     install_error_handlers(app)
     app.add_middleware(BodyDeadline, seconds=container.settings.body_timeout_seconds)
     app.add_middleware(_Observe)

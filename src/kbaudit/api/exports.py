@@ -147,7 +147,7 @@ async def download_export_file(
     if head:
         return Response(status_code=status, media_type=download.content_type, headers=headers)
     return StreamingResponse(
-        _one_ahead(download.chunks),
+        one_ahead(download.chunks),
         status_code=status,
         media_type=download.content_type,
         headers=headers,
@@ -171,7 +171,7 @@ def parse_range(header: str | None) -> Wanted | None:
     return int(first), int(last) if last else None
 
 
-async def _one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[memoryview]:
+async def one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[memoryview]:
     """Decrypt the next chunk in a thread while the current one is on the wire. The thread is
     handed the work before the chunk goes to the server, not when the loop next gets control:
     after the send, decrypting and sending would take turns."""

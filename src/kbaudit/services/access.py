@@ -33,3 +33,22 @@ def record_access(
         details=details or {},
     )
     store.append_access(entry)
+
+
+def newest_entries(
+    store: Store, clock: Clock, caller: Caller, route: str, before: int | None, limit: int = 100
+) -> list[AccessEntry]:
+    """The organization's access log, newest first: who read or took what, when, from where.
+    Reading it is logged too."""
+    with store.reading() as uow:
+        entries = uow.access_log.newest(caller.org_id, before, limit)
+    record_access(
+        store,
+        clock,
+        caller,
+        "access_log",
+        route,
+        result_count=len(entries),
+        details={"before": before},
+    )
+    return entries

@@ -139,3 +139,24 @@ def _leaves_of(
         data = leaf_of(org_uuid, str(record.id), record.audit_write_status, record.document)
         leaves.append((record.leaf_index, data))
     return [(index, data) for index, data in leaves if index < size]
+
+
+@dataclass(frozen=True, slots=True)
+class ProofStatus:
+    """Where the record's latest write sits in the log, and whether its inclusion proof leads
+    to the log's root: what the console shows beside a record."""
+
+    leaf_index: int
+    tree_size: int
+    verified: bool
+
+
+def proof_status(store: Store, clock: Clock, caller: Caller, ref_or_id: str) -> ProofStatus:
+    with store.reading() as uow:
+        size = uow.log.size(caller.org_id)
+        root = tree_root(uow, caller.org_id, size)
+    size, proofs = record_proofs(store, clock, caller, ref_or_id, size)
+    latest = proofs[-1]
+    leaf = merkle.leaf_hash(latest.leaf)
+    verified = merkle.verify_inclusion(latest.leaf_index, size, leaf, latest.inclusion_proof, root)
+    return ProofStatus(latest.leaf_index, size, verified)

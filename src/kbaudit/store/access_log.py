@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Row, insert, select
 
 from kbaudit.domain import KeyId, OrgId
 from kbaudit.store.tables import access_log
@@ -25,6 +25,7 @@ class AccessEntry:
     result_count: int | None = None
     client_address: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None  # once stored
 
 
 class AccessLogRepository:
@@ -51,23 +52,31 @@ class AccessLogRepository:
         )
 
     def entries(self, org_id: OrgId) -> list[AccessEntry]:
-        rows = self._connection.execute(
-            select(access_log).where(access_log.c.org_id == org_id).order_by(access_log.c.id)
-        )
-        return [
-            AccessEntry(
-                org_id=OrgId(row.org_id),
-                key_id=KeyId(row.key_id),
-                action=row.action,
-                route=row.route,
-                at=row.at,
-                outcome=row.outcome,
-                result_count=row.result_count,
-                client_address=row.client_address,
-                details=row.details or {},
-            )
-            for row in rows
-        ]
+        query = select(access_log).where(access_log.c.org_id == org_id).order_by(access_log.c.id)
+        return [_entry(row) for row in self._connection.execute(query)]
+
+    def newest(self, org_id: OrgId, before: int | None, limit: int) -> list[AccessEntry]:
+        """Up to ``limit`` entries, newest first, older than the entry ``before``."""
+        a = access_log.c
+        query = select(access_log).where(a.org_id == org_id).order_by(a.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(a.id < before)
+        return [_entry(row) for row in self._connection.execute(query)]
+
+
+def _entry(row: Row[Any]) -> AccessEntry:
+    return AccessEntry(
+        org_id=OrgId(row.org_id),
+        key_id=KeyId(row.key_id),
+        action=row.action,
+        route=row.route,
+        at=row.at,
+        outcome=row.outcome,
+        result_count=row.result_count,
+        client_address=row.client_address,
+        details=row.details or {},
+        id=row.id,
+    )
 
 
 class GroupCommit:

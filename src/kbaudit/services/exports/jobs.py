@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -239,6 +241,31 @@ def filters_of(job: ExportJob) -> RecordFilters:
         actor_user_id=echoed.get("actor_user_id"),
         session_id=echoed.get("session_id"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestCheck:
+    key_id: str
+    valid: bool
+
+
+def check_manifest(deps: ExportDeps, caller: Caller, export_id: str) -> ManifestCheck | None:
+    """Whether the job's signed manifest verifies with the deployment's signing keys, as
+    ``kbaudit verify`` checks it offline; None before the job has one."""
+    with deps.store.reading() as uow:
+        job = uow.exports.job(export_id, caller.org_id)
+    if job is None:
+        raise NotFound("no export job has that id")
+    if job.manifest is None or job.manifest_signature is None:
+        return None
+    signature = orjson.loads(job.manifest_signature)
+    key_id = str(signature.get("key_id"))
+    key = next((key for key, _ in deps.signing.listed() if key.kid == key_id), None)
+    try:
+        raw = base64.b64decode(str(signature.get("signature")), validate=True)
+    except binascii.Error:
+        return ManifestCheck(key_id, valid=False)
+    return ManifestCheck(key_id, valid=key is not None and key.verifies(raw, job.manifest))
 
 
 def signed_files(job: ExportJob) -> list[tuple[str, bytes]]:
