@@ -245,3 +245,20 @@ def test_the_overview_counts_what_the_stats_route_counts(api: Api, window: str) 
         headers=key,
     ).json()
     assert int(shown[1]) == sum(group["count"] for group in stats["totals"])
+
+
+def test_a_bad_export_request_is_answered_beside_its_form(api: Api) -> None:
+    key = api.key("acme")
+    client = sign_in(api, key)
+    token = csrf_of(client.get("/console/exports").text)
+    wrong = [
+        ({**DEMO_WINDOW, "export_format": "xlsx"}, "the format must be one of csv, ndjson"),
+        ({"start": "2020-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "at most 366 days"),
+        ({"start": "yesterday", "end": DEMO_WINDOW["end"]}, "start is not a date and time"),
+    ]
+    for form, message in wrong:
+        response = client.post("/console/exports", data={**form, "csrf_token": token})
+        assert response.status_code == 422, response.text
+        assert message in response.text
+        assert 'value="' + form["start"] + '"' in response.text  # the form keeps what was sent
+    assert api.client.get(EXPORTS, headers=key).json()["items"] == []

@@ -14,6 +14,7 @@ from starlette.datastructures import QueryParams
 
 from kbaudit.domain import INSTANT_RANGE, RETRIEVAL_STATUSES, RecordFilters, in_instant_range
 from kbaudit.errors import InvalidRequest
+from kbaudit.services.exports.jobs import ExportSpec
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 FORMATS = ("csv", "ndjson", "parquet")
@@ -179,10 +180,12 @@ class ExportForm:
     @classmethod
     def of(cls, fields: Fields, now: datetime) -> ExportForm:
         chosen = [v for v in fields.get("export_format", []) if isinstance(v, str)]
-        export_format = chosen[0] if chosen else "csv"
-        if export_format not in FORMATS:
+        return cls(RecordQuery.of(fields, now), chosen[0][:MAX_TEXT] if chosen else "csv")
+
+    def spec(self) -> ExportSpec:
+        if self.export_format not in FORMATS:
             raise InvalidRequest(f"the format must be one of {', '.join(FORMATS)}")
-        return cls(RecordQuery.of(fields, now), export_format)
+        return ExportSpec(self.export_format, self.query.filters())
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from kbaudit.errors import AuthenticationRequired, InsufficientScope, KbAuditErr
 from kbaudit.services.access import newest_entries
 from kbaudit.services.exports.download import open_download
 from kbaudit.services.exports.jobs import (
-    ExportSpec,
     check_manifest,
     create_export,
     get_export,
@@ -341,8 +340,7 @@ async def request_export(request: Request) -> Response:
     form = ExportForm.of(fields, container_of(request).clock())
     deps = container_of(request).exports
     try:
-        spec = ExportSpec(form.export_format, form.query.filters())
-        view = await run_in_threadpool(create_export, deps, caller, spec, None)
+        view = await run_in_threadpool(create_export, deps, caller, form.spec(), None)
     except KbAuditError as exc:
         if status_for(exc) >= 500:
             raise

@@ -42,6 +42,7 @@ BIN_RATIO = 1.25
 DIMENSIONS = ("status", "kb_id", "agent_id", "serving_decision")
 BIN_COLUMNS = tuple(f"d{index:02d}" for index in range(DURATION_BINS))
 NO_DURATION = -1
+Counted = Sequence[Sequence[Any]]  # rows of (bucket, status, keys..., duration bin, count)
 DAY_HOURS = 24
 
 
@@ -81,44 +82,54 @@ class StatsRepository:
     ) -> list[Tally]:
         """Tallies of the records the filters select, by ``bucket``-long buckets, status and
         the dimension's key, counted from the records themselves."""
+        if dimension == "kb_id":
+            return _tallies(self._counts_by_kb(org_id, filters, bucket), bucket, key_at=2)
+        if dimension == "status":
+            return _tallies(self._counts(org_id, filters, bucket, ()), bucket, key_at=1)
+        return _tallies(self._counts(org_id, filters, bucket, (dimension,)), bucket, key_at=2)
+
+    def _counts(
+        self, org_id: OrgId, filters: RecordFilters, bucket: int, fields: Sequence[str]
+    ) -> Counted:
+        """(bucket, status, *fields, duration bin, count) of the records the filters select."""
+        each = select(
+            *self._bucket_status_bin(bucket),
+            *(self._field(name).label(name) for name in fields),
+        ).where(*filter_conditions(org_id, filters))
+        return self._grouped(each, ("bucket", "status", *fields, "bin"))
+
+    def _counts_by_kb(self, org_id: OrgId, filters: RecordFilters, bucket: int) -> Counted:
+        """(bucket, status, knowledge base, duration bin, count): a record counts once for
+        each knowledge base its scopes name. From the document's scopes: record_kbs is keyed
+        for walking one knowledge base, not for finding a record's."""
+        scopes = self._scopes()
+        kb = self._scope_field(scopes, "knowledge_base_id")
+        each = (
+            select(records.c.seq, *self._bucket_status_bin(bucket), kb.label("kb_id"))
+            .select_from(records)
+            .join(scopes, true())
+            .where(kb.is_not(None), *filter_conditions(org_id, replace(filters, kb_ids=())))
+            .distinct()
+        )
+        if filters.kb_ids:
+            each = each.where(kb.in_(filters.kb_ids))
+        return self._grouped(each, ("bucket", "status", "kb_id", "bin"))
+
+    def _bucket_status_bin(self, bucket: int) -> tuple[ColumnElement[Any], ...]:
         r = records.c
         duration = cast(self._field("duration_ms"), Float)
-        scopes: Any = self._scopes() if dimension == "kb_id" else None
-        key = self._key(dimension, scopes)
-        each = select(
-            r.seq,
+        return (
             (r.created_at // bucket).label("bucket"),
             r.retrieval_status.label("status"),
-            key.label("key"),
             _bin_of(duration).label("bin"),
         )
-        if dimension == "kb_id":
-            # From the document's scopes: record_kbs is keyed for walking one knowledge base,
-            # not for finding a record's. DISTINCT: a record counts once for each.
-            each = each.select_from(records).join(scopes, true()).distinct()
-            each = each.where(key.is_not(None))
-            if filters.kb_ids:
-                each = each.where(key.in_(filters.kb_ids))
-            filters = replace(filters, kb_ids=())
-        each = each.where(*filter_conditions(org_id, filters))
+
+    def _grouped(self, each: Select[Any], columns: Sequence[str]) -> Counted:
         # Grouped outside: PostgreSQL would not match the select's expressions to GROUP BY's
         # (each has parameters of its own).
         rows = each.subquery()
-        query = select(rows.c.bucket, rows.c.status, rows.c.key, rows.c.bin, func.count()).group_by(
-            rows.c.bucket, rows.c.status, rows.c.key, rows.c.bin
-        )
-        tallies: dict[tuple[int, str | None, str | None], list[int]] = {}
-        for index, status, raw_key, bin_index, count in self._connection.execute(query):
-            durations = tallies.setdefault(
-                (index * bucket, status, _key_text(dimension, raw_key)), [0] * (DURATION_BINS + 1)
-            )
-            durations[DURATION_BINS] += count
-            if bin_index != NO_DURATION:
-                durations[bin_index] += count
-        return [
-            Tally(start, status, key_text, counts[DURATION_BINS], tuple(counts[:DURATION_BINS]))
-            for (start, status, key_text), counts in tallies.items()
-        ]
+        keys = [rows.c[name] for name in columns]
+        return list(self._connection.execute(select(*keys, func.count()).group_by(*keys)))
 
     def summed(
         self,
@@ -220,11 +231,15 @@ class StatsRepository:
                     s.org_id == org_id, s.hours == 1, s.hour >= first, s.hour < end
                 )
             )
-            rows = [
-                _row(org_id, dimension, tally)
-                for dimension in DIMENSIONS
-                for tally in self.computed(org_id, dimension, window, HOUR)
-            ]
+            # One pass over the documents for the record's own fields, one for its scopes.
+            fields = self._counts(org_id, window, HOUR, ("agent_id", "serving_decision"))
+            tallies = {
+                "status": _tallies(fields, HOUR, key_at=1),
+                "agent_id": _tallies(fields, HOUR, key_at=2),
+                "serving_decision": _tallies(fields, HOUR, key_at=3),
+                "kb_id": _tallies(self._counts_by_kb(org_id, window, HOUR), HOUR, key_at=2),
+            }
+            rows = [_row(org_id, name, tally) for name, each in tallies.items() for tally in each]
             if rows:
                 self._connection.execute(stats_hours.insert(), rows)
             for day in range(first // DAY_HOURS, -(-end // DAY_HOURS)):
@@ -266,13 +281,6 @@ class StatsRepository:
         self._connection.execute(stats_hours.insert().from_select(columns, sums))
 
     # -- the parts of a document ------------------------------------------------------------
-
-    def _key(self, dimension: str, scopes: Any) -> Any:
-        if dimension == "status":
-            return records.c.retrieval_status
-        if dimension == "kb_id":
-            return self._scope_field(scopes, "knowledge_base_id")
-        return self._field(dimension)
 
     def _field(self, name: str) -> ColumnElement[Any]:
         """A top-level field of the record's document, as text."""
@@ -317,10 +325,20 @@ def bin_bounds(index: int) -> tuple[float, float]:
     return BIN_RATIO ** (index - 1), BIN_RATIO**index
 
 
-def _key_text(dimension: str, raw: Any) -> str | None:
-    if raw is None or raw == "":
-        return None
-    return str(raw)
+def _tallies(rows: Counted, bucket: int, key_at: int) -> list[Tally]:
+    """Rows of (bucket, status, ..., duration bin, count) summed into tallies by bucket,
+    status and the column at ``key_at``."""
+    sums: dict[tuple[int, str | None, str | None], list[int]] = {}
+    for row in rows:
+        key = row[key_at] if row[key_at] != "" else None
+        counts = sums.setdefault((row[0] * bucket, row[1], key), [0] * (DURATION_BINS + 1))
+        counts[DURATION_BINS] += row[-1]
+        if row[-2] != NO_DURATION:
+            counts[row[-2]] += row[-1]
+    return [
+        Tally(start, status, key, counts[DURATION_BINS], tuple(counts[:DURATION_BINS]))
+        for (start, status, key), counts in sums.items()
+    ]
 
 
 def _row(org_id: OrgId, dimension: str, tally: Tally) -> dict[str, Any]:
