@@ -93,8 +93,7 @@ def test_an_auditor_works_through_the_console(
     expect(page.get_by_text(re.compile(r"^[1-9]\d* retrievals from"))).to_be_visible()
     browser.shot("overview")
 
-    filter_records(page, url, key)
-    browser.shot("records")
+    filter_records(page, url, key, browser)
     page.locator("#records tbody a").first.click()
     expect(page.get_by_text(re.compile(r"In log at index \d+"))).to_be_visible()
     browser.shot("record")
@@ -129,7 +128,7 @@ def test_an_auditor_works_through_the_console(
     assert {urlsplit(address).hostname for address in browser.requested} == {"127.0.0.1"}
 
 
-def filter_records(page: Page, url: str, key: str) -> None:
+def filter_records(page: Page, url: str, key: str, browser: Browser) -> None:
     """Filter by status, and compare every row, through "Load more", with the API's pages."""
     page.get_by_role("link", name="Records").click()
     page.get_by_label("Start").fill("2020-01-01T00:00:00Z")
@@ -141,6 +140,7 @@ def filter_records(page: Page, url: str, key: str) -> None:
     assert len(expected) > 50
     rows = page.locator("#records tbody a[href^='/console/records/']")
     expect(rows).to_have_count(50)
+    browser.shot("records")
     while (shown := rows.count()) < len(expected):
         page.get_by_role("link", name="Load more").click()
         expect(rows).not_to_have_count(shown)
@@ -181,3 +181,6 @@ def request_and_download_export(page: Page, tmp_path: Path) -> None:
         arrival.value.save_as(saved)
         listed = links.nth(index).locator("xpath=ancestor::tr").locator("code.hash").inner_text()
         assert hashlib.sha256(saved.read_bytes()).hexdigest() == listed, name
+    page.get_by_role("link", name="Exports").click()
+    expect(page.get_by_text("signed, verified")).to_be_visible()
+    assert page.locator("#export-rows a[download]").all_inner_texts() == names

@@ -62,6 +62,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 RUNNING = ("pending", "running")
+ENDED_WITH_FILES = ("succeeded", "partial")
 
 
 class SignInRequired(Exception):
@@ -371,6 +372,9 @@ def _export_list(request: Request, caller: Caller) -> dict[str, Any]:
     container = container_of(request)
     listed = list_exports(container.exports, container.cursor_codec, caller, None, 50, None)
     jobs = [view.as_dict() for view in listed.items]
+    for job in jobs:
+        if job["status"] in ENDED_WITH_FILES:
+            job["manifest"] = check_manifest(container.exports, caller, job["id"])
     return {"jobs": jobs, "at_work": any(job["status"] in RUNNING for job in jobs)}
 
 

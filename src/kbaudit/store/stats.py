@@ -228,7 +228,11 @@ class StatsRepository:
             s = stats_hours.c
             self._connection.execute(
                 delete(stats_hours).where(
-                    s.org_id == org_id, s.hours == 1, s.hour >= first, s.hour < end
+                    s.org_id == org_id,
+                    s.dimension.in_(DIMENSIONS),  # the key's second column: no scan
+                    s.hours == 1,
+                    s.hour >= first,
+                    s.hour < end,
                 )
             )
             # One pass over the documents for the record's own fields, one for its scopes.
@@ -255,7 +259,10 @@ class StatsRepository:
         s = stats_hours.c
         self._connection.execute(
             delete(stats_hours).where(
-                s.org_id == org_id, s.hours == DAY_HOURS, s.hour == first_hour
+                s.org_id == org_id,
+                s.dimension.in_(DIMENSIONS),
+                s.hours == DAY_HOURS,
+                s.hour == first_hour,
             )
         )
         sums = (
@@ -271,6 +278,7 @@ class StatsRepository:
             )
             .where(
                 s.org_id == org_id,
+                s.dimension.in_(DIMENSIONS),
                 s.hours == 1,
                 s.hour >= first_hour,
                 s.hour < first_hour + DAY_HOURS,
