@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kbaudit.services.retention import purge
-from kbaudit.services.stats import refresh_stale_stats
+from kbaudit.services.stats import STALE_HOURS_A_TURN, refresh_stale_stats
 from kbaudit.store.tables import stats_stale_hours
 from tests.conftest import Api
 from tests.helpers import RECORDS, record, seed_demo
@@ -176,9 +176,11 @@ def test_the_upkeep_counts_stale_hours_ahead_of_the_route(
 ) -> None:
     api, key, items = seeded
     stale = stale_hours(api)
-    turns = [refresh_stale_stats(api.container.store) for _ in range(3)]
+    turns = [refresh_stale_stats(api.container.store)]
+    while turns[-1] and len(turns) < 50:
+        turns.append(refresh_stale_stats(api.container.store))
     assert sum(turns) == stale
-    assert turns[-1] == 0
+    assert max(turns) == STALE_HOURS_A_TURN  # a bounded share a turn
     assert stale_hours(api) == 0
     body = api.client.get(STATS, params={**WINDOW, "interval": "day"}, headers=key).json()
     assert got_counts(body) == expected_counts(items, "status", timedelta(days=1), WINDOW)
