@@ -262,3 +262,10 @@ def test_a_bad_export_request_is_answered_beside_its_form(api: Api) -> None:
         assert message in response.text
         assert 'value="' + form["start"] + '"' in response.text  # the form keeps what was sent
     assert api.client.get(EXPORTS, headers=key).json()["items"] == []
+
+
+def test_an_oversized_form_is_refused_before_it_is_read(api: Api) -> None:
+    client = TestClient(create_app(api.container, run_workers=False), follow_redirects=False)
+    huge = client.post("/console/sign-in", data={"api_key": "x" * 70_000})
+    assert huge.status_code == 413
+    assert "limited to 65536 bytes" in huge.text

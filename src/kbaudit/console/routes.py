@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from kbaudit.api.auth import container_of
 from kbaudit.api.errors import status_for
@@ -25,7 +26,13 @@ from kbaudit.api.exports import one_ahead
 from kbaudit.console.forms import ExportForm, RecordQuery, RetentionForm, Window
 from kbaudit.console.session import COOKIE, LIFETIME_SECONDS, Session, SessionSeal
 from kbaudit.domain import RETRIEVAL_STATUSES, Caller
-from kbaudit.errors import AuthenticationRequired, InsufficientScope, KbAuditError, NotFound
+from kbaudit.errors import (
+    AuthenticationRequired,
+    InsufficientScope,
+    KbAuditError,
+    NotFound,
+    PayloadTooLarge,
+)
 from kbaudit.services.access import newest_entries
 from kbaudit.services.exports.download import open_download
 from kbaudit.services.exports.jobs import (
@@ -62,6 +69,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 RUNNING = ("pending", "running")
+MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 400
 ENDED_WITH_FILES = ("succeeded", "partial")
 
 
@@ -132,14 +141,23 @@ async def posted_form(
     ``scope``: same origin and the session's CSRF token, or refused."""
     same_origin(request)
     caller, session = signed_in(request, scope)
-    form = await request.form()
+    form = await bounded_form(request)
     fields: dict[str, Any] = {name: form.getlist(name) for name in form}
     sent = fields.pop("csrf_token", [""])[0]
     if not isinstance(sent, str) or not hmac.compare_digest(
         sent.encode(), session.csrf_token.encode()
     ):
-        raise InsufficientScope("this form did not come from this console (CSRF token missing)")
+        raise InsufficientScope("this form did not come from this console (no valid CSRF token)")
     return caller, session, fields
+
+
+async def bounded_form(request: Request) -> FormData:
+    """The posted form, refused unless it says how long it is and is small: sign-in is open
+    to anyone, and parsing would otherwise hold whatever was sent."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+        raise PayloadTooLarge(f"console forms are limited to {MAX_FORM_BYTES} bytes")
+    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
 
 
 def same_origin(request: Request) -> None:
@@ -180,7 +198,7 @@ def sign_in_page(request: Request) -> Response:
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     same_origin(request)
-    form = await request.form()
+    form = await bounded_form(request)
     api_key = str(form.get("api_key", "")).strip()
     address = request.client.host if request.client else None
     try:
