@@ -269,3 +269,22 @@ def test_an_oversized_form_is_refused_before_it_is_read(api: Api) -> None:
     huge = client.post("/console/sign-in", data={"api_key": "x" * 70_000})
     assert huge.status_code == 413
     assert "limited to 65536 bytes" in huge.text
+
+
+def test_older_exports_are_a_link_away(api: Api) -> None:
+    key = api.key("acme")
+    seed_demo(api, key, 10)
+    made = [start_export(api, key, statuses=[status])["id"] for status in ("hit", "miss") * 14]
+    client = sign_in(api, key)
+    first = client.get("/console/exports").text
+    older = re.search(r'href="/console/exports\?cursor=([^"]+)">Older exports', first)
+    assert older is not None
+    second = client.get("/console/exports?cursor=" + older[1]).text
+    shown = [
+        re.findall(r'href="/console/exports/([0-9a-f-]{36})"', page) for page in (first, second)
+    ]
+    # The test's clock stands still: all were made at one instant, so the id orders them.
+    assert len(shown[0]) == 25
+    assert shown[0] + shown[1] == sorted(made, reverse=True)
+    assert "Older exports" not in second
+    assert client.get("/console/exports?cursor=forged").status_code == 400

@@ -70,6 +70,7 @@ SECURITY_HEADERS = {
 }
 RUNNING = ("pending", "running")
 MAX_FORM_BYTES = 64 * 1024
+EXPORTS_A_PAGE = 25
 MAX_FORM_FIELDS = 400
 ENDED_WITH_FILES = ("succeeded", "partial")
 
@@ -387,13 +388,23 @@ def _exports(
 
 
 def _export_list(request: Request, caller: Caller) -> dict[str, Any]:
+    """A page of the organization's exports, newest first; ``cursor`` in the address moves
+    to older ones."""
     container = container_of(request)
-    listed = list_exports(container.exports, container.cursor_codec, caller, None, 50, None)
+    cursor = request.query_params.get("cursor") or None
+    listed = list_exports(
+        container.exports, container.cursor_codec, caller, None, EXPORTS_A_PAGE, cursor
+    )
     jobs = [view.as_dict() for view in listed.items]
     for job in jobs:
         if job["status"] in ENDED_WITH_FILES:
             job["manifest"] = check_manifest(container.exports, caller, job["id"])
-    return {"jobs": jobs, "at_work": any(job["status"] in RUNNING for job in jobs)}
+    return {
+        "jobs": jobs,
+        "at_work": any(job["status"] in RUNNING for job in jobs),
+        "cursor": cursor,
+        "older": listed.next_cursor if listed.has_more else None,
+    }
 
 
 def known_form(export_id: str) -> str:
