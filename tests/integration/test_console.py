@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kbaudit.api.app import create_app
-from kbaudit.console.session import COOKIE, SessionSeal
+from kbaudit.api.console.session import COOKIE, SessionSeal
 from kbaudit.crypto.keyring import Keyring
 from tests.conftest import Api
 from tests.helpers import DEMO_WINDOW, EXPORTS, RECORDS, record, seed_demo, start_export

@@ -8,7 +8,7 @@ from pathlib import Path
 import kbaudit
 
 PACKAGE = Path(kbaudit.__file__).parent
-EDGE = {PACKAGE / "api", PACKAGE / "console"}
+EDGE = {PACKAGE / "api"}
 WEB_FRAMEWORKS = ("fastapi", "starlette")
 
 

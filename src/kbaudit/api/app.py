@@ -26,9 +26,9 @@ from kbaudit.api import (
     stats,
     transparency,
 )
+from kbaudit.api.console import routes as console
 from kbaudit.api.errors import install_error_handlers
 from kbaudit.config import Settings
-from kbaudit.console import routes as console
 from kbaudit.container import Container, build_container
 from kbaudit.domain import RecordBatch
 from kbaudit.errors import RequestTimeout

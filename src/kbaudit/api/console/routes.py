@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from kbaudit.api.auth import container_of
+from kbaudit.api.console.forms import ExportForm, RecordQuery, RetentionForm, Window
+from kbaudit.api.console.session import COOKIE, LIFETIME_SECONDS, Session, SessionSeal
 from kbaudit.api.errors import status_for
 from kbaudit.api.exports import one_ahead
-from kbaudit.console.forms import ExportForm, RecordQuery, RetentionForm, Window
-from kbaudit.console.session import COOKIE, LIFETIME_SECONDS, Session, SessionSeal
 from kbaudit.domain import RETRIEVAL_STATUSES, Caller
 from kbaudit.errors import (
     AuthenticationRequired,
