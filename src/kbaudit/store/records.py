@@ -183,14 +183,14 @@ class RecordRepository:
         """Delete these records with their knowledge-base rows."""
         r, k = records.c, record_kbs.c
         kb_keys = [(kb.bytes, v.created_at, v.seq) for v in victims for kb in v.kb_ids]
-        for chunk in _chunks(kb_keys, 300):
+        for chunk in chunks(kb_keys, 300):
             self._connection.execute(
                 record_kbs.delete().where(
                     k.org_id == org_id, tuple_(k.kb_id, k.created_at, k.seq).in_(chunk)
                 )
             )
         deleted = 0
-        for chunk in _chunks([(v.created_at, v.id.bytes) for v in victims], 300):
+        for chunk in chunks([(v.created_at, v.id.bytes) for v in victims], 300):
             result = self._connection.execute(
                 records.delete().where(r.org_id == org_id, tuple_(r.created_at, r.id).in_(chunk))
             )
@@ -467,6 +467,6 @@ def _stored_key(key: tuple[datetime, str]) -> tuple[int, bytes]:
     return micros(key[0]), uuid.UUID(key[1]).bytes
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for offset in range(0, len(items), size):
         yield items[offset : offset + size]

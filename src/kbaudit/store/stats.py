@@ -35,7 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kbaudit.document import instant_of
 from kbaudit.domain import OrgId, RecordFilters
-from kbaudit.store.records import HOUR, filter_conditions
+from kbaudit.store.records import HOUR, chunks, filter_conditions
 from kbaudit.store.tables import DURATION_BINS, records, stats_hours, stats_stale_hours
 
 BIN_RATIO = 1.25
@@ -207,8 +207,7 @@ class StatsRepository:
 
     def stale(self, org_id: OrgId | None, hours: tuple[int, int], limit: int) -> list[StaleHour]:
         """Up to ``limit`` stale hours in ``[first, end)``, oldest first, of one organization
-        or of any. On PostgreSQL they stay locked until the transaction ends, so that two
-        hosts never compute the same hour at once."""
+        or of any, that no other transaction is counting."""
         s = stats_stale_hours.c
         query = (
             select(s.org_id, s.hour, s.version)
@@ -218,8 +217,7 @@ class StatsRepository:
         )
         if org_id is not None:
             query = query.where(s.org_id == org_id)
-        if self._connection.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        query = self._claimed(query)
         return [StaleHour(OrgId(row[0]), row[1], row[2]) for row in self._connection.execute(query)]
 
     def recompute(self, stale: Sequence[StaleHour]) -> None:
@@ -251,7 +249,7 @@ class StatsRepository:
             for day in range(first // DAY_HOURS, -(-end // DAY_HOURS)):
                 self._sum_day(org_id, day * DAY_HOURS)
         t = stats_stale_hours.c
-        for chunk in _chunks([(h.org_id, h.hour, h.version) for h in stale], 300):
+        for chunk in chunks([(h.org_id, h.hour, h.version) for h in stale], 300):
             self._connection.execute(
                 delete(stats_stale_hours).where(tuple_(t.org_id, t.hour, t.version).in_(chunk))
             )
@@ -290,32 +288,51 @@ class StatsRepository:
         columns = ["org_id", "dimension", "hours", "hour", "status", "key", "count", *BIN_COLUMNS]
         self._connection.execute(stats_hours.insert().from_select(columns, sums))
 
-    # -- the parts of a document ------------------------------------------------------------
+    # -- what differs between the engines: the document's parts, and claiming hours ---------
 
     def _field(self, name: str) -> ColumnElement[Any]:
         """A top-level field of the record's document, as text."""
-        if self._postgres:
-            text: ColumnElement[Any] = cast(records.c.document, postgresql.JSONB)[name].astext
-            return text
-        return cast(func.json_extract(records.c.document, f"$.{name}"), String)
-
-    @property
-    def _postgres(self) -> bool:
-        return self._connection.dialect.name == "postgresql"
+        raise NotImplementedError
 
     def _scopes(self) -> Any:
         """The document's scopes, a row each, to join each record to."""
-        if self._postgres:
-            scopes = cast(records.c.document, postgresql.JSONB)["scopes"]
-            return func.jsonb_array_elements(scopes).table_valued("value").lateral("scope")
+        raise NotImplementedError
+
+    def _scope_field(self, scopes: Any, name: str) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    def _claimed(self, query: Select[Any]) -> Select[Any]:
+        """Stale hours as this transaction may count them."""
+        return query
+
+
+class SqliteStats(StatsRepository):
+    def _field(self, name: str) -> ColumnElement[Any]:
+        return cast(func.json_extract(records.c.document, f"$.{name}"), String)
+
+    def _scopes(self) -> Any:
         return func.json_each(records.c.document, "$.scopes").table_valued("value").alias("scope")
 
     def _scope_field(self, scopes: Any, name: str) -> ColumnElement[Any]:
-        value = scopes.c.value
-        if self._postgres:
-            text: ColumnElement[Any] = value.op("->>")(name)
-            return text
-        return cast(func.json_extract(value, f"$.{name}"), String)
+        return cast(func.json_extract(scopes.c.value, f"$.{name}"), String)
+
+
+class PostgresStats(StatsRepository):
+    def _field(self, name: str) -> ColumnElement[Any]:
+        text: ColumnElement[Any] = cast(records.c.document, postgresql.JSONB)[name].astext
+        return text
+
+    def _scopes(self) -> Any:
+        scopes = cast(records.c.document, postgresql.JSONB)["scopes"]
+        return func.jsonb_array_elements(scopes).table_valued("value").lateral("scope")
+
+    def _scope_field(self, scopes: Any, name: str) -> ColumnElement[Any]:
+        text: ColumnElement[Any] = scopes.c.value.op("->>")(name)
+        return text
+
+    def _claimed(self, query: Select[Any]) -> Select[Any]:
+        # Locked until the transaction ends: two hosts never count the same hour at once.
+        return query.with_for_update(skip_locked=True)
 
 
 def _bin_of(duration: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -376,8 +393,3 @@ def _runs(stale: Sequence[StaleHour]) -> Iterable[tuple[OrgId, int, int]]:
         run = (hour.org_id, hour.hour, hour.hour + 1)
     if run is not None:
         yield run
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for offset in range(0, len(items), size):
-        yield items[offset : offset + size]

@@ -22,7 +22,7 @@ from kbaudit.store.postgres import UPKEEP_LOCK, PostgresRecords
 from kbaudit.store.records import RecordRepository, SqliteRecords
 from kbaudit.store.retention import RetentionRepository
 from kbaudit.store.sqlite import Checkpointer, WriterLock, database_file
-from kbaudit.store.stats import StatsRepository
+from kbaudit.store.stats import PostgresStats, SqliteStats, StatsRepository
 
 GATE_WAIT = 60.0
 
@@ -71,7 +71,7 @@ class UnitOfWork:
         self.retention = RetentionRepository(connection)
         self.log = LogRepository(connection)
         self.delivery = DeliveryRepository(connection)
-        self.stats = StatsRepository(connection)
+        self.stats = (PostgresStats if postgres else SqliteStats)(connection)
         return self
 
     def __exit__(
