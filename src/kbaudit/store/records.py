@@ -121,7 +121,7 @@ class RecordRepository:
             return {}
         r = records.c
         query = select(*STORED_COLUMNS).where(
-            r.org_id == org_id, r.id.in_([record_id.bytes for record_id in ids])
+            r.org_id == org_id, self._one_of(r.id, [record_id.bytes for record_id in ids])
         )
         found = map(_stored, self._connection.execute(query))
         return {record.id: record for record in found}
@@ -132,7 +132,7 @@ class RecordRepository:
         if not chosen:
             return {}
         r = records.c
-        query = select(r.ref, r.id).where(r.org_id == org_id, r.ref.in_(chosen))
+        query = select(r.ref, r.id).where(r.org_id == org_id, self._one_of(r.ref, chosen))
         return {row.ref: uuid.UUID(bytes=row.id) for row in self._connection.execute(query)}
 
     def insert(self, org_id: OrgId, docs: Sequence[tuple[RecordDocument, int]]) -> None:
@@ -217,6 +217,10 @@ class RecordRepository:
     def _upsert(self, table: Table) -> Any:
         """An INSERT that can be told what to do on conflict."""
         raise NotImplementedError
+
+    def _one_of(self, column: Any, values: Sequence[Any]) -> Any:
+        """``column IN values``, for a batch's worth of values."""
+        return column.in_(values)
 
     def _insert_kbs(self, org_id: OrgId, docs: Sequence[tuple[RecordDocument, int]]) -> None:
         rows = [(org_id, kb.bytes, doc.created_at, seq) for doc, seq in docs for kb in doc.kb_ids]
