@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
@@ -17,7 +20,7 @@ from kbaudit.crypto.checkpoint import Checkpoint
 from kbaudit.crypto.keyring import load_keyring
 from kbaudit.crypto.signing import SigningKeys
 from kbaudit.demo import demo_records
-from tests.acceptance.conftest import Cli, Serve, free_port
+from tests.acceptance.conftest import KBAUDIT, Cli, Serve, free_port
 from tests.helpers import DEMO_END
 
 WINDOW = ["--start", "2026-04-01T00:00:00Z", "--end", "2026-06-01T00:00:00Z"]
@@ -96,6 +99,60 @@ def test_several_api_processes_serve_and_export_once(
     assert server.process is not None
     assert len(serving_children(server.process.pid)) == 2
     server.stop()
+
+
+def test_the_api_processes_share_the_connections_and_the_port_is_theirs(
+    cli: Cli, serve: Callable[..., Serve]
+) -> None:
+    """Each process listens on a socket of its own: 16 clients connecting at once land on
+    both (all 16 on one would happen by chance once in 32,768 runs)."""
+    server = serve("--processes", "2")
+    assert server.process is not None
+    clients = [httpx2.Client(base_url=server.url) for _ in range(16)]
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda client: client.get("/healthz"), clients))
+        assert {answer.status_code for answer in answers} == {200}
+        held = {
+            child: connections_to(child, server.port)
+            for child in serving_children(server.process.pid)
+        }
+        assert len(held) == 2
+        assert sum(held.values()) == 16
+        assert min(held.values()) > 0, held
+    finally:
+        for client in clients:
+            client.close()
+
+    refused = subprocess.run(
+        [*KBAUDIT, "serve", "--port", str(server.port), "--processes", "2"],
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{server.port}" in refused.stderr
+    assert httpx2.get(f"{server.url}/healthz").status_code == 200
+
+
+def connections_to(pid: int, port: int) -> int:
+    """How many established TCP connections to ``port`` the process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    established = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == "01" and fields[9] in inodes:
+            established += 1
+    return established
 
 
 def serving_children(pid: int) -> list[int]:

@@ -116,19 +116,23 @@ def serve(
             signal.signal(stop, lambda *_: sys.exit(0))
         uvicorn.run(create_app(container), **options)
         return
-    # Several processes: uvicorn starts each with the app of app_of_a_serving_process and
-    # stops them all on SIGTERM or SIGINT; the export workers run here, once.
+    # Several processes, each serving app_of_a_serving_process on a socket of its own (see
+    # api/serving.py); the export workers run here, once.
+    from kbaudit.api.serving import PortTaken, serve_in_processes
+
     workers = container.workers() if container.settings.api_runs_workers else None
     if workers is not None:
         workers.start()
     try:
-        uvicorn.run(
-            "kbaudit.api.app:app_of_a_serving_process", factory=True, workers=processes, **options
-        )
+        status = serve_in_processes(host, port, processes, options)
+    except PortTaken as exc:
+        err.print(f"kbaudit: {exc}")
+        status = 2
     finally:
         if workers is not None:
             workers.stop()
         container.close()
+    raise typer.Exit(status)
 
 
 @app.command()
