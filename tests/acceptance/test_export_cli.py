@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -300,3 +301,19 @@ def test_export_commands_say_one_line_when_the_server_is_down_or_the_disk_full(
     assert full.returncode == 1
     assert full.stderr.strip().startswith("error: ")
     assert len(full.stderr.strip().splitlines()) == 1, full.stderr
+
+
+def test_a_serving_process_freezes_what_startup_made(cli: Cli) -> None:
+    """Startup's objects leave the garbage collector's walks (see ``settle_heap``)."""
+    cli.run("migrate")
+    probe = (
+        "import gc; from kbaudit.api.app import app_of_a_serving_process; "
+        "before = gc.get_freeze_count(); app_of_a_serving_process(); "
+        "print(before, gc.get_freeze_count())"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], env=cli.env, capture_output=True, text=True, check=True
+    )
+    before, after = map(int, shown.stdout.split())
+    assert before == 0
+    assert after > 100_000

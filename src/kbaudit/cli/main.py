@@ -92,7 +92,7 @@ def serve(
     """Serve the HTTP API (and, in the embedded default, run the export workers)."""
     import uvicorn
 
-    from kbaudit.api.app import NoDelayHttp, create_app
+    from kbaudit.api.app import NoDelayHttp, create_app, settle_heap
     from kbaudit.logs import configure_logging
 
     container = _container()
@@ -114,7 +114,9 @@ def serve(
         # make that handler a clean exit, so that a supervisor sees 0 for an orderly stop.
         for stop in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop, lambda *_: sys.exit(0))
-        uvicorn.run(create_app(container), **options)
+        api = create_app(container)
+        settle_heap()
+        uvicorn.run(api, **options)
         return
     # Several processes, each serving app_of_a_serving_process on a socket of its own (see
     # api/serving.py); the export workers run here, once.
