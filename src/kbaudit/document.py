@@ -112,7 +112,7 @@ def _canonical_at(fields: dict[str, Any], floats: tuple[str, ...], maps: tuple[s
             fields[name] = orjson.Fragment(canonical_slow(counts))
 
 
-def _fields_of_kind(
+def fields_of_kind(
     struct: type[msgspec.Struct], kind: type[msgspec.inspect.Type]
 ) -> tuple[str, ...]:
     """The fields of ``struct`` whose type (or an option of it) is of ``kind``."""
@@ -128,14 +128,14 @@ def _fields_of_kind(
     return tuple(names)
 
 
-_INSTANT_FIELDS: Final = _fields_of_kind(RecordIn, msgspec.inspect.DateTimeType)
+_INSTANT_FIELDS: Final = fields_of_kind(RecordIn, msgspec.inspect.DateTimeType)
 _INSTANT_WIDTH: Final = len("2026-01-02T03:04:05.000006Z")
-_FLOAT_FIELDS: Final = _fields_of_kind(RecordIn, msgspec.inspect.FloatType)
-_MAP_FIELDS: Final = _fields_of_kind(RecordIn, msgspec.inspect.DictType)
-_SCOPE_FLOATS: Final = _fields_of_kind(ScopeIn, msgspec.inspect.FloatType)
-_SCOPE_MAPS: Final = _fields_of_kind(ScopeIn, msgspec.inspect.DictType)
-_REF_FLOATS: Final = _fields_of_kind(RefIn, msgspec.inspect.FloatType)
-_REF_MAPS: Final = _fields_of_kind(RefIn, msgspec.inspect.DictType)
+_FLOAT_FIELDS: Final = fields_of_kind(RecordIn, msgspec.inspect.FloatType)
+_MAP_FIELDS: Final = fields_of_kind(RecordIn, msgspec.inspect.DictType)
+_SCOPE_FLOATS: Final = fields_of_kind(ScopeIn, msgspec.inspect.FloatType)
+_SCOPE_MAPS: Final = fields_of_kind(ScopeIn, msgspec.inspect.DictType)
+_REF_FLOATS: Final = fields_of_kind(RefIn, msgspec.inspect.FloatType)
+_REF_MAPS: Final = fields_of_kind(RefIn, msgspec.inspect.DictType)
 
 
 def canonical_json(value: Any) -> bytes:

@@ -8,14 +8,14 @@ documents themselves, every field plus ``scopes`` and ``refs``, one a line.
 
 from __future__ import annotations
 
-import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import orjson
+import msgspec
 
-from kbaudit.domain import RECORD_FIELDS
+from kbaudit.document import fields_of_kind
+from kbaudit.domain import RECORD_FIELDS, RecordIn
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -41,65 +41,108 @@ class ExportFormat(Protocol):
 _NEEDS_QUOTES = re.compile(r'[",\r\n]')
 _SEPARATORS = len(RECORD_FIELDS) - 1
 _MAP = "\0"  # stands in for a JSON map while the line is checked: NUL is refused at ingest
-_record_values = operator.itemgetter(*RECORD_FIELDS)
-_MAP_FIELDS = [name for name in RECORD_FIELDS if name == "ineligible_counts_by_reason"]
-_FLOAT_FIELDS = [name for name in RECORD_FIELDS if name == "alpha"]
-_DEFUSED = [("," + start, ",'" + start) for start in FORMULA_STARTS if start not in "\t\r"]
+_ABSENT = (None, msgspec.Raw(b"null"))  # a map's field missing, or null
+_BOOL_FIELDS = fields_of_kind(RecordIn, msgspec.inspect.BoolType)
+_INT_FIELDS = fields_of_kind(RecordIn, msgspec.inspect.IntType)
+_MAP_FIELDS = fields_of_kind(RecordIn, msgspec.inspect.DictType)
+_FLOAT_FIELDS = fields_of_kind(RecordIn, msgspec.inspect.FloatType)
+# A comma before a formula's first character: the cell after it takes a ``'``. (Tabs and
+# carriage returns send a line down the careful path.) One regular expression, not a
+# substring test per character: 0.6 against 2.7 µs a line.
+_FORMULA_CELL = re.compile(
+    ",(?=[" + re.escape("".join(c for c in FORMULA_STARTS if c not in "\t\r")) + "])"
+)
 
 
-def _csv_line(document: dict[str, Any]) -> str:
-    """Nearly every record's cells need no quotes: they are joined as they are, and a few
+def _cell_type(name: str) -> Any:
+    if name in _BOOL_FIELDS:
+        return bool | None
+    if name in _INT_FIELDS:
+        return int | None
+    if name in _MAP_FIELDS:
+        return msgspec.Raw  # canonical JSON already; msgspec takes no union of Raw
+    if name in _FLOAT_FIELDS:
+        return Any  # as stored: RFC 8785 writes 1.0 as 1, and the cell shows what was stored
+    return str | None
+
+
+# A document's CSV fields: decoding into it skips scopes and refs (two thirds of a
+# document) without building them.
+_CsvFields = msgspec.defstruct(
+    "CsvFields", [(name, _cell_type(name), None) for name in RECORD_FIELDS]
+)
+_read_fields = msgspec.json.Decoder(_CsvFields)
+
+
+def _line_function() -> Callable[[Any], str]:
+    """One f-string over every field, generated from the field list: each cell as it comes
+    when no cell needs quotes (``_csv_line`` then checks that none did), a map as ``_MAP``.
+    Half the time of joining a list of cells, with one test of each value's type."""
+    cells = []
+    for name in RECORD_FIELDS:
+        value = f"r.{name}"
+        absent = f"{value} in ABSENT" if name in _MAP_FIELDS else f"{value} is None"
+        shown = "MAP" if name in _MAP_FIELDS else value
+        if name in _BOOL_FIELDS:
+            shown = f"'true' if {value} else 'false'"
+        cells.append(f"{{'' if {absent} else {shown}}}")
+    source = f'def line(r):\n    return f"{",".join(cells)}"\n'
+    namespace: dict[str, Any] = {"MAP": _MAP, "ABSENT": _ABSENT}
+    exec(source, namespace)  # noqa: S102 - the source is made of the field names alone
+    function: Callable[[Any], str] = namespace["line"]
+    return function
+
+
+_plain_line = _line_function()
+
+
+def _csv_line(document: bytes) -> str:
+    """Nearly every record's cells need no quotes: they are written as they are, and a few
     substring tests of the line prove it. Then a comma in the line is always a separator,
-    so ``,=`` always starts a cell and takes its ``'`` by a replace. Otherwise (a quote, line
+    so ``,=`` always starts a cell and takes its ``'`` by a substitution. Otherwise (a quote, line
     break or tab, a comma in a cell, a negative number) each cell is looked at on its own.
-    Comprehensions and substring tests, not a call per cell nor a regular expression: this
-    runs for 45 cells a record."""
-    values = _record_values(document)
-    line = ",".join(
-        [
-            ""
-            if v is None
-            else v
-            if v.__class__ is str
-            else str(v)
-            if v.__class__ is int
-            else _cell(v, _MAP)
-            for v in values
-        ]
-    )
+    Substring tests, not a call per cell nor a regular expression: this runs for 45 cells a
+    record."""
+    fields = _read_fields.decode(document)
+    line = _plain_line(fields)
     if (
         line.count(",") != _SEPARATORS
         or '"' in line
         or "\n" in line
         or "\r" in line
         or "\t" in line
-        or _negative_number(document)
+        or _negative_number(fields)
     ):
-        return _careful_line(values)
+        return _careful_line(msgspec.structs.astuple(fields))
     if line.startswith(FORMULA_STARTS):
         line = "'" + line
-    for start, defused in _DEFUSED:
-        if start in line:
-            line = line.replace(start, defused)
+    if _FORMULA_CELL.search(line):
+        line = _FORMULA_CELL.sub(",'", line)
     if _MAP in line:
         for name in _MAP_FIELDS:
-            if document[name] is not None:
-                line = line.replace(_MAP, _cell(document[name], None), 1)
+            if (counts := getattr(fields, name)) not in _ABSENT:
+                line = line.replace(_MAP, _map_cell(counts), 1)
     return line + "\r\n"
 
 
-def _negative_number(document: dict[str, Any]) -> bool:
+def _map_cell(counts: msgspec.Raw) -> str:
+    """A map's canonical JSON as stored, quoted unless empty (its keys bring quotes)."""
+    if counts in _ABSENT:
+        return ""
+    text = bytes(counts).decode()
+    return '"' + text.replace('"', '""') + '"' if '"' in text else text
+
+
+def _negative_number(fields: Any) -> bool:
     for name in _FLOAT_FIELDS:
-        value = document[name]
+        value = getattr(fields, name)
         if value is not None and value < 0:
             return True
     return False
 
 
 def _careful_line(values: tuple[Any, ...]) -> str:
-    cells = [
-        "" if v is None else _text_cell(v) if v.__class__ is str else _cell(v, None) for v in values
-    ]
+    cells = ["" if v is None else _text_cell(v) if v.__class__ is str else _cell(v) for v in values]
     return ",".join(cells) + "\r\n"
 
 
@@ -112,13 +155,11 @@ def _text_cell(value: str) -> str:
     return value
 
 
-def _cell(value: bool | float | dict[str, Any], map_stand_in: str | None) -> str:
+def _cell(value: bool | float | msgspec.Raw) -> str:
     if value.__class__ is bool:
         return "true" if value else "false"
-    if isinstance(value, dict):
-        if map_stand_in is not None:
-            return map_stand_in
-        return _text_cell(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
+    if isinstance(value, msgspec.Raw):
+        return _map_cell(value)
     return str(value)
 
 
@@ -135,7 +176,7 @@ class CsvFormat:
         return (",".join(RECORD_FIELDS) + "\r\n").encode()
 
     def render(self, documents: Sequence[bytes]) -> bytes:
-        return "".join(map(_csv_line, map(orjson.loads, documents))).encode()
+        return "".join(map(_csv_line, documents)).encode()
 
     def finish(self) -> bytes:
         return b""
