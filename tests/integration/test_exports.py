@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from kbaudit.domain import RECORD_FIELDS, SUMMARY_FIELDS
+from kbaudit.document import document_of
+from kbaudit.domain import RECORD_FIELDS, SUMMARY_FIELDS, RecordIn
 from tests.conftest import Api, ManualClock
 from tests.helpers import (
     DEMO_WINDOW,
@@ -123,6 +124,34 @@ def test_ndjson_is_lossless(api: Api) -> None:
                 assert row[name].replace(".000000Z", "Z") == value.replace("+00:00", "Z")
             else:
                 assert row[name] == value, name
+
+
+def test_ndjson_lines_are_the_stored_documents_byte_for_byte(api: Api) -> None:
+    """Text that escapes (backslashes, quotes, control characters, other scripts) and text
+    that looks like the status's JSON comes out exactly as stored, and is counted right."""
+    key = api.key()
+    hostile = [
+        "back\\slash \\\\ two",
+        'quote " and \\"',
+        "line\nbreak\ttab\r\u0001",
+        "üñï €𝄞",
+        '"audit_write_status":"finalized"',
+    ]
+    items = [
+        record(
+            created_at=f"2026-05-01T10:00:0{i}Z",
+            caller=text,
+            audit_write_status="finalized" if i % 2 else "intent_recorded",
+        )
+        for i, text in enumerate(hostile)
+    ]
+    assert api.client.post(RECORDS, json={"items": items}, headers=key).status_code == 200
+    job = start_export(api, key, export_format="ndjson")
+    [(_, body)] = download_all(api, key, job["id"])
+    expected = [document_of(msgspec.convert(item, RecordIn)).body.encode() for item in items]
+    assert body.split(b"\n") == [*expected, b""]
+    assert [row["caller"] for row in parse_ndjson([("", body)])] == hostile
+    assert view_export(api, key, job["id"])["partial_count"] == 3
 
 
 def test_ndjson_keeps_every_bit_of_floats(api: Api) -> None:

@@ -47,7 +47,7 @@ def test_free_text_survives_quoting_and_formulas_are_defused(
         },
         RecordIn,
     )
-    text = CsvFormat().start() + CsvFormat().render([document_of(record).body.encode()])
+    text = CsvFormat().start() + CsvFormat().render(document_of(record).body.encode() + b"\n")
     header, row = list(csv.reader(io.StringIO(text.decode(), newline="")))
     cells = dict(zip(header, row, strict=True))
     assert header == list(RECORD_FIELDS)

@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, Connection, Select, Table, any_, literal
+from psycopg.abc import Buffer
+from sqlalchemy import ARRAY, Connection, Select, Table, any_, func, literal
 from sqlalchemy.dialects import postgresql
 
 from kbaudit.document import RecordDocument, instant_of
 from kbaudit.domain import OrgId
 from kbaudit.store.partitions import ensure_partitions
-from kbaudit.store.records import RecordRepository
+from kbaudit.store.records import ExportBatch, RecordRepository
+from kbaudit.store.tables import records
 
 # kbaudit's advisory locks; the numbers only have to differ from each other's and from any
 # other application's on the same database.
@@ -54,11 +56,13 @@ def copy_in(
             copy.write_row(row)
 
 
-def copy_out(
-    connection: Connection, query: Select[Any], batch_size: int
-) -> Iterator[list[tuple[str | None, ...]]]:
-    """Stream a query's rows through ``COPY ... TO STDOUT``, every column as text, in
-    batches. COPY takes no server-side parameters, so psycopg binds them client-side."""
+def copy_out_lines(
+    connection: Connection, query: Select[Any], batch_rows: int
+) -> Iterator[tuple[bytes, int]]:
+    """A one-column query's rows as ``COPY ... TO STDOUT`` text, ``batch_rows`` lines at a
+    time, with their count. The server sends each row as a message of its own, so joining
+    the messages gives whole lines, and nothing is parsed row by row. COPY takes no
+    server-side parameters, so psycopg binds them client-side."""
     compiled = query.compile(
         dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
     )
@@ -66,17 +70,15 @@ def copy_out(
     # JIT-compiling these row-by-row expressions costs up to a second a part and wins
     # nothing back (measured: 11.7k rows/s with it, 14.6k without, on a 50,000-row part).
     cursor.execute("SET LOCAL jit = off")
-    width = len(query.selected_columns)
     with cursor.copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:
-        copy.set_types(["text"] * width)
-        batch: list[tuple[str | None, ...]] = []
-        for row in copy.rows():
-            batch.append(row)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        lines: list[Buffer] = []
+        for line in copy:
+            lines.append(line)
+            if len(lines) >= batch_rows:
+                yield b"".join(lines), len(lines)
+                lines = []
+        if lines:
+            yield b"".join(lines), len(lines)
 
 
 class PostgresRecords(RecordRepository):
@@ -109,6 +111,24 @@ class PostgresRecords(RecordRepository):
     def _insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         copy_in(self._connection, table, columns, rows)
 
-    def _stream(self, query: Select[Any], batch_size: int) -> Iterator[Sequence[Sequence[Any]]]:
-        # Row-at-a-time fetching from a server-side cursor is several times slower.
-        return copy_out(self._connection, query, batch_size)
+    def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
+        """COPY's text, not rows: a server-side cursor fetching rows is several times slower,
+        and parsing COPY's rows took a third of a part's time. A canonical document holds no
+        raw control character, so the one escape COPY's text can hold is a doubled
+        backslash. The records not finalized are counted by the server, in the same
+        snapshot (the first batch carries the count)."""
+        r = records.c
+        self._connection.exec_driver_sql(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+        )
+        unfinalized = self._connection.execute(
+            query.with_only_columns(func.count())
+            .where(r.audit_write_status != "finalized")
+            .order_by(None)
+        ).scalar_one()
+        documents = query.with_only_columns(r.document)
+        for text, rows in copy_out_lines(self._connection, documents, batch_size):
+            if b"\\" in text:
+                text = text.replace(b"\\\\", b"\\")
+            yield ExportBatch(lines=text, rows=rows, unfinalized=unfinalized)
+            unfinalized = 0

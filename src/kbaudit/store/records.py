@@ -77,7 +77,11 @@ class StoredRecord:
 
 @dataclass(frozen=True, slots=True)
 class ExportBatch:
-    documents: list[bytes]  # UTF-8: what the files hold, with no decoding on the way
+    # The documents, UTF-8, each ending in a newline: what an NDJSON file holds, with no
+    # decoding on the way.
+    lines: bytes
+    rows: int
+    # Records not finalized; summed over a part's batches, the part's count.
     unfinalized: int
 
 
@@ -105,7 +109,8 @@ def record_row(
 
 
 class RecordRepository:
-    """The engine-neutral part: reads, and writes through ``_insert_rows`` and ``_stream``."""
+    """The engine-neutral part: reads, and writes through ``_insert_rows``; exports read
+    through ``_export_batches``."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -342,7 +347,8 @@ class RecordRepository:
         """One part's documents in ascending ``(created_at, id)`` order, in batches."""
         r = records.c
         query = (
-            select(self._document_bytes(), r.audit_write_status)
+            # As a BLOB, SQLite hands the stored bytes over without decoding them to text.
+            select(cast(r.document, LargeBinary), r.audit_write_status)
             .where(*filter_conditions(org_id, filters), r.seq <= snapshot_seq)
             .order_by(r.created_at, r.id)
         )
@@ -353,33 +359,24 @@ class RecordRepository:
         if upper is not None:
             high = _stored_key(upper)
             query = query.where(r.created_at <= high[0], key < tuple_(*map(literal, high)))
-        for rows in self._stream(query, batch_size):
-            yield ExportBatch(
-                documents=self._as_bytes([row[0] for row in rows]),
-                unfinalized=sum(1 for row in rows if row[1] != "finalized"),
-            )
+        return self._export_batches(query, batch_size)
 
-    def _stream(self, query: Select[Any], batch_size: int) -> Iterator[Sequence[Sequence[Any]]]:
+    def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
+        """The rows of ``query`` (document as bytes, audit_write_status) in batches."""
         raise NotImplementedError
-
-    def _document_bytes(self) -> Any:
-        """The document column as the engine hands out bytes fastest."""
-        return records.c.document
-
-    def _as_bytes(self, documents: list[Any]) -> list[bytes]:
-        return list(map(str.encode, documents))
 
 
 class SqliteRecords(RecordRepository):
     def _upsert(self, table: Table) -> Any:
         return sqlite.insert(table)
 
-    def _document_bytes(self) -> Any:
-        # As a BLOB, SQLite hands the stored bytes over without decoding them to text.
-        return cast(records.c.document, LargeBinary)
-
-    def _as_bytes(self, documents: list[Any]) -> list[bytes]:
-        return documents
+    def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
+        for rows in self._stream(query, batch_size):
+            yield ExportBatch(
+                lines=b"\n".join([row[0] for row in rows]) + b"\n",
+                rows=len(rows),
+                unfinalized=sum(1 for row in rows if row[1] != "finalized"),
+            )
 
     def _new_seqs(self, count: int) -> Sequence[int]:
         # The writer holds SQLite's one write lock, so the next seqs are free until it

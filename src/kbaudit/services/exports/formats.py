@@ -9,7 +9,7 @@ documents themselves, every field plus ``scopes`` and ``refs``, one a line.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -22,11 +22,12 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 class Rendering(Protocol):
     """One file being rendered: its first bytes, then bytes for each batch of canonical
-    record documents (``kbaudit.document``), then its last bytes."""
+    record documents (``kbaudit.document``; UTF-8, each ending in a newline), then its last
+    bytes."""
 
     def start(self) -> bytes: ...
 
-    def render(self, documents: Sequence[bytes]) -> bytes: ...
+    def render(self, lines: bytes) -> bytes: ...
 
     def finish(self) -> bytes: ...
 
@@ -175,7 +176,9 @@ class CsvFormat:
     def start(self) -> bytes:
         return (",".join(RECORD_FIELDS) + "\r\n").encode()
 
-    def render(self, documents: Sequence[bytes]) -> bytes:
+    def render(self, lines: bytes) -> bytes:
+        documents = lines.split(b"\n")
+        documents.pop()  # after the last newline
         return "".join(map(_csv_line, documents)).encode()
 
     def finish(self) -> bytes:
@@ -194,10 +197,8 @@ class NdjsonFormat:
     def start(self) -> bytes:
         return b""
 
-    def render(self, documents: Sequence[bytes]) -> bytes:
-        if not documents:
-            return b""
-        return b"\n".join(documents) + b"\n"
+    def render(self, lines: bytes) -> bytes:
+        return lines
 
     def finish(self) -> bytes:
         return b""

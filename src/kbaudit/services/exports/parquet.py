@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import io
 import re
-from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -141,9 +140,9 @@ def _quoted(field: bytes) -> bytes:
     return name + b':"' + counts.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-def table_of(documents: Sequence[bytes]) -> pa.Table:
-    """The documents as a table of ``SCHEMA``."""
-    lines = _COUNT_MAP.sub(_as_json_string, b"\n".join(documents))
+def table_of(lines: bytes) -> pa.Table:
+    """Documents, one a line, as a table of ``SCHEMA``."""
+    lines = _COUNT_MAP.sub(_as_json_string, lines)
     return pa_json.read_json(
         io.BytesIO(lines), read_options=_THREADS, parse_options=_READ, memory_pool=_MEMORY
     )
@@ -191,16 +190,18 @@ class ParquetRendering:
             memory_pool=_MEMORY,
             write_statistics=["created_at", "retrieval_status", "actor_user_id", "session_id"],
         )
-        self._unparsed: list[bytes] = []
+        self._unparsed: list[bytes] = []  # batches of lines
+        self._unparsed_rows = 0
         self._parsed: list[pa.Table] = []
         self._parsed_rows = 0
 
     def start(self) -> bytes:
         return self._file.take()  # the magic bytes
 
-    def render(self, documents: Sequence[bytes]) -> bytes:
-        self._unparsed.extend(documents)
-        if len(self._unparsed) >= PARSE_ROWS:
+    def render(self, lines: bytes) -> bytes:
+        self._unparsed.append(lines)
+        self._unparsed_rows += lines.count(b"\n")
+        if self._unparsed_rows >= PARSE_ROWS:
             self._parse()
         if self._parsed_rows >= ROW_GROUP_ROWS:
             self._write_row_group()
@@ -214,8 +215,8 @@ class ParquetRendering:
 
     def _parse(self) -> None:
         if self._unparsed:
-            table = table_of(self._unparsed)
-            self._unparsed = []
+            table = table_of(b"".join(self._unparsed))
+            self._unparsed, self._unparsed_rows = [], 0
             self._parsed.append(table)
             self._parsed_rows += table.num_rows
 

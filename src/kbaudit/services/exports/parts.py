@@ -125,8 +125,8 @@ def _write(
         with WriteBehind(plaintext.write) as behind:
             behind.put(rendering.start())
             for batch in documents:
-                behind.put(rendering.render(batch.documents))
-                rows += len(batch.documents)
+                behind.put(rendering.render(batch.lines))
+                rows += batch.rows
                 partial_rows += batch.unfinalized
                 heartbeat.beat(rows)
             behind.put(rendering.finish())
