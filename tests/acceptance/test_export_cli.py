@@ -21,6 +21,7 @@ from kbaudit.crypto.checkpoint import Checkpoint
 from kbaudit.crypto.keyring import load_keyring
 from kbaudit.crypto.signing import SigningKeys
 from kbaudit.demo import demo_records
+from kbaudit.runtime import YOUNG_OBJECTS
 from tests.acceptance.conftest import KBAUDIT, Cli, Serve, free_port
 from tests.helpers import DEMO_END
 
@@ -304,16 +305,18 @@ def test_export_commands_say_one_line_when_the_server_is_down_or_the_disk_full(
 
 
 def test_a_serving_process_freezes_what_startup_made(cli: Cli) -> None:
-    """Startup's objects leave the garbage collector's walks (see ``settle_heap``)."""
+    """Startup's objects leave the garbage collector's walks, and young collections come
+    less often (see ``kbaudit.runtime``)."""
     cli.run("migrate")
     probe = (
         "import gc; from kbaudit.api.app import app_of_a_serving_process; "
         "before = gc.get_freeze_count(); app_of_a_serving_process(); "
-        "print(before, gc.get_freeze_count())"
+        "print(before, gc.get_freeze_count(), gc.get_threshold()[0])"
     )
     shown = subprocess.run(
         [sys.executable, "-c", probe], env=cli.env, capture_output=True, text=True, check=True
     )
-    before, after = map(int, shown.stdout.split())
+    before, after, young = map(int, shown.stdout.split())
     assert before == 0
     assert after > 100_000
+    assert young == YOUNG_OBJECTS

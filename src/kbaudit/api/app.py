@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +33,7 @@ from kbaudit.container import Container, build_container
 from kbaudit.domain import RecordBatch
 from kbaudit.errors import RequestTimeout
 from kbaudit.logs import configure_logging
+from kbaudit.runtime import settle_heap
 
 log = structlog.get_logger("kbaudit.http")
 
@@ -96,19 +96,6 @@ def app_of_a_serving_process() -> FastAPI:
     app = create_app(container, run_workers=False)
     settle_heap()
     return app
-
-
-def settle_heap() -> None:
-    """Move what starting up made (modules, the app, its routes) out of the collector's way:
-    for a serving process, once its app is built.
-
-    A full collection walks every object in the process; with startup's hundreds of
-    thousands among them, it paused a request now and then for tens of milliseconds:
-    ``GET /healthz`` at 16 clients had a p99 of 40-55 ms at a p50 of 3 ms, and 6-9 ms once
-    they were frozen. The query route, 16 clients over 2 processes, alternating: 465-537
-    requests/s with a p99 of 75-93 ms, against 407-472 and 94-114 ms."""
-    gc.collect()
-    gc.freeze()
 
 
 HEADER_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"

@@ -92,8 +92,9 @@ def serve(
     """Serve the HTTP API (and, in the embedded default, run the export workers)."""
     import uvicorn
 
-    from kbaudit.api.app import NoDelayHttp, create_app, settle_heap
+    from kbaudit.api.app import NoDelayHttp, create_app
     from kbaudit.logs import configure_logging
+    from kbaudit.runtime import settle_heap
 
     container = _container()
     configure_logging(container.settings.log_level)
@@ -157,7 +158,10 @@ def worker(
     stopping = threading.Event()
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: stopping.set())
+    from kbaudit.runtime import settle_heap
+
     workers = container.workers(concurrency)
+    settle_heap()
     workers.start()
     err.print(
         f"kbaudit worker running {concurrency or container.settings.worker_threads} part(s) at once"
@@ -225,8 +229,10 @@ def import_file(
 
 
 def _import_with_progress(container: Container, org_id: OrgId, file: Path) -> ImportReport:
+    from kbaudit.runtime import settle_heap
     from kbaudit.services.importer import import_lines
 
+    settle_heap()
     with file.open("rb") as handle:
         total = sum(1 for _ in handle)
     with _progress() as progress, file.open("rb") as handle:
