@@ -36,6 +36,7 @@ from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.crypto.files import decrypted_chunks
 from kbaudit.domain import Caller, KeyId, OrgId, RecordFilters
 from kbaudit.logs import configure_logging
+from kbaudit.runtime import settle_heap
 from kbaudit.services.exports.jobs import ExportSpec, create_export, get_export
 from kbaudit.services.exports.parts import file_context
 
@@ -45,6 +46,7 @@ WINDOW = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
 def service_rate(data_dir: Path, export_format: str) -> tuple[float, int, str]:
     settings = Settings(data_dir=data_dir, queue_url="inline", export_max_active_per_org=100)
     container = build_container(settings)
+    settle_heap()  # as kbaudit serve and kbaudit worker do once started
     with container.store.reading() as uow:
         org = uow.keys.organization_by_name("bench")
     assert org is not None
