@@ -42,14 +42,17 @@ from bench.common import OUT, Server, dataset, kbaudit, percentile
 from bench.query import as_params, mixes
 from kbaudit.demo import DemoWorld
 from kbaudit.document import instant_of
+from kbaudit.services.stats import refresh_stale_stats
 from kbaudit.store.engine import create_store_engine
 from kbaudit.store.migrate import migrate
 from kbaudit.store.partitions import ensure_partitions
 from kbaudit.store.records import RECORD_COLUMNS
+from kbaudit.store.unit_of_work import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 MASTER_KEY = "1:" + "a2JhdWRpdC1iZW5jaC1tYXN0ZXIta2V5LTMyLWJ5dGVzIQ=="
 ROUTE = "/v1/knowledge-base/audit"
+WORKER_START_SECONDS = 3.0
 WINDOW = (datetime(2025, 12, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
 
 
@@ -257,7 +260,11 @@ def service_export(env: dict[str, str], workers: int, rows_per_file: int) -> tup
     key = kbaudit(env, "keys", "create", "--org", "bench", "--scopes", scopes)
     server, pool = Server(env), Workers(env, workers)
     engine = create_store_engine(env["KBAUDIT_DATABASE_URL"])
+    # A deployment's workers are up before an export comes: these get the time to start
+    # (1-1.5 s of imports), which the figure would otherwise count.
+    time.sleep(WORKER_START_SECONDS)
     try:
+        before = cpu_seconds()
         started = time.perf_counter()
         job = httpx2.post(
             f"{server.url}{ROUTE}/exports",
@@ -270,6 +277,7 @@ def service_export(env: dict[str, str], workers: int, rows_per_file: int) -> tup
         ).json()
         seen = dict(_watch(engine, job["id"], started))
         elapsed = time.perf_counter() - started
+        used = {name: seconds - before[name] for name, seconds in cpu_seconds().items()}
         view = httpx2.get(
             f"{server.url}{ROUTE}/exports/{job['id']}", headers={"x-api-key": key}
         ).json()
@@ -278,7 +286,34 @@ def service_export(env: dict[str, str], workers: int, rows_per_file: int) -> tup
         server.stop()
         engine.dispose()
     assert view.get("status") == "succeeded", view
-    return view["total_rows"] / elapsed, _timeline(seen)
+    return view["total_rows"] / elapsed, _timeline(seen) + "\n" + _cpu_line(used, elapsed)
+
+
+SERVERS = {"postgres": "PostgreSQL", "weed": "SeaweedFS", "kbaudit": "kbaudit"}
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by the processes of each server (kbaudit's: API and
+    workers), from /proc (Linux)."""
+    used = dict.fromkeys(SERVERS, 0.0)
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            command = (stat.parent / "cmdline").read_bytes()
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        for name in SERVERS:
+            if name.encode() in command:
+                used[name] += (int(fields[11]) + int(fields[12])) / tick
+                break
+    return used
+
+
+def _cpu_line(used: dict[str, float], elapsed: float) -> str:
+    shares = ", ".join(f"{SERVERS[name]} {seconds:.1f} s" for name, seconds in used.items())
+    total = sum(used.values())
+    return f"    CPU during the export: {shares}; {total / elapsed:.2f} of the 2 cores"
 
 
 Timeline = tuple[str, float, float]  # worker pid, first seen running, first seen done
@@ -378,13 +413,22 @@ def main() -> None:
             f"  ingest kbaudit import                {imported:>10,.0f} records/s  "
             f"{imported / raw:.2f}x baseline"
         )
+    # The import leaves the statistics of its hours to the upkeep of the next running
+    # workers; counted here, so that the export figures below are the export's alone.
+    counted = time.perf_counter()
+    store = Store(create_store_engine(env["KBAUDIT_DATABASE_URL"]))
+    while refresh_stale_stats(store):
+        pass
+    store.close()
+    print(f"  stats upkeep after the import        {time.perf_counter() - counted:>10.1f} s")
     if args.copies:
         total = replicate(env, plain_url_text, args.copies)
         print(f"  grown inside PostgreSQL to {total:,} records ({args.copies} shifted copies)")
     baseline = baseline_export_rate(plain_url_text)
     print(f"  export baseline: plain COPY|zstd|AES {baseline:>10,.0f} rows/s")
-    one, _ = service_export(env, 1, args.rows_per_file)
+    one, timeline_one = service_export(env, 1, args.rows_per_file)
     print(f"  export NDJSON, 1 worker              {one:>10,.0f} rows/s  {one / baseline:.2f}x")
+    print(timeline_one.splitlines()[-1])
     two, timeline_two = service_export(env, 2, args.rows_per_file)
     print(
         f"  export NDJSON, 2 workers             {two:>10,.0f} rows/s  {two / baseline:.2f}x"
