@@ -100,10 +100,10 @@ _plain_line = _line_function()
 def _csv_line(fields: Any) -> str:
     """Nearly every record's cells need no quotes: they are written as they are, and a few
     substring tests of the line prove it. Then a comma in the line is always a separator,
-    so ``,=`` always starts a cell and takes its ``'`` by a substitution. Otherwise (a quote, line
-    break or tab, a comma in a cell, a negative number) each cell is looked at on its own.
-    Substring tests, not a call per cell nor a regular expression: this runs for 45 cells a
-    record."""
+    so ``,=`` always starts a cell and takes its ``'`` by one substitution over the line.
+    Otherwise (a quote, line break or tab, a comma in a cell, a negative number) each cell
+    is looked at on its own. Tests of the whole line, not a call per cell: this runs for 45
+    cells a record."""
     line = _plain_line(fields)
     if (
         line.count(",") != _SEPARATORS
