@@ -38,21 +38,36 @@ class Month:
         return f"{base}_p{self.year:04d}_{self.month:02d}"
 
 
-def ensure_partitions(connection: Connection, instants: Iterable[datetime]) -> None:
-    """Make the monthly partitions these instants fall in, where missing. The lock makes two
-    writers that need the same new month take turns; the check keeps the common case (every
-    month exists) to one round trip without it."""
+def ensure_partitions(connection: Connection, instants: Iterable[datetime]) -> list[Month]:
+    """Make the monthly partitions these instants fall in, where missing; returns the months
+    made. The lock makes two writers that need the same new month take turns; the check
+    keeps the common case (every month exists) to one round trip without it."""
     months = sorted({Month.of(instant) for instant in instants})
     missing = _missing(connection, months)
     if not missing:
-        return
+        return []
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK})
-    for month in _missing(connection, missing):
+    made = _missing(connection, missing)
+    for month in made:
         for base in RECORD_TABLES:
             connection.exec_driver_sql(
                 f"CREATE TABLE {month.table(base)} PARTITION OF {base} "
                 f"FOR VALUES FROM ({micros(month.start)}) TO ({micros(month.end)})"
             )
+    return made
+
+
+def analyze_partitions(connection: Connection, months: Iterable[Month]) -> None:
+    """Give new partitions their first statistics, from the rows their first write put in.
+
+    With none, PostgreSQL takes any one organization for 0.5% of a partition's rows, so
+    looking up a batch's 5,000 ids by ``org_id = ... AND id = ANY(...)`` read every row of
+    the organization instead of walking the unique index: 60 ms a batch at 100,000 records,
+    growing with the table, until autovacuum came by. Statistics taken once hold from then
+    on, since the planner scales them with the partition's size."""
+    for month in months:
+        for base in RECORD_TABLES:
+            connection.exec_driver_sql(f"ANALYZE {month.table(base)}")
 
 
 def _missing(connection: Connection, months: list[Month]) -> list[Month]:

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 from kbaudit.document import RecordDocument, instant_of
 from kbaudit.domain import OrgId
-from kbaudit.store.partitions import ensure_partitions
+from kbaudit.store.partitions import analyze_partitions, ensure_partitions
 from kbaudit.store.records import ExportBatch, RecordRepository
 from kbaudit.store.tables import records
 
@@ -89,8 +89,9 @@ class PostgresRecords(RecordRepository):
         return newest_seq(self._connection)
 
     def insert(self, org_id: OrgId, docs: Sequence[tuple[RecordDocument, int]]) -> None:
-        ensure_partitions(self._connection, {instant_of(doc.created_at) for doc, _ in docs})
+        made = ensure_partitions(self._connection, {instant_of(doc.created_at) for doc, _ in docs})
         super().insert(org_id, docs)
+        analyze_partitions(self._connection, made)
 
     def _new_seqs(self, count: int) -> Sequence[int]:
         # One array, not a row per seq: at 5,000 rows the result's handling cost more than
