@@ -49,6 +49,7 @@ class RecordDocument:
     """One write of a record: its canonical document and the values the store indexes."""
 
     id: uuid.UUID
+    id_text: str  # the id as the document writes it; a UUID's str() is slow, and often needed
     ref: str
     created_at: int  # microseconds since the epoch
     retrieval_status: str | None
@@ -61,16 +62,18 @@ class RecordDocument:
     @property
     def chosen_ref(self) -> str | None:
         """The ref when the writer chose it; None when it is the one derived from the id."""
-        return None if self.ref == default_ref(str(self.id)) else self.ref
+        return None if self.ref == default_ref(self.id_text) else self.ref
 
 
 def document_of(record: RecordIn, ref: str | None = None) -> RecordDocument:
     """The document of ``record``, with ``ref`` (else the record's own, else the default)."""
-    record_id = str(record.id)
-    ref = ref or record.ref or default_ref(record_id)
+    fields = msgspec.to_builtins(record)
+    record_id = fields["id"]
+    fields["ref"] = ref = ref or record.ref or default_ref(record_id)
     kb_ids = {scope.knowledge_base_id for scope in record.scopes} - {None}
     return RecordDocument(
         id=record.id,
+        id_text=record_id,
         ref=ref,
         created_at=micros(record.created_at),
         retrieval_status=record.retrieval_status,
@@ -78,16 +81,15 @@ def document_of(record: RecordIn, ref: str | None = None) -> RecordDocument:
         actor_user_id=record.actor_user_id,
         session_id=record.session_id,
         kb_ids=tuple(sorted(kb for kb in kb_ids if kb is not None)),
-        body=_record_json(record, ref).decode(),
+        body=_record_json(record, fields).decode(),
     )
 
 
-def _record_json(record: RecordIn, ref: str) -> bytes:
-    """``canonical_json`` of the record's fields, sparing the walk over every value: this runs
-    for each record written. Only instants, numbers with a fraction and count maps can come
-    out of orjson otherwise than RFC 8785 has them; the record's type says where they are."""
-    fields = msgspec.to_builtins(record)
-    fields["ref"] = ref
+def _record_json(record: RecordIn, fields: dict[str, Any]) -> bytes:
+    """``canonical_json`` of the record's ``fields`` (msgspec's builtins of it), sparing the
+    walk over every value: this runs for each record written. Only instants, numbers with a
+    fraction and count maps can come out of orjson otherwise than RFC 8785 has them; the
+    record's type says where they are."""
     for name in _INSTANT_FIELDS:
         text = fields[name]
         # msgspec already wrote a UTC instant with microseconds as instant_text would.
@@ -104,7 +106,7 @@ def _record_json(record: RecordIn, ref: str) -> bytes:
 def _canonical_at(fields: dict[str, Any], floats: tuple[str, ...], maps: tuple[str, ...]) -> None:
     for name in floats:
         if fields[name] is not None:
-            fields[name] = orjson.Fragment(rfc8785.dumps(fields[name]))
+            fields[name] = orjson.Fragment(number_json(fields[name]))
     for name in maps:
         counts = fields[name]
         # Count maps hold only integers: their keys are all that orjson may order otherwise.
@@ -152,10 +154,23 @@ def _canonical_values(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_canonical_values(item) for item in value]
     if isinstance(value, float):
-        return orjson.Fragment(rfc8785.dumps(value))
+        return orjson.Fragment(number_json(value))
     if isinstance(value, datetime):
         return instant_text(value)
     return value
+
+
+def number_json(value: float) -> bytes:
+    """A number as RFC 8785 writes it (ECMAScript's Number::toString). Between 1e-4 and 1e16
+    Python's ``repr`` gives the same shortest round-trip digits in the same plain notation,
+    less the ".0" of whole numbers: 0.3 µs against the reference encoder's 1.2 µs."""
+    if _PLAIN_FROM <= abs(value) < _PLAIN_BELOW:
+        return repr(value).removesuffix(".0").encode()
+    return rfc8785.dumps(value)
+
+
+_PLAIN_FROM: Final = 1e-4
+_PLAIN_BELOW: Final = 1e16
 
 
 def canonical_slow(value: Any) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -12,7 +13,14 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kbaudit.document import canonical_json, document_of, instant_text, leaf_of, micros
+from kbaudit.document import (
+    canonical_json,
+    document_of,
+    instant_text,
+    leaf_of,
+    micros,
+    number_json,
+)
 from kbaudit.domain import RecordIn
 
 json_values = st.recursive(
@@ -45,6 +53,15 @@ def test_keys_sort_by_utf16_code_units_not_code_points() -> None:
 
 def test_numbers_are_written_as_ecmascript_does() -> None:
     assert canonical_json([100.0, 1e21, 1.5e-6, 0.1]) == b"[100,1e+21,0.0000015,0.1]"
+
+
+EDGES = [1e-4, -1e-4, 9.999999999999999e-5, 1e16, 9.999999999999998e15, 0.1 + 0.2, -0.0, 5e-324]
+
+
+@given(st.sampled_from(EDGES) | st.floats(-1e17, 1e17) | st.floats(-1e-3, 1e-3) | st.floats())
+def test_the_quick_number_path_writes_what_the_reference_encoder_does(value: float) -> None:
+    if math.isfinite(value):
+        assert number_json(value) == rfc8785.dumps(value)
 
 
 def test_instants_are_utc_with_microseconds_in_one_width() -> None:

@@ -130,7 +130,7 @@ def _plan(
         owner = ref_owners.get(doc.ref) or claimed_refs.get(doc.ref)
         claimed_refs.setdefault(doc.ref, doc.id)
         reason = _ref_refusal(doc, owner) or _refusal(old, doc)
-        record_id = str(doc.id)
+        record_id = doc.id_text
         if reason:
             plan.outcomes.append(RecordOutcome(record_id, doc.ref, Outcome.CONFLICT, reason))
         elif old is None:

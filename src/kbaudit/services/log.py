@@ -34,7 +34,7 @@ def append_writes(uow: UnitOfWork, org_id: OrgId, writes: Sequence[Write]) -> li
     org_uuid = uow.keys.organization(org_id).uuid
     size = uow.log.size(org_id)
     leaves = [
-        merkle.leaf_hash(leaf_of(org_uuid, str(doc.id), doc.audit_write_status, doc.body))
+        merkle.leaf_hash(leaf_of(org_uuid, doc.id_text, doc.audit_write_status, doc.body))
         for _, doc in writes
     ]
     uow.log.append(org_id, size, leaves)
