@@ -68,8 +68,9 @@ class RecordDocument:
 def document_of(record: RecordIn, ref: str | None = None) -> RecordDocument:
     """The document of ``record``, with ``ref`` (else the record's own, else the default)."""
     fields = msgspec.to_builtins(record)
-    record_id = fields["id"]
-    fields["ref"] = ref = ref or record.ref or default_ref(record_id)
+    record_id = fields["id"]  # msgspec's text of the id: canonical, and faster than str()
+    ref = ref or record.ref or default_ref(record_id)
+    fields["ref"] = ref
     kb_ids = {scope.knowledge_base_id for scope in record.scopes} - {None}
     return RecordDocument(
         id=record.id,
