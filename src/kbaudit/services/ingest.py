@@ -73,8 +73,8 @@ class Written:
 def write_documents(
     store: Store, org_id: OrgId, writes: Sequence[Written], reject_conflicts: bool
 ) -> IngestResult:
-    """``ingest_records`` for records already encoded. The encoding is pure CPU work and the
-    write mostly SQLite's, so callers can encode the next batch while this one writes."""
+    """``ingest_records`` for records already encoded: the importer encodes each line as it
+    reads it."""
     _refuse_duplicate_ids(writes)
     with store.writing() as uow:
         uow.records.lock_for_write(org_id)
