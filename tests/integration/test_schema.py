@@ -3,8 +3,6 @@ exactly its columns after ``migrate``, on either engine."""
 
 from __future__ import annotations
 
-import uuid
-
 import msgspec
 from sqlalchemy import inspect, select
 
@@ -14,6 +12,7 @@ from kbaudit.domain import SCOPES, OrgId, RecordIn
 from kbaudit.services.ingest import ingest_records
 from kbaudit.services.keys import create_key
 from kbaudit.store.tables import metadata, records
+from tests.helpers import record
 
 
 def test_the_migrated_database_has_every_column_of_the_tables(container: Container) -> None:
@@ -27,11 +26,8 @@ def test_documents_are_stored_as_the_schema_says(container: Container) -> None:
     """PostgreSQL compresses documents with LZ4 (migration 0010), in partitions made after
     the migration too; SQLite keeps them as they are. Either way they read back whole."""
     create_key(container.store, container.clock, "acme", SCOPES)
-    record = msgspec.convert(
-        {"id": str(uuid.uuid4()), "created_at": "2026-03-01T00:00:00Z", "scopes": [], "refs": []},
-        RecordIn,
-    )
-    ingest_records(container.store, OrgId(1), [record])
+    written = msgspec.convert(record(created_at="2026-03-01T00:00:00Z"), RecordIn)
+    ingest_records(container.store, OrgId(1), [written])
     with container.store.engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             method = connection.exec_driver_sql(
@@ -40,4 +36,4 @@ def test_documents_are_stored_as_the_schema_says(container: Container) -> None:
             ).scalar_one()
             assert method == "l"
         stored = connection.execute(select(records.c.document)).scalar_one()
-    assert stored == document_of(record).body
+    assert stored == document_of(written).body
