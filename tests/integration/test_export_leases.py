@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from kbaudit.services.exports.parts import finalize_if_done
+from kbaudit.services.exports.planning import plan_job
 from kbaudit.services.exports.sweep import sweep
 from tests.conftest import Api, ManualClock
 from tests.helpers import seed_demo, start_export, view_export
@@ -27,8 +30,6 @@ class Holding:
 def test_a_part_is_claimed_once_and_a_dead_workers_part_is_taken_back(
     api: Api, clock: ManualClock
 ) -> None:
-    from kbaudit.services.exports.planning import plan_job
-
     key = api.key()
     seed_demo(api, key, 20)
     deps = api.container.exports
@@ -62,6 +63,65 @@ def test_a_job_is_finalized_once(api: Api) -> None:
         assert not finalize_if_done(deps, uow, job["id"], deps.clock() + timedelta(days=1))
         uow.commit()
     assert view_export(api, key, job["id"])["finalized_at"] == job["finalized_at"]
+
+
+def test_two_workers_ending_the_last_two_parts_at_once_end_the_job_once(
+    make_api: Callable[..., Api], clock: ManualClock
+) -> None:
+    """Both update their part, then look for parts still running before either commits: the
+    one that looks second must see the other's commit, or the job waits for the sweep."""
+    api = make_api(export_rows_per_file=10)
+    key = api.key()
+    seed_demo(api, key, 20)
+    deps = api.container.exports
+    deps.dispatcher = Holding()
+    job_id = start_export(api, key)["id"]
+    plan_job(deps, job_id)
+    until = clock.now + timedelta(seconds=deps.config.lease_seconds)
+    with deps.store.writing() as uow:
+        assert len(uow.exports.parts(job_id)) == 2
+        for part_no, owner in enumerate(("worker-a", "worker-b")):
+            assert uow.exports.claim_part(job_id, part_no, owner, clock.now, until)
+        uow.commit()
+    a_updated, b_updated = threading.Event(), threading.Event()
+    a_looked, b_looked = threading.Event(), threading.Event()
+    ended: dict[str, bool] = {}
+
+    def end_part(part_no: int, owner: str) -> None:
+        done = {
+            "status": "done",
+            "blob_key": f"played/{part_no}",
+            "rows_written": 10,
+            "partial_rows": 0,
+            "plaintext_bytes": 0,
+            "sha256_plaintext": "0" * 64,
+        }
+        with deps.store.writing() as uow:
+            assert uow.exports.update_held_part(job_id, part_no, owner, done)
+            if owner == "worker-a":
+                a_updated.set()
+                # SQLite's second writer waits for this one's commit: nothing to wait for then.
+                b_updated.wait(timeout=1)
+                ended[owner] = finalize_if_done(deps, uow, job_id, clock.now)
+                a_looked.set()
+                b_looked.wait(timeout=0.5)  # b looks now, before a commits, or waits for it
+            else:
+                b_updated.set()
+                a_looked.wait(timeout=5)
+                ended[owner] = finalize_if_done(deps, uow, job_id, clock.now)
+                b_looked.set()
+            uow.commit()
+
+    a = threading.Thread(target=end_part, args=(0, "worker-a"))
+    a.start()
+    assert a_updated.wait(timeout=5)
+    b = threading.Thread(target=end_part, args=(1, "worker-b"))
+    b.start()
+    a.join(timeout=30)
+    b.join(timeout=30)
+    assert ended == {"worker-a": False, "worker-b": True}
+    job = view_export(api, key, job_id)
+    assert (job["status"], job["total_rows"]) == ("succeeded", 20)
 
 
 def test_a_lost_plan_message_is_sent_again(api: Api, clock: ManualClock) -> None:

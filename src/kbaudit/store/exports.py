@@ -84,6 +84,14 @@ class ExportRepository:
     def keep_manifest(self, job_id: str, manifest: bytes, signature: bytes) -> None:
         self._update_job(job_id, manifest=manifest, manifest_signature=signature)
 
+    def lock_job(self, job_id: str) -> None:
+        """Hold the job's row until the transaction ends. Two workers ending its last two parts
+        at once would each see the other's part still running (neither has committed), and
+        neither would end the job: locked, the second waits and then sees the first's commit.
+        SQLite's writers take turns already; it has no row locks to take."""
+        query = select(export_jobs.c.id).where(export_jobs.c.id == job_id).with_for_update()
+        self._connection.execute(query)
+
     def end_job(self, job_id: str, values: dict[str, Any]) -> bool:
         """Finalize a running job; only the first caller wins."""
         return self._update_job(job_id, _when=("running",), **values)

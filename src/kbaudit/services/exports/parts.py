@@ -256,6 +256,7 @@ def tidy(deps: ExportDeps, job_id: str) -> None:
 
 def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: datetime) -> bool:
     """End the job when no part is left to run. The guarded update makes it happen once."""
+    uow.exports.lock_job(job_id)
     parts = uow.exports.parts(job_id)
     if any(part.status in ("pending", "running") for part in parts):
         return False
