@@ -65,6 +65,11 @@ def explain(connection: Connection, statement: Any) -> str:
 
 def explain_first(connection: Connection, run: Callable[[], object]) -> str:
     """The plan of the first statement ``run`` sends through ``connection``."""
+    return explain_sent(connection, run)[0]
+
+
+def explain_sent(connection: Connection, run: Callable[[], object]) -> list[str]:
+    """The plans of the statements ``run`` sends through ``connection``."""
     sent: list[tuple[str, Any]] = []
 
     def capture(*args: Any) -> None:
@@ -75,14 +80,17 @@ def explain_first(connection: Connection, run: Callable[[], object]) -> str:
         run()
     finally:
         event.remove(connection, "before_cursor_execute", capture)
-    sql, params = sent[0]
     driver: Any = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
         driver.execute("SET enable_seqscan = off")
-        rows = driver.execute("EXPLAIN " + sql, params).fetchall()
-        return "\n".join(str(row[0]) for row in rows)
-    rows = driver.execute("EXPLAIN QUERY PLAN " + sql, params)
-    return "\n".join(str(row[-1]) for row in rows)
+        return [
+            "\n".join(str(row[0]) for row in driver.execute("EXPLAIN " + sql, params))
+            for sql, params in sent
+        ]
+    return [
+        "\n".join(str(row[-1]) for row in driver.execute("EXPLAIN QUERY PLAN " + sql, params))
+        for sql, params in sent
+    ]
 
 
 def assert_walks_index(text: str, index: str, dialect: str) -> None:
@@ -136,3 +144,24 @@ def test_ingest_finds_a_batchs_ids_through_the_unique_index(container: Container
             assert guess >= BATCH_ROWS * 0.9, guess
         text = explain_first(connection, lambda: uow.records.stored(OrgId(1), batch))
     assert_walks_index(text, "uq_records_org_id", container.store.engine.dialect.name)
+
+
+def test_planning_an_export_reads_the_time_index_alone(container: Container) -> None:
+    """Counting an export's records and finding its parts' first keys: at 200k records,
+    reading the table for them (and sorting what it read) took 430 ms before the first part
+    could start; the time index alone answers in 140. (On SQLite the seq is the rowid,
+    which every index holds.)"""
+    plan(container, RecordFilters(START, END), None)  # makes the partition on PostgreSQL
+    with container.store.streaming() as uow:
+        connection = uow.records._connection
+        plans = explain_sent(
+            connection, lambda: uow.records.part_bounds(OrgId(1), RecordFilters(START, END), 10)
+        )
+    assert len(plans) == 2  # the count, the bounds
+    for text in plans:
+        if connection.dialect.name == "postgresql":
+            assert "Index Only Scan" in text, text
+            assert "Seq Scan" not in text, text
+            assert "Bitmap" not in text, text
+        else:
+            assert "USING COVERING INDEX ix_records_org_time" in text, text

@@ -128,12 +128,9 @@ class PostgresRecords(RecordRepository):
         """COPY's text, not rows: a server-side cursor fetching rows is several times slower,
         and parsing COPY's rows took a third of a part's time. A canonical document holds no
         raw control character, so the one escape COPY's text can hold is a doubled
-        backslash. The records not finalized are counted by the server, in the same
-        snapshot (the first batch carries the count)."""
+        backslash. The records not finalized are counted by the server, in the unit of
+        work's snapshot (``Store.streaming``; the first batch carries the count)."""
         r = records.c
-        self._connection.exec_driver_sql(
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-        )
         unfinalized = self._connection.execute(
             query.with_only_columns(func.count())
             .where(r.audit_write_status != "finalized")

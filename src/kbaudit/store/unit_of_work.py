@@ -44,9 +44,11 @@ class UnitOfWork:
         write: bool,
         gate: Semaphore | WriterLock,
         after_release: Callable[[Connection], None] | None = None,
+        snapshot: bool = False,
     ) -> None:
         self._engine = engine
         self._write = write
+        self._snapshot = snapshot
         self._gate = gate
         self._after_release = after_release
         self._connection: Connection | None = None
@@ -59,6 +61,11 @@ class UnitOfWork:
             if self._write and connection.dialect.name == "sqlite":
                 connection.info["begin"] = "BEGIN IMMEDIATE"
             connection.begin()
+            if self._snapshot and connection.dialect.name == "postgresql":
+                # SQLite's read transactions are one snapshot already.
+                connection.exec_driver_sql(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                )
         except OperationalError as exc:
             self._release()
             raise StoreUnavailable("the database cannot be reached") from exc
@@ -148,8 +155,10 @@ class Store:
         return UnitOfWork(self.engine, write=False, gate=self._readers)
 
     def streaming(self) -> UnitOfWork:
-        """A long read (an export part, a plan) that must not hold back the short ones."""
-        return UnitOfWork(self.engine, write=False, gate=Semaphore(1))
+        """A long read (an export part, a plan) that must not hold back the short ones. All
+        of it sees one snapshot of the database: a plan's count and its parts' bounds, a
+        part's rows and its count of records not finalized."""
+        return UnitOfWork(self.engine, write=False, gate=Semaphore(1), snapshot=True)
 
     def writing(self, *, bulk: bool = False) -> UnitOfWork:
         """``bulk``: a large write, one of a series (a purge batch). On SQLite it checkpoints

@@ -25,9 +25,7 @@ def plan_job(deps: ExportDeps, job_id: str) -> None:
         started_at = deps.clock()
         snapshot_seq = uow.records.newest_seq()
         log_size = uow.log.size(job.org_id)
-        total, bounds = uow.records.part_bounds(
-            job.org_id, filters_of(job), snapshot_seq, job.rows_per_file
-        )
+        total, bounds = uow.records.part_bounds(job.org_id, filters_of(job), job.rows_per_file)
     extension = FORMATS[job.export_format].extension + (".age" if job.recipients else "")
     parts = plan_parts(job_id, extension, total, bounds, job.rows_per_file, started_at)
     with deps.store.writing() as uow:
