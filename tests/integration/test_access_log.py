@@ -9,6 +9,7 @@ from tests.helpers import RECORDS, record
 
 
 def entries(api: Api, org: str) -> list[AccessEntry]:
+    api.container.store.flush_access()
     with api.container.store.reading() as uow:
         found = uow.keys.organization_by_name(org)
         assert found is not None

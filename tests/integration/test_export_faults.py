@@ -318,6 +318,7 @@ def test_requests_and_downloads_are_in_the_access_log(
     file = job["files"][0]
     download(api, key, job["id"], file["name"], file["download_token"])
     download(api, key, job["id"], file["name"], "bad")
+    api.container.store.flush_access()
     with api.container.store.reading() as uow:
         entries = uow.access_log.entries(OrgId(1))
     requested = [e for e in entries if e.action == "export_requested"]

@@ -81,6 +81,7 @@ def test_put_changes_only_the_given_fields_and_records_who_set_a_hold(api: Api) 
 def test_every_change_is_in_the_access_log_with_old_and_new(api: Api) -> None:
     key = api.key("acme")
     api.client.put(POLICY, json={"retention_days": 200, "archive_before_delete": True}, headers=key)
+    api.container.store.flush_access()
     with api.container.store.reading() as uow:
         [entry] = [e for e in uow.access_log.entries(OrgId(1)) if e.action.startswith("retention")]
     assert entry.details["old"] == {"archive_before_delete": False, "retention_days": 365}

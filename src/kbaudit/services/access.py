@@ -40,6 +40,7 @@ def newest_entries(
 ) -> list[AccessEntry]:
     """The organization's access log, newest first: who read or took what, when, from where.
     Reading it is logged too."""
+    store.flush_access()
     with store.reading() as uow:
         entries = uow.access_log.newest(caller.org_id, before, limit)
     record_access(

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, delete, insert, select
 
 from kbaudit.domain import KeyId, OrgId
-from kbaudit.store.tables import access_log
+from kbaudit.store.tables import access_log, access_spools
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,22 @@ class AccessLogRepository:
                 for entry in entries
             ],
         )
+
+    def claim_spool(self, name: str) -> bool:
+        """Record that a spool file's entries are in; False when they were already."""
+        if self._connection.execute(
+            select(access_spools).where(access_spools.c.name == name)
+        ).first():
+            return False
+        self._connection.execute(insert(access_spools).values(name=name))
+        return True
+
+    def spools(self) -> list[str]:
+        return list(self._connection.execute(select(access_spools.c.name)).scalars())
+
+    def forget_spools(self, names: Sequence[str]) -> None:
+        if names:
+            self._connection.execute(delete(access_spools).where(access_spools.c.name.in_(names)))
 
     def entries(self, org_id: OrgId) -> list[AccessEntry]:
         query = select(access_log).where(access_log.c.org_id == org_id).order_by(access_log.c.id)
@@ -117,6 +133,12 @@ class GroupCommit:
                     queued.done = True
                 self._writing = False
                 self._turn.notify_all()
+
+    def flush(self) -> None:
+        """Nothing to do: an append returns once its entry is committed."""
+
+    def close(self) -> None:
+        """Nothing to do: no entry waits in memory."""
 
 
 @dataclass(slots=True)

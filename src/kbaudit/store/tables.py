@@ -210,6 +210,14 @@ access_log = Table(
     Index("ix_access_log_org_at", "org_id", "at"),
 )
 
+# The spool files (store/access_spool.py) whose entries are in access_log: a file is moved
+# once, even when its mover died before deleting it.
+access_spools = Table(
+    "access_spools",
+    metadata,
+    Column("name", String(64), primary_key=True),
+)
+
 # One row per export request. The rows are the truth about a job; the queue only carries ids.
 export_jobs = Table(
     "export_jobs",

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessEntry, AccessLogRepository, GroupCommit
+from kbaudit.store.access_spool import AccessSpool
 from kbaudit.store.delivery import DeliveryRepository
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
@@ -126,24 +127,46 @@ class Store:
         #   get slower together; a few readers at a time keep both cores busy.
         self._writers: Semaphore | WriterLock = Semaphore(64)
         self._checkpointer: Checkpointer | None = None
+        database = database_file(engine)
         if engine.dialect.name == "sqlite":
-            database = database_file(engine)
             self._writers = WriterLock(database)
             if database is not None:  # an in-memory database has no log
                 self._checkpointer = Checkpointer(database, self._writers)
         self._readers = Semaphore(max_readers)
-        self._access_log = GroupCommit(self._write_access)
+        self._access_log: GroupCommit | AccessSpool = GroupCommit(self._write_access)
+        if database is not None:
+            spool = database.with_name(database.name + ".access-spool")
+            self._access_log = AccessSpool(spool, self._move_spooled)
 
     def append_access(self, entry: AccessEntry) -> None:
-        """Write one access-log entry, durably, sharing a commit with concurrent ones."""
+        """Write one access-log entry; once this returns, the entry survives this process
+        being killed. On PostgreSQL concurrent entries share a commit; on SQLite each
+        process spools its entries to a file and moves them in batches (store/access_spool.py)."""
         self._access_log.append(entry)
+
+    def flush_access(self) -> None:
+        """Bring into the log what this process (and any that is gone) appended so far."""
+        self._access_log.flush()
 
     def _write_access(self, entries: Sequence[AccessEntry]) -> None:
         with self.writing() as uow:
             uow.access_log.append(entries)
             uow.commit()
 
+    def _move_spooled(
+        self, name: str, entries: Sequence[AccessEntry], gone: Callable[[str], bool]
+    ) -> None:
+        with self.writing() as uow:
+            if uow.access_log.claim_spool(name) and entries:
+                uow.access_log.append(entries)
+            # A name is kept until its file is deleted: up to the next move.
+            uow.access_log.forget_spools(
+                [spool for spool in uow.access_log.spools() if gone(spool)]
+            )
+            uow.commit()
+
     def close(self) -> None:
+        self._access_log.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
         if isinstance(self._writers, WriterLock):
