@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+import pytest
+from sqlalchemy import func, select
+
+from kbaudit.demo import demo_records
+from kbaudit.domain import OrgId
 from kbaudit.services.exports.parts import finalize_if_done
 from kbaudit.services.exports.planning import plan_job
 from kbaudit.services.exports.sweep import sweep
+from kbaudit.services.ingest import ingest_records
+from kbaudit.store.records import RecordRepository
+from kbaudit.store.tables import records
 from tests.conftest import Api, ManualClock
-from tests.helpers import seed_demo, start_export, view_export
+from tests.helpers import DEMO_END, seed_demo, start_export, view_export
 
 
 class Holding:
@@ -122,6 +132,46 @@ def test_two_workers_ending_the_last_two_parts_at_once_end_the_job_once(
     assert ended == {"worker-a": False, "worker-b": True}
     job = view_export(api, key, job_id)
     assert (job["status"], job["total_rows"]) == ("succeeded", 20)
+
+
+def test_a_plan_counts_exactly_the_records_under_its_snapshot_seq(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write still open when planning starts: the plan and its newest seq must agree on it
+    (both with it, or both without). On PostgreSQL a snapshot taken before that write
+    committed, with a seq read after, counted 20 records against a seq that held 25."""
+    key = api.key()
+    seed_demo(api, key, 20)
+    deps = api.container.exports
+    deps.dispatcher = Holding()
+    job_id = start_export(api, key)["id"]
+    written, go_on = threading.Event(), threading.Event()
+    insert = RecordRepository.insert
+
+    def insert_then_wait(repository: Any, *args: Any) -> None:
+        insert(repository, *args)
+        written.set()
+        go_on.wait(timeout=10)
+
+    monkeypatch.setattr(RecordRepository, "insert", insert_then_wait)
+    late = list(demo_records(5, end=DEMO_END, seed=8))
+    writer = threading.Thread(target=ingest_records, args=(deps.store, OrgId(1), late))
+    writer.start()
+    assert written.wait(timeout=10)
+    planner = threading.Thread(target=plan_job, args=(deps, job_id))
+    planner.start()
+    time.sleep(0.5)  # the plan is under way (on PostgreSQL, waiting for the write)
+    go_on.set()
+    writer.join(timeout=30)
+    planner.join(timeout=30)
+    with deps.store.reading() as uow:
+        job = uow.exports.job(job_id)
+        assert job is not None
+        assert job.snapshot_seq is not None
+        planned = sum(part.planned_rows for part in uow.exports.parts(job_id))
+        under = select(func.count()).where(records.c.seq <= job.snapshot_seq)
+        assert planned == uow.records._connection.execute(under).scalar_one()
+    assert planned in (20, 25)
 
 
 def test_a_lost_plan_message_is_sent_again(api: Api, clock: ManualClock) -> None:

@@ -319,7 +319,7 @@ class RecordRepository:
     ) -> tuple[int, list[tuple[datetime, str]]]:
         """How many records match, and the key of every ``rows_per_part``-th one in
         ascending order: the first key of each part. Read in the snapshot whose newest seq
-        bounds the export (``Store.streaming``), so every record it sees is under that seq:
+        bounds the export (``Store.snapshot``), so every record it sees is under that seq:
         with no test of the seq, the time index alone answers, and the table is not read."""
         r = records.c
         conditions = filter_conditions(org_id, filters)

@@ -114,6 +114,11 @@ class UnitOfWork:
         assert self._connection is not None, "commit outside the unit of work"
         self._connection.commit()
 
+    def pin_snapshot(self) -> None:
+        """Take the transaction's snapshot now: PostgreSQL takes it at the first query."""
+        assert self._connection is not None, "a snapshot outside the unit of work"
+        self._connection.exec_driver_sql("SELECT 1")
+
 
 class Store:
     """The database side of the container: hands out units of work over one engine."""
@@ -182,6 +187,22 @@ class Store:
         of it sees one snapshot of the database: a plan's count and its parts' bounds, a
         part's rows and its count of records not finalized."""
         return UnitOfWork(self.engine, write=False, gate=Semaphore(1), snapshot=True)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[tuple[UnitOfWork, int]]:
+        """A long read in one snapshot (``streaming``), and the newest seq: the snapshot holds
+        every record at or under that seq and none above it (an export's plan)."""
+        with self.streaming() as uow:
+            if self.engine.dialect.name != "postgresql":
+                yield uow, uow.records.newest_seq()  # a read transaction is a snapshot
+                return
+            # Writers hold the snapshot lock shared until they end: while another transaction
+            # holds it, no record commits, and a snapshot taken then holds exactly the seqs
+            # handed out so far.
+            with self.reading() as fence:
+                seq = fence.records.newest_seq()
+                uow.pin_snapshot()
+            yield uow, seq
 
     def writing(self, *, bulk: bool = False) -> UnitOfWork:
         """``bulk``: a large write, one of a series (a purge batch). On SQLite it checkpoints

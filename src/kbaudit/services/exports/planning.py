@@ -16,14 +16,13 @@ log = structlog.get_logger("kbaudit.exports")
 def plan_job(deps: ExportDeps, job_id: str) -> None:
     """Move a pending job to running with its parts, then dispatch every part. Safe to call
     twice: only the call that moves the job out of pending plans it."""
-    with deps.store.streaming() as uow:
+    # The snapshot's newest seq bounds the export, and the part boundaries are computed from
+    # the same view.
+    with deps.store.snapshot() as (uow, snapshot_seq):
         job = uow.exports.job(job_id)
         if job is None or job.status != "pending":
             return
-        # The read transaction is the snapshot: the newest seq it sees bounds the export,
-        # and the part boundaries are computed from the same view.
         started_at = deps.clock()
-        snapshot_seq = uow.records.newest_seq()
         log_size = uow.log.size(job.org_id)
         total, bounds = uow.records.part_bounds(job.org_id, filters_of(job), job.rows_per_file)
     extension = FORMATS[job.export_format].extension + (".age" if job.recipients else "")
