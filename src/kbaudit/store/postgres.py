@@ -3,7 +3,8 @@ in place of SQLite's single writer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from psycopg.abc import Buffer
@@ -71,10 +72,11 @@ def _type_name(kind: TypeEngine[Any], connection: Connection) -> str:
 def copy_out_lines(
     connection: Connection, query: Select[Any], batch_rows: int
 ) -> Iterator[tuple[bytes, int]]:
-    """A one-column query's rows as ``COPY ... TO STDOUT`` text, ``batch_rows`` lines at a
-    time, with their count. The server sends each row as a message of its own, so joining
-    the messages gives whole lines, and nothing is parsed row by row. COPY takes no
-    server-side parameters, so psycopg binds them client-side."""
+    """A one-column text query's values as lines, ``batch_rows`` at a time, with their
+    count. COPY in binary: each value comes as the server stores it, neither escaped by the
+    server nor unescaped here (a 200k-record export took 1.2-1.4 s of the server's CPU in
+    binary, 1.5-1.7 s in text). COPY takes no server-side parameters, so psycopg binds them
+    client-side."""
     compiled = query.compile(
         dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
     )
@@ -82,15 +84,50 @@ def copy_out_lines(
     # JIT-compiling these row-by-row expressions costs up to a second a part and wins
     # nothing back (measured: 11.7k rows/s with it, 14.6k without, on a 50,000-row part).
     cursor.execute("SET LOCAL jit = off")
-    with cursor.copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:
+    statement = f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)"
+    with cursor.copy(statement, compiled.params) as copy:
         lines: list[Buffer] = []
-        for line in copy:
-            lines.append(line)
+        for value in _binary_values(copy):
+            lines.append(value)
             if len(lines) >= batch_rows:
-                yield b"".join(lines), len(lines)
+                yield b"\n".join(lines) + b"\n", len(lines)
                 lines = []
         if lines:
-            yield b"".join(lines), len(lines)
+            yield b"\n".join(lines) + b"\n", len(lines)
+
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_ROW_HEAD = 6  # a tuple's field count (2 bytes), then the one field's length (4)
+_field_length = struct.Struct(">i").unpack_from
+
+
+def _binary_values(messages: Iterable[Buffer]) -> Iterator[Buffer]:
+    """The values of a one-column, non-null binary COPY, as views into its messages. The
+    server sends a row a message (the first carries the file header too): a message that is
+    exactly one row is sliced with no parsing, anything else walks its tuples."""
+    messages = iter(messages)
+    first = memoryview(next(messages, b""))
+    if bytes(first[: len(_SIGNATURE)]) != _SIGNATURE:
+        raise ValueError("COPY's binary output does not start with its signature")
+    extension = int.from_bytes(first[15:19], "big")
+    yield from _tuples(first[19 + extension :])
+    for message in messages:
+        size = len(message)
+        if size > _ROW_HEAD and _field_length(message, 2)[0] == size - _ROW_HEAD:
+            yield message[_ROW_HEAD:]  # psycopg's messages are views: no copy
+        else:
+            yield from _tuples(memoryview(message))
+
+
+def _tuples(view: memoryview) -> Iterator[memoryview]:
+    at = 0
+    while at < len(view):
+        if int.from_bytes(view[at : at + 2], "big", signed=True) == -1:  # the trailer
+            return
+        length = int.from_bytes(view[at + 2 : at + _ROW_HEAD], "big", signed=True)
+        at += _ROW_HEAD
+        yield view[at : at + length]
+        at += length
 
 
 class PostgresRecords(RecordRepository):
@@ -125,11 +162,10 @@ class PostgresRecords(RecordRepository):
         copy_in(self._connection, metadata.tables[table], columns, rows)
 
     def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
-        """COPY's text, not rows: a server-side cursor fetching rows is several times slower,
-        and parsing COPY's rows took a third of a part's time. A canonical document holds no
-        raw control character, so the one escape COPY's text can hold is a doubled
-        backslash. The records not finalized are counted by the server, in the unit of
-        work's snapshot (``Store.streaming``; the first batch carries the count)."""
+        """COPY's values, not rows: a server-side cursor fetching rows is several times
+        slower, and parsing COPY's rows took a third of a part's time. The records not
+        finalized are counted by the server, in the unit of work's snapshot
+        (``Store.streaming``; the first batch carries the count)."""
         r = records.c
         unfinalized = self._connection.execute(
             query.with_only_columns(func.count())
@@ -138,7 +174,5 @@ class PostgresRecords(RecordRepository):
         ).scalar_one()
         documents = query.with_only_columns(r.document)
         for text, rows in copy_out_lines(self._connection, documents, batch_size):
-            if b"\\" in text:
-                text = text.replace(b"\\\\", b"\\")
             yield ExportBatch(lines=text, rows=rows, unfinalized=unfinalized)
             unfinalized = 0
