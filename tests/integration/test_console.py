@@ -4,17 +4,28 @@ are in tests/acceptance/test_console_browser.py)."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import re
 from typing import Any
 
 import pytest
+import zstandard
 from fastapi.testclient import TestClient
 
 from kbaudit.api.app import create_app
 from kbaudit.api.console.session import COOKIE, SessionSeal
 from kbaudit.crypto.keyring import Keyring
 from tests.conftest import Api
-from tests.helpers import DEMO_WINDOW, EXPORTS, RECORDS, record, seed_demo, start_export
+from tests.helpers import (
+    DEMO_WINDOW,
+    EXPORTS,
+    RECORDS,
+    record,
+    seed_demo,
+    start_export,
+    view_export,
+)
 
 POLICY = "/v1/knowledge-base/retention-policy"
 
@@ -152,6 +163,24 @@ def test_another_organizations_export_is_not_found(api: Api) -> None:
     assert mine.get(f"/console/exports/{job['id']}").status_code == 404
     assert mine.get(f"/console/exports/{job['id']}/files/manifest.json").status_code == 404
     assert mine.get("/console/exports/not-a-uuid").status_code == 404
+
+
+def test_a_file_goes_zstd_coded_to_a_browser_that_accepts_it(api: Api) -> None:
+    key = api.key("acme")
+    seed_demo(api, key, 20)
+    job = view_export(api, key, start_export(api, key)["id"])
+    file = job["files"][0]
+    browser = sign_in(api, key)
+    url = f"/console/exports/{job['id']}/files/{file['name']}"
+    plain = browser.get(url, headers={"accept-encoding": "gzip, deflate"})
+    coded = browser.get(url, headers={"accept-encoding": "gzip, deflate, br, zstd"})
+    assert "content-encoding" not in plain.headers
+    assert hashlib.sha256(plain.content).hexdigest() == file["sha256_plaintext"]
+    assert coded.headers["content-encoding"] == "zstd"
+    assert (
+        zstandard.ZstdDecompressor().stream_reader(io.BytesIO(coded.content)).read()
+        == plain.content
+    )
 
 
 def test_html_in_record_fields_is_shown_as_text(api: Api) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import zstandard
 
 from kbaudit.domain import SCOPES, Caller, KeyId, OrgId
 from kbaudit.services.exports import parts
@@ -13,6 +16,12 @@ from kbaudit.services.exports.jobs import get_export
 from kbaudit.services.exports.parts import blob_prefix, tidy
 from tests.conftest import Api
 from tests.helpers import EXPORTS, download_all, seed_demo, start_export, view_export
+
+ZSTD_MAGIC = bytes.fromhex("28b52ffd")
+
+
+def unzstd(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
 
 
 @pytest.fixture
@@ -86,6 +95,72 @@ def test_a_range_resumes_a_download(
     # Several ranges or other units: the whole file, as RFC 9110 allows.
     assert fetch(api, key, job, index, range="bytes=0-1,5-6").content == whole
     assert fetch(api, key, job, index, range="lines=1-2").content == whole
+
+
+@pytest.mark.parametrize("accept", ["zstd", "gzip, ZSTD;q=0.5", "br;q=1.0, zstd ; q=1"])
+def test_a_client_that_accepts_zstd_gets_the_file_as_stored_compressed(
+    finished: tuple[Api, dict[str, str], dict[str, Any]], accept: str
+) -> None:
+    api, key, job = finished
+    file = job["files"][1]
+    plain = fetch(api, key, job, 1)
+    coded = fetch(api, key, job, 1, **{"accept-encoding": accept})
+    assert coded.headers["content-encoding"] == "zstd"
+    assert coded.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
+    assert "content-length" not in coded.headers
+    assert coded.headers["etag"] == f'"{file["sha256_plaintext"]}+zstd"'
+    wire = coded.content  # the test client decodes no zstd
+    assert wire.startswith(ZSTD_MAGIC)
+    assert len(wire) < len(plain.content)
+    assert unzstd(wire) == plain.content
+    assert hashlib.sha256(unzstd(wire)).hexdigest() == file["sha256_plaintext"]
+    url = f"{EXPORTS}/{job['id']}/download/{file['name']}"
+    headers = {**key, "accept-encoding": accept}
+    head = api.client.head(url, params={"token": file["download_token"]}, headers=headers)
+    for name in ("content-encoding", "etag", "vary"):
+        assert head.headers[name] == coded.headers[name], name
+    assert "content-length" not in head.headers
+    api.container.store.flush_access()
+    with api.container.store.reading() as uow:
+        entries = uow.access_log.entries(OrgId(1))
+    logged = [e.details for e in entries if e.action == "export_downloaded"]
+    assert {"file": file["name"], "encoding": "zstd", "bytes": len(wire)}.items() <= logged[
+        -1
+    ].items()
+    assert "encoding" not in logged[0]
+
+
+@pytest.mark.parametrize("accept", ["", "gzip, deflate", "zstd;q=0", "ZSTD; q=0.000", "*", "zstdx"])
+def test_a_client_that_does_not_accept_zstd_gets_the_file_itself(
+    finished: tuple[Api, dict[str, str], dict[str, Any]], accept: str
+) -> None:
+    api, key, job = finished
+    response = fetch(api, key, job, 1, **{"accept-encoding": accept})
+    assert "content-encoding" not in response.headers
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert hashlib.sha256(response.content).hexdigest() == job["files"][1]["sha256_plaintext"]
+
+
+def test_ranges_and_the_manifest_are_never_coded(
+    finished: tuple[Api, dict[str, str], dict[str, Any]],
+) -> None:
+    api, key, job = finished
+    zstd = {"accept-encoding": "zstd"}
+    whole = fetch(api, key, job, 1).content
+    piece = fetch(api, key, job, 1, range="bytes=10-", **zstd)
+    assert (piece.status_code, piece.content) == (206, whole[10:])
+    assert "content-encoding" not in piece.headers
+    # Resuming a coded download names the coded version: that is not the file's bytes, so
+    # the whole file comes again, coded.
+    coded = fetch(api, key, job, 1, **zstd)
+    again = fetch(
+        api, key, job, 1, range="bytes=10-", **{"if-range": coded.headers["etag"]}, **zstd
+    )
+    assert (again.status_code, again.headers["content-encoding"]) == (200, "zstd")
+    assert unzstd(again.content) == whole
+    manifest = fetch(api, key, job, 3, **zstd)
+    assert manifest.json()["files"]
+    assert "content-encoding" not in manifest.headers
 
 
 def test_what_attempts_left_behind_goes_when_the_job_ends(

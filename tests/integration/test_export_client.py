@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from kbaudit.client import ClientError, ExportClient
+from kbaudit.domain import OrgId
 from tests.conftest import Api, ManualClock
 from tests.helpers import SIGNED_FILES, seed_demo, start_export
 
@@ -50,6 +51,13 @@ def test_download_verifies_and_keeps_the_files(
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         ["kb-audit-00001.csv", *SIGNED_FILES]
     )
+    # The data file crossed the wire as its stored zstd stream, and was decoded here.
+    api.container.store.flush_access()
+    with api.container.store.reading() as uow:
+        entries = uow.access_log.entries(OrgId(1))
+    sent = {e.details["file"]: e.details for e in entries if e.action == "export_downloaded"}
+    assert sent["kb-audit-00001.csv"]["encoding"] == "zstd"
+    assert sent["kb-audit-00001.csv"]["bytes"] < paths[0].stat().st_size
 
 
 def test_an_expired_token_is_replaced_by_viewing_again(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -15,7 +16,7 @@ from kbaudit.api.retrievals import ERROR_RESPONSES, record_filters
 from kbaudit.api.schemas import CursorPage, ErrorResponse, ExportJobResponse, ExportRequest
 from kbaudit.api.strict_json import StrictJsonRoute
 from kbaudit.domain import Caller
-from kbaudit.services.exports.download import Wanted, open_download
+from kbaudit.services.exports.download import Download, Wanted, open_download
 from kbaudit.services.exports.jobs import (
     ExportSpec,
     ExportView,
@@ -118,7 +119,8 @@ async def download_export_file(
     if_range: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """``HEAD`` answers the headers alone; ``Range: bytes=...`` (one range) resumes a
-    download with a 206, unless ``If-Range`` names another version of the file."""
+    download with a 206, unless ``If-Range`` names another version of the file. A client
+    whose ``Accept-Encoding`` takes zstd gets a whole data file zstd-coded."""
     deps = container_of(request).exports
     head = request.method == "HEAD"
     # The checks and the first segment's decryption touch the database and disk: off the loop.
@@ -132,20 +134,23 @@ async def download_export_file(
         wanted=parse_range(byte_range),
         only_if_version=None if if_range is None else if_range.strip('"'),
         head=head,
+        zstd_accepted=accepts_zstd(request),
     )
     headers = {
         "Content-Disposition": f'attachment; filename="{download.file_name}"',
-        "Content-Length": str(download.stop - download.start),
-        "ETag": f'"{download.sha256}"',
         "Accept-Ranges": "bytes",
         "Cache-Control": "no-store",
+        **coding_headers(download),
     }
     status = 200
     if download.partial:
         status = 206
         headers["Content-Range"] = f"bytes {download.start}-{download.stop - 1}/{download.size}"
     if head:
-        return Response(status_code=status, media_type=download.content_type, headers=headers)
+        answer = Response(status_code=status, media_type=download.content_type, headers=headers)
+        if download.encoding:
+            del answer.headers["content-length"]  # Starlette's 0 for the empty body; unknown
+        return answer
     return StreamingResponse(
         one_ahead(download.chunks),
         status_code=status,
@@ -156,6 +161,36 @@ async def download_export_file(
 
 # The same handler answers HEAD, outside the OpenAPI document (one operation a route there).
 router.add_api_route(DOWNLOAD_PATH, download_export_file, methods=["HEAD"], include_in_schema=False)
+
+
+# RFC 9110 section 12.4.2: a weight of zero, "q=0" to "q=0.000", refuses the coding.
+_REFUSED = re.compile(r"q=0(\.0{0,3})?")
+
+
+def accepts_zstd(request: Request) -> bool:
+    """Whether the request's ``Accept-Encoding`` names zstd without refusing it."""
+    for coding in request.headers.get("accept-encoding", "").split(","):
+        name, _, weight = coding.partition(";")
+        if name.strip().lower() == "zstd":
+            return not _REFUSED.fullmatch(weight.strip().lower().replace(" ", ""))
+    return False
+
+
+def coding_headers(download: Download) -> dict[str, str]:
+    """The headers that depend on the content coding. A zstd-coded file is a representation
+    of its own: its length is unknown until it is sent, and its ETag differs from the decoded
+    file's (RFC 9110 section 8.8.3)."""
+    if download.encoding is None:
+        return {
+            "Vary": "Accept-Encoding",
+            "Content-Length": str(download.stop - download.start),
+            "ETag": f'"{download.sha256}"',
+        }
+    return {
+        "Vary": "Accept-Encoding",
+        "Content-Encoding": download.encoding,
+        "ETag": f'"{download.sha256}+{download.encoding}"',
+    }
 
 
 def parse_range(header: str | None) -> Wanted | None:

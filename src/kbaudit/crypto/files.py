@@ -106,18 +106,24 @@ class ChunkReader(io.RawIOBase):
 
 
 def decrypted_chunks(
-    aead: streaming_aead.StreamingAead, context: bytes, ciphertext: Iterator[bytes]
+    aead: streaming_aead.StreamingAead,
+    context: bytes,
+    ciphertext: Iterator[bytes],
+    *,
+    decompress: bool = True,
 ) -> Iterator[bytes]:
-    """The plaintext of an export file, a chunk at a time. A chunk is released only after its
-    segment authenticated: altered or truncated ciphertext raises ``CiphertextCorrupt``."""
+    """The plaintext of an export file, a chunk at a time; with ``decompress=False``, its
+    zstd stream instead. A chunk is released only after its segment authenticated: altered
+    or truncated ciphertext raises ``CiphertextCorrupt``."""
     try:
-        decrypting = aead.new_decrypting_stream(ChunkReader(ciphertext), context)
-        # Pull ciphertext from Tink a segment (1 MB) at a time, not zstd's default 128 KB:
-        # each pull holds the GIL, which the event loop sending the last chunk needs.
-        reader = zstandard.ZstdDecompressor().stream_reader(
-            decrypting, read_size=SEGMENT_SIZE, read_across_frames=True
-        )
-        while chunk := reader.read(READ_SIZE):
+        opened: BinaryIO = aead.new_decrypting_stream(ChunkReader(ciphertext), context)
+        if decompress:
+            # Pull ciphertext from Tink a segment (1 MB) at a time, not zstd's default 128 KB:
+            # each pull holds the GIL, which the event loop sending the last chunk needs.
+            opened = zstandard.ZstdDecompressor().stream_reader(
+                opened, read_size=SEGMENT_SIZE, read_across_frames=True
+            )
+        while chunk := opened.read(READ_SIZE):
             yield chunk
     except (tink.TinkError, zstandard.ZstdError) as exc:
         raise CiphertextCorrupt("the stored export file failed authentication") from exc

@@ -24,7 +24,7 @@ from kbaudit.api.auth import container_of
 from kbaudit.api.console.forms import ExportForm, RecordQuery, RetentionForm, Window
 from kbaudit.api.console.session import COOKIE, LIFETIME_SECONDS, Session, SessionSeal
 from kbaudit.api.errors import status_for
-from kbaudit.api.exports import one_ahead
+from kbaudit.api.exports import accepts_zstd, coding_headers, one_ahead
 from kbaudit.document import summary_values
 from kbaudit.domain import RETRIEVAL_STATUSES, Caller
 from kbaudit.errors import (
@@ -438,8 +438,19 @@ async def download_file(request: Request, export_id: str, file_name: str) -> Res
     token = next((f.download_token for f in view.files if f.name == file_name), None)
     if token is None:
         raise NotFound("the export has no file of that name to download")
-    download = await run_in_threadpool(open_download, deps, caller, export_id, file_name, token)
-    headers = {"Content-Disposition": f'attachment; filename="{download.file_name}"'}
+    download = await run_in_threadpool(
+        open_download,
+        deps,
+        caller,
+        export_id,
+        file_name,
+        token,
+        zstd_accepted=accepts_zstd(request),
+    )
+    headers = {
+        "Content-Disposition": f'attachment; filename="{download.file_name}"',
+        **coding_headers(download),
+    }
     return StreamingResponse(
         one_ahead(download.chunks), media_type=download.content_type, headers=headers
     )

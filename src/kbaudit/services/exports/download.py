@@ -36,6 +36,7 @@ class Download:
     chunks: Iterator[bytes]
     start: int = 0  # the bytes sent: [start, stop)
     stop: int = 0
+    encoding: str | None = None  # "zstd": the file's zstd stream, decoded by the client
 
     @property
     def partial(self) -> bool:
@@ -52,13 +53,15 @@ def open_download(
     wanted: Wanted | None = None,
     only_if_version: str | None = None,
     head: bool = False,
+    zstd_accepted: bool = False,
 ) -> Download:
     """Another organization's export and unknown files are 404; an expired export 410; then
     the token must match this organization, export and file, and be fresh. ``wanted``: one
     range of the file (its start is reached by decrypting from the beginning: the file is
     one compressed stream), unless ``only_if_version`` names another SHA-256 than the
     file's: then the whole file. ``head``: the checks and headers alone, nothing
-    decrypted."""
+    decrypted. ``zstd_accepted``: a whole data file goes out as the zstd stream it is
+    stored as, for the client to decompress."""
     with deps.store.reading() as uow:
         job = uow.exports.job(export_id, caller.org_id)
         if job is None:
@@ -78,39 +81,40 @@ def open_download(
         start, stop = _span(_if_same(wanted, only_if_version, version), len(content))
         chunks: Iterator[bytes] = iter(())
         if not head:
-            chunks = _logged(deps, caller, export_id, file_name, content, iter(()), start, stop)
+            entry = {"export_id": export_id, "file": file_name}
+            chunks = _logged(deps, caller, entry, content, iter(()), start, stop)
         return Download(file_name, "application/json", len(content), version, chunks, start, stop)
     assert part is not None
     file = part.file
     wanted = _if_same(wanted, only_if_version, file.sha256_delivered)
     start, stop = _span(wanted, file.delivered_bytes)
-    content_type = delivered_content_type(job)
+    encoding = "zstd" if zstd_accepted and wanted is None else None
+    download = Download(
+        file_name,
+        delivered_content_type(job),
+        file.delivered_bytes,
+        file.sha256_delivered,
+        iter(()),
+        start,
+        stop,
+        encoding,
+    )
     if head:
-        return Download(
-            file_name,
-            content_type,
-            file.delivered_bytes,
-            file.sha256_delivered,
-            iter(()),
-            start,
-            stop,
-        )
-    delivered = delivered_chunks(deps, job, org_uuid, file_name, file)
+        return download
+    delivered = delivered_chunks(deps, job, org_uuid, file_name, file, decompress=not encoding)
+    entry = {"export_id": export_id, "file": file_name}
+    if encoding:
+        entry["encoding"] = encoding
     # Open the first segment now, so a file damaged at its start fails before any header.
     try:
         first = next(delivered, b"")
     except KbAuditError as exc:
-        _log(deps, caller, export_id, file_name, exc.code, 0)
+        _log(deps, caller, entry, exc.code, 0)
         raise
-    return Download(
-        file_name=file_name,
-        content_type=content_type,
-        size=file.delivered_bytes,
-        sha256=file.sha256_delivered,
-        chunks=_logged(deps, caller, export_id, file_name, first, delivered, start, stop),
-        start=start,
-        stop=stop,
-    )
+    # A coded stream's length is its own: sent whole, never cut at the decoded file's size.
+    until = None if encoding else stop
+    download.chunks = _logged(deps, caller, entry, first, delivered, start, until)
+    return download
 
 
 def delivered_content_type(job: ExportJob) -> str:
@@ -120,18 +124,24 @@ def delivered_content_type(job: ExportJob) -> str:
 
 
 def delivered_chunks(
-    deps: ExportDeps, job: ExportJob, org_uuid: str, file_name: str, file: PartFile
+    deps: ExportDeps,
+    job: ExportJob,
+    org_uuid: str,
+    file_name: str,
+    file: PartFile,
+    *,
+    decompress: bool = True,
 ) -> Iterator[bytes]:
     """A file as its recipient receives it: kbaudit's encryption at rest opened, so the
-    plaintext, or the age file for an export with recipients."""
+    plaintext, or the age file for an export with recipients (with ``decompress=False``,
+    its zstd stream)."""
     if job.wrapped_keyset is None:
         raise ExportExpired("this export has expired; its files are deleted")
     aead = deps.keys.open_data_key(
         org_uuid, job.id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
     )
-    return decrypted_chunks(
-        aead, file_context(org_uuid, job.id, file_name), deps.blobs.read(file.blob_key)
-    )
+    context = file_context(org_uuid, job.id, file_name)
+    return decrypted_chunks(aead, context, deps.blobs.read(file.blob_key), decompress=decompress)
 
 
 def _span(wanted: Wanted | None, size: int) -> tuple[int, int]:
@@ -154,15 +164,14 @@ def _if_same(wanted: Wanted | None, only_if_version: str | None, version: str) -
 def _logged(
     deps: ExportDeps,
     caller: Caller,
-    export_id: str,
-    file_name: str,
+    entry: dict[str, str],
     first: bytes,
     rest: Iterator[bytes],
     start: int = 0,
     stop: int | None = None,
 ) -> Iterator[bytes]:
-    """The bytes [start, stop) of the stream ``first`` then ``rest``; the access log hears
-    how it ended and how much went out."""
+    """The bytes [start, stop) of the stream ``first`` then ``rest``; the access log hears,
+    in ``entry``, how it ended and how much went out."""
     sent, outcome = 0, "failed"
     try:
         for chunk in _between(itertools.chain((first,), rest), start, stop):
@@ -173,7 +182,7 @@ def _logged(
         outcome = "aborted"
         raise
     finally:
-        _log(deps, caller, export_id, file_name, outcome, sent)
+        _log(deps, caller, entry, outcome, sent)
 
 
 def _between(chunks: Iterator[bytes], start: int, stop: int | None) -> Iterator[bytes]:
@@ -187,9 +196,7 @@ def _between(chunks: Iterator[bytes], start: int, stop: int | None) -> Iterator[
             return
 
 
-def _log(
-    deps: ExportDeps, caller: Caller, export_id: str, file_name: str, outcome: str, sent: int
-) -> None:
+def _log(deps: ExportDeps, caller: Caller, entry: dict[str, str], outcome: str, sent: int) -> None:
     record_access(
         deps.store,
         deps.clock,
@@ -197,5 +204,5 @@ def _log(
         "export_downloaded",
         DOWNLOAD_ROUTE,
         outcome=outcome,
-        details={"export_id": export_id, "file": file_name, "bytes": sent},
+        details={**entry, "bytes": sent},
     )
