@@ -98,7 +98,7 @@ DOWNLOAD_ROUNDS = 9
 
 def download_rates(
     data_dir: Path, export_id: str
-) -> tuple[list[float], list[float], list[float], int]:
+) -> tuple[list[float], list[float], list[float], int, int]:
     """MB/s of decrypt+decompress and of the HTTP route over the same file, round by round:
     plain, and zstd-coded (curl decompresses). One pass takes well under a second, so the
     three take turns: the machine's drift then weighs on the passes of a round alike."""
@@ -136,11 +136,11 @@ def download_rates(
             seconds, received = curl_pass(url, key)
             assert received == size
             http.append(size / seconds / 1e6)
-            seconds, received = curl_pass(url, key, compressed=True)
+            seconds, wire = curl_pass(url, key, compressed=True)
             coded.append(size / seconds / 1e6)
     finally:
         server.stop()
-    return raw, http, coded, size
+    return raw, http, coded, size, wire
 
 
 def plain_decrypt(aead: StreamingAead, context: bytes, blob: Path) -> tuple[float, int]:
@@ -263,9 +263,10 @@ def main() -> None:
         )
     if args.no_download:
         return
-    raw, http, coded, size = download_rates(args.data_dir, last_id)
+    raw, http, coded, size, wire = download_rates(args.data_dir, last_id)
     print(
-        f"  download of a {size / 1e6:,.0f} MB file, medians of {DOWNLOAD_ROUNDS} rounds: "
+        f"  download of a {size / 1e6:,.0f} MB file ({wire / 1e6:,.0f} MB on the wire when "
+        f"zstd-coded), medians of {DOWNLOAD_ROUNDS} rounds: "
         f"raw decrypt+decompress {statistics.median(raw):,.0f} MB/s"
     )
     for name, rates in (("HTTP route", http), ("HTTP route, zstd-coded", coded)):

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
@@ -233,20 +233,24 @@ def _lines(path: Path, window: tuple[str, str], what: str) -> Iterator[list[tupl
 
 
 def encrypt_to(out: Path, chunks: Iterator[bytes]) -> None:
+    with out.open("wb") as sink:
+        encrypt_into(sink, chunks)
+
+
+def encrypt_into(sink: BinaryIO, chunks: Iterator[bytes]) -> None:
     """zstd level 3, then AES-256-GCM over 1 MiB chunks, each with its own nonce."""
     aead = AESGCM(AESGCM.generate_key(bit_length=256))
     compressor = zstandard.ZstdCompressor(level=3).compressobj()
     pending = b""
-    with out.open("wb") as sink:
-        for chunk in chunks:
-            pending += compressor.compress(chunk)
-            while len(pending) >= CHUNK:
-                nonce = os.urandom(12)
-                sink.write(nonce + aead.encrypt(nonce, pending[:CHUNK], None))
-                pending = pending[CHUNK:]
-        pending += compressor.flush()
-        nonce = os.urandom(12)
-        sink.write(nonce + aead.encrypt(nonce, pending, None))
+    for chunk in chunks:
+        pending += compressor.compress(chunk)
+        while len(pending) >= CHUNK:
+            nonce = os.urandom(12)
+            sink.write(nonce + aead.encrypt(nonce, pending[:CHUNK], None))
+            pending = pending[CHUNK:]
+    pending += compressor.flush()
+    nonce = os.urandom(12)
+    sink.write(nonce + aead.encrypt(nonce, pending, None))
 
 
 def export_csv(path: Path, window: tuple[str, str], out: Path) -> float:

@@ -1,6 +1,7 @@
 """The scale-out mode on PostgreSQL, SeaweedFS and Redis: import, export and query.
 
-    .venv/bin/python -m bench.scaleout [--records 1000000] [--skip-import]
+    .venv/bin/python -m bench.scaleout [--records 1000000] [--skip-import] [--rounds 3]
+        [--threads N]
 
 Starts the servers with ``scripts/services.sh`` into ``bench/out/services`` (unless
 ``KBAUDIT_TEST_PG_ADMIN_URL`` and friends already point at running ones), then measures, each
@@ -11,8 +12,10 @@ against a baseline in the same run:
   session indexes) and a kb child table with its index, in a database of its own;
 - export: rows/s of an NDJSON export with one and with two ``kbaudit worker`` processes (the
   API only enqueues), against a plain script that COPYs the stored JSON out of that flat table
-  in time order through zstd level 3 and AES-256-GCM in 1 MiB chunks (bench.plain); with a
-  per-part timeline of who ran what;
+  in time order through zstd level 3 and AES-256-GCM in 1 MiB chunks (bench.plain), into a
+  local file, and again into an object in the bucket kbaudit writes to (obstore); with a
+  per-part timeline of who ran what. The three take turns ``--rounds`` times; each worker runs
+  ``--threads`` parts at once (default: kbaudit's own, ``KBAUDIT_WORKER_THREADS``);
 - query: p50/p99 of the query route over the loaded records, one client.
 """
 
@@ -23,6 +26,7 @@ import json
 import os
 import random
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -30,16 +34,20 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
+from urllib.parse import urlsplit
 
 import httpx2
+import obstore
 import psycopg
+from obstore.store import S3Store
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench import plain
 from bench.common import OUT, Server, dataset, kbaudit, percentile
 from bench.query import as_params, mixes
+from kbaudit.config import Settings
 from kbaudit.demo import DemoWorld
 from kbaudit.document import instant_of
 from kbaudit.services.stats import refresh_stale_stats
@@ -209,9 +217,10 @@ def _libpq(url: str) -> str:
 # -- export ---------------------------------------------------------------------------------
 
 
-def baseline_export_rate(plain_url: str) -> float:
+def baseline_export_rate(plain_url: str, bucket: S3Store | None = None) -> float:
     """The plain script: COPY the stored JSON out of the flat table in time order, through
-    zstd level 3 and AES-256-GCM in 1 MiB chunks (bench.plain), into a file."""
+    zstd level 3 and AES-256-GCM in 1 MiB chunks (bench.plain), into a local file, or
+    with ``bucket`` into an object there (obstore's own writer, as a user would)."""
     rows = 0
     query = (
         "COPY (SELECT doc FROM flat WHERE created_at >= '{}' AND created_at < '{}' "
@@ -230,15 +239,36 @@ def baseline_export_rate(plain_url: str) -> float:
                 yield bytes(block)
 
     started = time.perf_counter()
-    plain.encrypt_to(OUT / "baseline.ndjson.zst.aesgcm", chunks())
-    return rows / (time.perf_counter() - started)
+    if bucket is None:
+        plain.encrypt_to(OUT / "baseline.ndjson.zst.aesgcm", chunks())
+        return rows / (time.perf_counter() - started)
+    with obstore.open_writer(bucket, BASELINE_OBJECT) as sink:
+        plain.encrypt_into(cast(BinaryIO, sink), chunks())
+    rate = rows / (time.perf_counter() - started)
+    obstore.delete(bucket, BASELINE_OBJECT)
+    return rate
+
+
+BASELINE_OBJECT = "bench-baseline/export.ndjson.zst.aesgcm"
+
+
+def baseline_bucket(base: dict[str, str]) -> S3Store:
+    """The bucket kbaudit's files go to, reached as a plain script would: its own client."""
+    return S3Store(
+        "kbaudit",
+        endpoint=base["KBAUDIT_TEST_S3_ENDPOINT"],
+        access_key_id=base["AWS_ACCESS_KEY_ID"],
+        secret_access_key=base["AWS_SECRET_ACCESS_KEY"],
+        region=base["AWS_REGION"],
+        client_options={"allow_http": True},
+    )
 
 
 class Workers:
-    def __init__(self, env: dict[str, str], count: int) -> None:
+    def __init__(self, env: dict[str, str], count: int, threads: int) -> None:
         self.processes = [
             subprocess.Popen(
-                [sys.executable, "-m", "kbaudit.cli", "worker", "--concurrency", "1"],
+                [sys.executable, "-m", "kbaudit.cli", "worker", "--concurrency", str(threads)],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -253,12 +283,14 @@ class Workers:
             process.wait(timeout=120)
 
 
-def service_export(env: dict[str, str], workers: int, rows_per_file: int) -> tuple[float, str]:
+def service_export(
+    env: dict[str, str], workers: int, threads: int, rows_per_file: int
+) -> tuple[float, str]:
     """Rows/s of one NDJSON export, and its per-part timeline."""
     env = {**env, "KBAUDIT_EXPORT_ROWS_PER_FILE": str(rows_per_file)}
     scopes = "kb_audit:read,kb_audit:export"
     key = kbaudit(env, "keys", "create", "--org", "bench", "--scopes", scopes)
-    server, pool = Server(env), Workers(env, workers)
+    server, pool = Server(env), Workers(env, workers, threads)
     engine = create_store_engine(env["KBAUDIT_DATABASE_URL"])
     # A deployment's workers are up before an export comes: these get the time to start
     # (1-1.5 s of imports), which the figure would otherwise count.
@@ -384,11 +416,75 @@ def query_latencies(env: dict[str, str], requests: int) -> tuple[float, float]:
     return percentile(samples, 0.5) * 1000, percentile(samples, 0.99) * 1000
 
 
+def export_rounds(
+    env: dict[str, str], plain_url: str, rounds: int, threads: int, rows_per_file: int
+) -> None:
+    """Baselines, one worker and two workers take turns, ``rounds`` times: this machine's
+    speed drifts by tens of percent within a minute, so each round's figures are judged
+    against that round's baselines, and the medians of those shares are reported. Two
+    baselines: into a local file, and into the bucket kbaudit stores its files in."""
+    bases, uploads, ones, twos = [], [], [], []
+    bucket = baseline_bucket(env)
+    for round_no in range(1, rounds + 1):
+        bases.append(baseline_export_rate(plain_url))
+        uploads.append(baseline_export_rate(plain_url, bucket))
+        one, timeline_one = service_export(env, 1, threads, rows_per_file)
+        two, timeline_two = service_export(env, 2, threads, rows_per_file)
+        ones.append(one)
+        twos.append(two)
+        print(
+            f"  round {round_no}: baselines {bases[-1]:,.0f} (file) and {uploads[-1]:,.0f} "
+            f"(bucket) rows/s; 1 worker {one:,.0f} ({one / bases[-1]:.2f}x file, "
+            f"{one / uploads[-1]:.2f}x bucket), 2 workers {two:,.0f} ({two / one:.2f}x one)"
+        )
+        print(f"    1 worker:{timeline_one.splitlines()[-1].removeprefix('   ')}")
+        print(f"    2 workers:{timeline_two.splitlines()[-1].removeprefix('   ')}")
+    print(f"    timeline of the last round, 2 workers:\n{timeline_two}")
+    remove_files(bucket, env["KBAUDIT_BLOB_URL"])
+    print(
+        f"  export NDJSON, {threads} thread(s) a worker, medians of {rounds} rounds: "
+        f"baselines {statistics.median(bases):,.0f} rows/s (file), "
+        f"{statistics.median(uploads):,.0f} rows/s (bucket); 1 worker "
+        f"{statistics.median(ones):,.0f} rows/s, 2 workers {statistics.median(twos):,.0f}"
+    )
+    for name, shares in (
+        ("1 worker against the file baseline", _shares(ones, bases)),
+        ("1 worker against the bucket baseline", _shares(ones, uploads)),
+        ("2 workers against 1 worker", _shares(twos, ones)),
+    ):
+        print(
+            f"    {name:38} {statistics.median(shares):.2f}x "
+            f"(rounds {shares[0]:.2f}-{shares[-1]:.2f}x)"
+        )
+
+
+def remove_files(bucket: S3Store, blob_url: str) -> int:
+    """Delete the files this run's exports wrote (each run writes under a prefix of its own,
+    about 1.5 GB for four rounds), so that runs do not pile up in SeaweedFS."""
+    prefix = urlsplit(blob_url).path.strip("/") + "/"
+    removed = 0
+    for batch in obstore.list(bucket, prefix, chunk_size=1000):
+        obstore.delete(bucket, [meta["path"] for meta in batch])
+        removed += len(batch)
+    return removed
+
+
+def _shares(measured: list[float], against: list[float]) -> list[float]:
+    return sorted(m / a for m, a in zip(measured, against, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--rows-per-file", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=3, help="of the export's figures")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=Settings().worker_threads,
+        help="parts a worker runs at once (default: kbaudit's)",
+    )
     parser.add_argument("--skip-import", action="store_true", help="reuse the loaded database")
     parser.add_argument(
         "--copies", type=int, default=0, help="then grow the records this many times over"
@@ -424,18 +520,7 @@ def main() -> None:
     if args.copies:
         total = replicate(env, plain_url_text, args.copies)
         print(f"  grown inside PostgreSQL to {total:,} records ({args.copies} shifted copies)")
-    baseline = baseline_export_rate(plain_url_text)
-    print(f"  export baseline: plain COPY|zstd|AES {baseline:>10,.0f} rows/s")
-    one, timeline_one = service_export(env, 1, args.rows_per_file)
-    print(f"  export NDJSON, 1 worker              {one:>10,.0f} rows/s  {one / baseline:.2f}x")
-    print(timeline_one.splitlines()[-1])
-    two, timeline_two = service_export(env, 2, args.rows_per_file)
-    print(
-        f"  export NDJSON, 2 workers             {two:>10,.0f} rows/s  {two / baseline:.2f}x"
-        f"  {two / one:4.2f}x one worker"
-    )
-    print("    timeline, 2 workers:")
-    print(timeline_two)
+    export_rounds(env, plain_url_text, args.rounds, args.threads, args.rows_per_file)
     p50, p99 = query_latencies(env, args.queries)
     print(f"  query route, 1 client, 6 mixes       p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
 
