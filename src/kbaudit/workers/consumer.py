@@ -15,6 +15,10 @@ from huey.consumer import Consumer
 log = structlog.get_logger("kbaudit.workers")
 
 UPKEEP_NICENESS = 10
+# An idle consumer of a polled queue (SQLite, the embedded default) waits longer after each
+# empty look: 0.1 s, growing by 15% a time. Huey's own cap is 10 s, so an export asked for
+# after a quiet minute sat that long before it started. Redis blocks on its queue instead.
+IDLE_POLL_SECONDS = 0.5
 
 
 class _QuietConsumer(Consumer):  # type: ignore[misc]
@@ -86,7 +90,9 @@ class Workers:
         deliver: Callable[[], object],
         delivery_interval: float,
     ):
-        self._consumer = _QuietConsumer(huey, workers=threads, periodic=False, worker_type="thread")
+        self._consumer = _QuietConsumer(
+            huey, workers=threads, periodic=False, worker_type="thread", max_delay=IDLE_POLL_SECONDS
+        )
         self._sweeper = Sweeper(upkeep, interval)
         self._deliverer = Sweeper(deliver, delivery_interval, "kbaudit-delivery", niceness=0)
 
