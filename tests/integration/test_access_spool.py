@@ -4,7 +4,9 @@ those of a process that died included. Two containers on one data folder play tw
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +94,20 @@ def test_a_dead_processs_file_is_moved_and_a_live_ones_is_left_to_it(
     assert not orphan.exists()
     alive.store.flush_access()
     assert logged(other) == [0, 1, 2, 3, 4, 100]
+
+
+def test_a_file_left_unnamed_by_a_killed_process_is_removed_once_old(
+    data_dir: Path, open_store: list[Container]
+) -> None:
+    container = embedded(data_dir, open_store)
+    old, new = spool_folder(data_dir) / ".old.new", spool_folder(data_dir) / ".new.new"
+    old.touch()
+    new.touch()
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    container.store.flush_access()
+    assert not old.exists()
+    assert new.exists(), "one being named right now is left alone"
 
 
 def test_a_file_moved_but_not_deleted_is_deleted_not_moved_again(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,9 @@ log = structlog.get_logger("kbaudit.store")
 # 76 ms; committing each batch of entries, 358-394 and 102-115 ms (alternating runs).
 MOVE_INTERVAL = 1.0
 SUFFIX = ".spool"
+# A process killed between making its file and naming it leaves it, empty, as ".{name}.new".
+# Naming takes microseconds: one this old is such a leftover.
+LEFTOVER_SECONDS = 60.0
 
 # (file name, its entries, whether a recorded name's file is gone): one transaction.
 Move = Callable[[str, Sequence[AccessEntry], Callable[[str], bool]], None]
@@ -126,6 +130,16 @@ class AccessSpool:
         with self._moving:
             for path in sorted(self._folder.glob(f"*{SUFFIX}")):
                 self._move_if_unheld(path)
+            self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        oldest = time.time() - LEFTOVER_SECONDS
+        for path in self._folder.glob(".*.new"):
+            try:
+                if path.stat().st_mtime < oldest:
+                    path.unlink()
+            except FileNotFoundError:  # another process removed it first
+                pass
 
     def _move_if_unheld(self, path: Path) -> None:
         try:
