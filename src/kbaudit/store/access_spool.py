@@ -11,11 +11,12 @@ kernel's page cache and survives the process being killed, as a commit does with
 ``synchronous=NORMAL`` (neither survives the machine losing power before the kernel writes it
 out).
 
-Moving a file: its owner starts a new file (so nothing is appended to the old one any more),
-then, in one transaction, inserts the old file's entries and records its name; then deletes
-it. A recorded name is never moved again, so a file whose mover died before deleting it is
-only deleted. A process holds a lock on the file it appends to: the others move only files
-no live process holds, which is how the files of a process that died reach the log.
+Moving a file: its owner closes it (the next append starts a new one, so nothing is appended
+to the old one any more), then, in one transaction, inserts the old file's entries and
+records its name; then deletes it. A recorded name is never moved again, so a file whose
+mover died before deleting it is only deleted. A process holds a lock on the file it
+appends to: the others move only files no live process holds, which is how the files of a
+process that died reach the log.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class AccessSpool:
         folder.mkdir(mode=0o700, exist_ok=True)
         self._appending = threading.Lock()  # appends, against starting a new file
         self._moving = threading.Lock()  # one move of this process's files at a time
-        self._current: _SpoolFile | None = _SpoolFile(folder)
+        # Made at the first append after a move: a process that logs nothing makes no file.
+        self._current: _SpoolFile | None = None
+        self._closed = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kbaudit-access-spool", daemon=True)
         self._thread.start()
@@ -93,8 +96,10 @@ class AccessSpool:
     def append(self, entry: AccessEntry) -> None:
         line = _encode(entry) + b"\n"
         with self._appending:
-            if self._current is None:
+            if self._closed:
                 raise RuntimeError("the access log is closed")
+            if self._current is None:
+                self._current = _SpoolFile(self._folder)
             self._current.write(line)
 
     def flush(self) -> None:
@@ -105,7 +110,7 @@ class AccessSpool:
         self._stop.set()
         self._thread.join()
         with self._appending:
-            last, self._current = self._current, None
+            last, self._current, self._closed = self._current, None, True
         if last is not None:
             last.close()
         self._move_unheld()
@@ -118,12 +123,12 @@ class AccessSpool:
                 log.error("access_spool_move_failed", error=repr(exc))
 
     def _start_new_file(self) -> None:
+        """The next append goes to a new file; the current one's lock goes with it, and it can
+        be moved."""
         with self._appending:
-            old = self._current
-            if old is None or old.size == 0:
-                return
-            self._current = _SpoolFile(self._folder)
-        old.close()  # its lock goes with it: it can be moved now
+            old, self._current = self._current, None
+        if old is not None:
+            old.close()
 
     def _move_unheld(self) -> None:
         """Move every file no process appends to any more; a held one is left to its owner."""
