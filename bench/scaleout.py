@@ -439,7 +439,8 @@ def export_rounds(
         )
         print(f"    1 worker:{timeline_one.splitlines()[-1].removeprefix('   ')}")
         print(f"    2 workers:{timeline_two.splitlines()[-1].removeprefix('   ')}")
-    print(f"    timeline of the last round, 2 workers:\n{timeline_two}")
+    parts_two = "\n".join(timeline_two.splitlines()[:-1])  # its CPU line is printed above
+    print(f"    timeline of the last round, 2 workers:\n{parts_two}")
     remove_files(bucket, env["KBAUDIT_BLOB_URL"])
     print(
         f"  export NDJSON, {threads} thread(s) a worker, medians of {rounds} rounds: "
