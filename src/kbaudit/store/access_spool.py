@@ -64,13 +64,11 @@ class _SpoolFile:
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         self.path = folder / f"{name}{SUFFIX}"
         os.rename(making, self.path)
-        self.size = 0
 
     def write(self, line: bytes) -> None:
         view = memoryview(line)
         while view:
             view = view[os.write(self.fd, view) :]
-        self.size += len(line)
 
     def close(self) -> None:
         os.close(self.fd)
