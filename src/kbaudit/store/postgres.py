@@ -90,10 +90,10 @@ def copy_out_lines(
         for value in _binary_values(copy):
             lines.append(value)
             if len(lines) >= batch_rows:
-                yield b"\n".join(lines) + b"\n", len(lines)
+                yield b"\n".join([*lines, b""]), len(lines)  # one copy, the last line ended
                 lines = []
         if lines:
-            yield b"\n".join(lines) + b"\n", len(lines)
+            yield b"\n".join([*lines, b""]), len(lines)
 
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
