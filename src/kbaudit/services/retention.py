@@ -33,12 +33,6 @@ log = structlog.get_logger("kbaudit.retention")
 DEFAULT_RETENTION_DAYS = 365
 MIN_RETENTION_DAYS = 90
 MAX_RETENTION_DAYS = 36_500
-# Records per purge batch, and the pause after each. SQLite has one writer, and every write (a
-# query's access-log entry too) waits out a batch: 25 records held the lock 6 ms, 100 held it
-# 17 ms, and a query's p99 during a purge grows by about that hold. PostgreSQL's readers and
-# writers do not wait for a batch.
-BATCH_SIZE = {"sqlite": 50, "postgresql": 500}
-PAUSE_SECONDS = {"sqlite": 0.01, "postgresql": 0.02}
 POLICY_ROUTE = "PUT /v1/knowledge-base/retention-policy"
 _PRINCIPALS = uuid.UUID("6f1b7a52-3c2e-4d0a-9b7e-2f5d8c1a9e40")
 
@@ -105,9 +99,10 @@ def purge(
 ) -> int:
     """Apply every organization's policy; returns how many records were deleted.
     ``on_batch`` hears of each batch written (organization, records deleted)."""
-    dialect = store.engine.dialect.name
-    batch_size = batch_size or BATCH_SIZE[dialect]
-    pause_seconds = PAUSE_SECONDS[dialect] if pause_seconds is None else pause_seconds
+    # The store's engine sets the pace (store/adapters.py).
+    batch_size = batch_size or store.adapter.purge_batch_size
+    if pause_seconds is None:
+        pause_seconds = store.adapter.purge_pause_seconds
     deleted = _drop_whole_months(store, clock)
     with store.reading() as uow:
         org_ids = uow.retention.organization_ids()
@@ -131,7 +126,7 @@ def _drop_whole_months(store: Store, clock: Clock) -> int:
     left to the batches. Returns how many records went."""
     with store.reading() as uow:
         if not uow.retention.record_months():
-            return 0  # SQLite, or nothing stored yet
+            return 0  # no monthly partitions (SQLite), or nothing stored yet
     dropped = 0
     with store.writing() as uow:
         for month in uow.retention.record_months():

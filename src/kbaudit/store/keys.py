@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table, insert, select
 
 from kbaudit.domain import KeyId, OrgId
 from kbaudit.store.tables import api_keys, keyring_checks, organizations
@@ -29,8 +30,9 @@ class StoredKey:
 
 
 class KeyRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, upsert: Callable[[Table], Any]) -> None:
         self._connection = connection
+        self._upsert = upsert  # the engine's INSERT that can skip a conflicting row
 
     def organization_by_name(self, name: str) -> Organization | None:
         row = self._connection.execute(
@@ -88,9 +90,8 @@ class KeyRepository:
     def keyring_check(self, version: int, value: bytes) -> bytes:
         """The check value kept for a keyring version, keeping ``value`` when there is none
         yet (hosts starting at once keep the first)."""
-        dialect = postgresql if self._connection.dialect.name == "postgresql" else sqlite
         self._connection.execute(
-            dialect.insert(keyring_checks)
+            self._upsert(keyring_checks)
             .values(version=version, check_value=value)
             .on_conflict_do_nothing(index_elements=["version"])
         )

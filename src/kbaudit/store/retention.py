@@ -21,8 +21,9 @@ from kbaudit.store.tables import (
 
 
 class RetentionRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, monthly_partitions: bool) -> None:
         self._connection = connection
+        self._monthly_partitions = monthly_partitions
 
     def policy(self, org_id: OrgId) -> RetentionPolicy | None:
         query = select(retention_policies).where(retention_policies.c.org_id == org_id)
@@ -40,10 +41,10 @@ class RetentionRepository:
     def organization_ids(self) -> list[OrgId]:
         return [OrgId(row.id) for row in self._connection.execute(select(organizations.c.id))]
 
-    # -- whole months (PostgreSQL) --------------------------------------------------------
+    # -- whole months (where records are partitioned by month) -----------------------------
 
     def record_months(self) -> list[Month]:
-        if self._connection.dialect.name != "postgresql":
+        if not self._monthly_partitions:
             return []
         return partitions.months_present(self._connection)
 

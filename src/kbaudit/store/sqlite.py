@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import structlog
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
 log = structlog.get_logger("kbaudit.store")
 
@@ -36,14 +36,6 @@ CHECKPOINTER_IDLE = 5.0
 LONG_LOG_FRAMES = 16384
 LONG_LOG_LOCK_WAIT = 1.0
 _POLL = 0.0005  # seconds between tries of a taken file lock
-
-
-def database_file(engine: Engine) -> Path | None:
-    """The SQLite file behind ``engine``; None for PostgreSQL and in-memory databases."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        return None
-    return Path(database)
 
 
 class WriterLock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from threading import Semaphore
 from types import TracebackType
 
@@ -15,15 +15,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessEntry, AccessLogRepository, GroupCommit
 from kbaudit.store.access_spool import AccessSpool
+from kbaudit.store.adapters import EngineAdapter, adapter_for
 from kbaudit.store.delivery import DeliveryRepository
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
 from kbaudit.store.log import LogRepository
-from kbaudit.store.postgres import UPKEEP_LOCK, PostgresRecords
-from kbaudit.store.records import RecordRepository, SqliteRecords
+from kbaudit.store.records import RecordRepository
 from kbaudit.store.retention import RetentionRepository
-from kbaudit.store.sqlite import Checkpointer, WriterLock, database_file
-from kbaudit.store.stats import PostgresStats, SqliteStats, StatsRepository
+from kbaudit.store.sqlite import Checkpointer, WriterLock
+from kbaudit.store.stats import StatsRepository
 
 GATE_WAIT = 60.0
 
@@ -41,6 +41,7 @@ class UnitOfWork:
     def __init__(
         self,
         engine: Engine,
+        adapter: EngineAdapter,
         *,
         write: bool,
         gate: Semaphore | WriterLock,
@@ -48,6 +49,7 @@ class UnitOfWork:
         snapshot: bool = False,
     ) -> None:
         self._engine = engine
+        self._adapter = adapter
         self._write = write
         self._snapshot = snapshot
         self._gate = gate
@@ -59,27 +61,19 @@ class UnitOfWork:
             raise StoreUnavailable("the database is busy; try again")
         try:
             connection = self._engine.connect()
-            if self._write and connection.dialect.name == "sqlite":
-                connection.info["begin"] = "BEGIN IMMEDIATE"
-            connection.begin()
-            if self._snapshot and connection.dialect.name == "postgresql":
-                # SQLite's read transactions are one snapshot already.
-                connection.exec_driver_sql(
-                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-                )
+            self._adapter.begin(connection, write=self._write, snapshot=self._snapshot)
         except OperationalError as exc:
             self._release()
             raise StoreUnavailable("the database cannot be reached") from exc
         self._connection = connection
-        postgres = connection.dialect.name == "postgresql"
-        self.records = (PostgresRecords if postgres else SqliteRecords)(connection)
-        self.keys = KeyRepository(connection)
+        self.records = self._adapter.records(connection)
+        self.keys = KeyRepository(connection, self._adapter.insert)
         self.access_log = AccessLogRepository(connection)
         self.exports = ExportRepository(connection)
-        self.retention = RetentionRepository(connection)
+        self.retention = RetentionRepository(connection, self._adapter.monthly_partitions)
         self.log = LogRepository(connection)
         self.delivery = DeliveryRepository(connection)
-        self.stats = (PostgresStats if postgres else SqliteStats)(connection)
+        self.stats = self._adapter.stats(connection)
         return self
 
     def __exit__(
@@ -125,21 +119,20 @@ class Store:
 
     def __init__(self, engine: Engine, max_readers: int = max(2, os.cpu_count() or 2)) -> None:
         self.engine = engine
+        self.adapter = adapter_for(engine)
         # Units of work queue here, in Python, rather than inside the database driver:
         # - SQLite has one writer at a time: writers take turns on a lock of the whole host
         #   (see store/sqlite.py).
         # - Many threads stepping through SQLite at once fight over the GIL at every row and
         #   get slower together; a few readers at a time keep both cores busy.
-        self._writers: Semaphore | WriterLock = Semaphore(64)
-        self._checkpointer: Checkpointer | None = None
-        database = database_file(engine)
-        if engine.dialect.name == "sqlite":
-            self._writers = WriterLock(database)
-            if database is not None:  # an in-memory database has no log
-                self._checkpointer = Checkpointer(database, self._writers)
+        database = self.adapter.database_file(engine)
+        self._writers = self.adapter.writer_gate(database)
         self._readers = Semaphore(max_readers)
+        self._checkpointer: Checkpointer | None = None
         self._access_log: GroupCommit | AccessSpool = GroupCommit(self._write_access)
-        if database is not None:
+        if database is not None:  # an in-memory database has no log, nor a folder to spool in
+            assert isinstance(self._writers, WriterLock)
+            self._checkpointer = Checkpointer(database, self._writers)
             spool = database.with_name(database.name + ".access-spool")
             self._access_log = AccessSpool(spool, self._move_spooled)
 
@@ -180,36 +173,31 @@ class Store:
 
     def reading(self) -> UnitOfWork:
         """A short read: a request's worth."""
-        return UnitOfWork(self.engine, write=False, gate=self._readers)
+        return UnitOfWork(self.engine, self.adapter, write=False, gate=self._readers)
 
     def streaming(self) -> UnitOfWork:
         """A long read (an export part, a plan) that must not hold back the short ones. All
         of it sees one snapshot of the database: a plan's count and its parts' bounds, a
         part's rows and its count of records not finalized."""
-        return UnitOfWork(self.engine, write=False, gate=Semaphore(1), snapshot=True)
+        return UnitOfWork(self.engine, self.adapter, write=False, gate=Semaphore(1), snapshot=True)
 
     @contextmanager
     def snapshot(self) -> Iterator[tuple[UnitOfWork, int]]:
         """A long read in one snapshot (``streaming``), and the newest seq: the snapshot holds
         every record at or under that seq and none above it (an export's plan)."""
         with self.streaming() as uow:
-            if self.engine.dialect.name != "postgresql":
-                yield uow, uow.records.newest_seq()  # a read transaction is a snapshot
-                return
-            # Writers hold the snapshot lock shared until they end: while another transaction
-            # holds it, no record commits, and a snapshot taken then holds exactly the seqs
-            # handed out so far.
-            with self.reading() as fence:
-                seq = fence.records.newest_seq()
-                uow.pin_snapshot()
-            yield uow, seq
+            yield uow, self.adapter.pin_snapshot(uow, self.reading)
 
     def writing(self, *, bulk: bool = False) -> UnitOfWork:
         """``bulk``: a large write, one of a series (a purge batch). On SQLite it checkpoints
         itself once the lock is released, so that the series cannot outrun the checkpoints;
         other writes leave it to the checkpointer's thread (see store/sqlite.py)."""
         return UnitOfWork(
-            self.engine, write=True, gate=self._writers, after_release=self._after_write(bulk)
+            self.engine,
+            self.adapter,
+            write=True,
+            gate=self._writers,
+            after_release=self._after_write(bulk),
         )
 
     def _after_write(self, bulk: bool) -> Callable[[Connection], None] | None:
@@ -220,24 +208,10 @@ class Store:
         wake = self._checkpointer.wake
         return lambda _connection: wake()
 
-    @contextmanager
-    def upkeep_turn(self) -> Iterator[bool]:
+    def upkeep_turn(self) -> AbstractContextManager[bool]:
         """Whether this process may run the periodic upkeep now: on PostgreSQL, one process
         of the whole cluster at a time; SQLite lives on one host, whose processes share it."""
-        if self.engine.dialect.name != "postgresql":
-            yield True
-            return
-        with self.engine.connect() as connection:
-            mine = connection.exec_driver_sql(
-                "SELECT pg_try_advisory_lock(%s)", (UPKEEP_LOCK,)
-            ).scalar_one()
-            connection.commit()
-            try:
-                yield bool(mine)
-            finally:
-                if mine:
-                    connection.exec_driver_sql("SELECT pg_advisory_unlock(%s)", (UPKEEP_LOCK,))
-                    connection.commit()
+        return self.adapter.upkeep_turn(self.engine)
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
