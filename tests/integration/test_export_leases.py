@@ -17,6 +17,7 @@ from kbaudit.services.exports.parts import finalize_if_done
 from kbaudit.services.exports.planning import plan_job
 from kbaudit.services.exports.sweep import sweep
 from kbaudit.services.ingest import ingest_records
+from kbaudit.store.models import WrittenFile
 from kbaudit.store.records import RecordRepository
 from kbaudit.store.tables import records
 from tests.conftest import Api, ManualClock
@@ -35,6 +36,10 @@ class Holding:
 
     def run_part(self, job_id: str, part_no: int) -> None:
         self.parts.append((job_id, part_no))
+
+
+def written(part_no: int) -> WrittenFile:
+    return WrittenFile(f"played/{part_no}", 10, 0, 0, 0, "0" * 64)
 
 
 def test_a_part_is_claimed_once_and_a_dead_workers_part_is_taken_back(
@@ -58,7 +63,7 @@ def test_a_part_is_claimed_once_and_a_dead_workers_part_is_taken_back(
     assert sweep(deps).parts_recovered == 1
     assert held.parts == [(job_id, 0)]  # handed out again
     with deps.store.writing() as uow:
-        assert not uow.exports.update_held_part(job_id, 0, "worker-a", {"status": "done"})
+        assert not uow.exports.finish_part(job_id, 0, "worker-a", written(0), clock.now)
         assert uow.exports.claim_part(job_id, 0, "worker-b", clock.now, until + timedelta(hours=1))
         uow.commit()
 
@@ -98,16 +103,8 @@ def test_two_workers_ending_the_last_two_parts_at_once_end_the_job_once(
     ended: dict[str, bool] = {}
 
     def end_part(part_no: int, owner: str) -> None:
-        done = {
-            "status": "done",
-            "blob_key": f"played/{part_no}",
-            "rows_written": 10,
-            "partial_rows": 0,
-            "plaintext_bytes": 0,
-            "sha256_plaintext": "0" * 64,
-        }
         with deps.store.writing() as uow:
-            assert uow.exports.update_held_part(job_id, part_no, owner, done)
+            assert uow.exports.finish_part(job_id, part_no, owner, written(part_no), clock.now)
             if owner == "worker-a":
                 a_updated.set()
                 # SQLite's second writer waits for this one's commit: nothing to wait for then.

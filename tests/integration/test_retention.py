@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from kbaudit.domain import OrgId
-from kbaudit.services.retention import principal_uuid, purge
+from kbaudit.domain import SCOPES, Caller, KeyId, OrgId
+from kbaudit.services.retention import principal_uuid, purge, update_policy
 from kbaudit.store.tables import record_kbs
 from tests.conftest import WINDOW, Api, ManualClock
 from tests.helpers import RECORDS, record
@@ -76,6 +77,37 @@ def test_put_changes_only_the_given_fields_and_records_who_set_a_hold(api: Api) 
     assert same["policy_version"] == "3"  # nothing changed, no new version
     released = api.client.put(POLICY, json={"legal_hold_enabled": False}, headers=key).json()
     assert (released["legal_hold_set_by"], released["legal_hold_set_at"]) == (None, None)
+
+
+def test_concurrent_changes_take_turns_and_none_is_lost(api: Api) -> None:
+    """Each change reads the policy and writes it back whole: two at once must not both start
+    from the same version (PostgreSQL locks the row; SQLite's writers take turns)."""
+    key = api.key()
+    api.client.get(POLICY, headers=key)
+    with api.container.store.reading() as uow:
+        org = uow.keys.organization_by_name("acme")
+    assert org is not None
+    caller = Caller(org.id, KeyId(key["x-api-key"].split("_")[1]), frozenset(SCOPES))
+    container = api.container
+    rounds = 8
+
+    def change(field: str, values: list[Any]) -> None:
+        for value in values:
+            update_policy(container.store, container.clock, caller, {field: value})
+
+    days = [100 + n for n in range(rounds)]
+    reasons = [f"case {n}" for n in range(rounds)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [
+            pool.submit(change, "retention_days", days),
+            pool.submit(change, "legal_hold_reason", reasons),
+        ]
+        for future in futures:
+            future.result()
+    policy = api.client.get(POLICY, headers=key).json()
+    assert policy["retention_days"] == days[-1]
+    assert policy["legal_hold_reason"] == reasons[-1]
+    assert policy["policy_version"] == str(1 + 2 * rounds)
 
 
 def test_every_change_is_in_the_access_log_with_old_and_new(api: Api) -> None:

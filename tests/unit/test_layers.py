@@ -104,3 +104,37 @@ def test_the_engine_is_chosen_once_by_its_adapter() -> None:
 
 def test_the_engine_check_sees_a_branch() -> None:
     assert reads_of_the_dialect_name(PACKAGE / "store" / "adapters.py") != []
+
+
+def column_dict_parameters(path: Path) -> list[str]:
+    """Public repository methods in ``path`` that take a dict keyed by column names."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.ClassDef) and node.name.endswith("Repository")):
+            continue
+        for method in node.body:
+            if not isinstance(method, ast.FunctionDef) or method.name.startswith("_"):
+                continue
+            for argument in method.args.args + method.args.kwonlyargs:
+                if argument.annotation and "dict[" in ast.unparse(argument.annotation):
+                    found.append(f"{node.name}.{method.name}({argument.arg})")
+    return found
+
+
+def test_repositories_take_models_not_column_dicts() -> None:
+    """Services hand the store typed models (kbaudit.store.models) to write, never dicts
+    keyed by column names: the schema's names stay inside the store."""
+    offenders = []
+    for path in (PACKAGE / "store").glob("*.py"):
+        offenders += column_dict_parameters(path)
+    assert offenders == []
+
+
+def test_the_column_dict_check_sees_one(tmp_path: Path) -> None:
+    source = tmp_path / "repository.py"
+    source.write_text(
+        "class ThingRepository:\n"
+        "    def add(self, values: dict[str, Any]) -> None: ...\n"
+        "    def _private(self, values: dict[str, Any]) -> None: ...\n"
+    )
+    assert column_dict_parameters(source) == ["ThingRepository.add(values)"]

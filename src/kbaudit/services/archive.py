@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import msgspec
 import orjson
@@ -25,6 +24,7 @@ from kbaudit.domain import OrgId, RecordIn
 from kbaudit.errors import CiphertextCorrupt, NotFound
 from kbaudit.services.clock import Clock
 from kbaudit.services.ingest import IngestResult, ingest_records
+from kbaudit.store.models import Archive
 from kbaudit.store.unit_of_work import Store
 
 DEFAULT_DESTINATION = "archives"
@@ -58,11 +58,6 @@ def list_archives(store: Store, organization: str | None = None) -> list[Archive
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class WrittenArchive:
-    values: dict[str, Any]  # the archives row to record, with the deletion it allows
-
-
 def _context(org_uuid: str, archive_id: str) -> bytes:
     return f"kbaudit/archive-file/{org_uuid}/{archive_id}/{FILE_NAME}".encode()
 
@@ -79,8 +74,9 @@ class Archiver:
 
     def write(
         self, org_id: OrgId, org_uuid: str, destination: str | None, lines: Sequence[str]
-    ) -> WrittenArchive:
-        """Write, read back and verify; raises unless the stored archive is exact."""
+    ) -> Archive:
+        """Write, read back and verify; raises unless the stored archive is exact. Returns
+        the archive to record, in the transaction of the deletion it allows."""
         archive_id = str(uuid.uuid4())
         wrapped = self._keys.new_data_key(org_uuid, f"archive/{archive_id}")
         aead = self._keys.open_data_key(org_uuid, f"archive/{archive_id}", wrapped)
@@ -101,17 +97,15 @@ class Archiver:
         manifest = {"archive_id": archive_id, "organization_id": org_uuid, "files": files}
         with self._blobs.writer(f"{folder}/manifest.json") as sink:
             sink.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-        return WrittenArchive(
-            {
-                "id": archive_id,
-                "org_id": org_id,
-                "destination": destination or DEFAULT_DESTINATION,
-                "created_at": self._clock(),
-                "record_count": len(lines),
-                "kek_version": wrapped.kek_version,
-                "wrapped_keyset": wrapped.ciphertext,
-                "files": {"files": files},
-            }
+        return Archive(
+            id=archive_id,
+            org_id=org_id,
+            destination=destination or DEFAULT_DESTINATION,
+            created_at=self._clock(),
+            record_count=len(lines),
+            kek_version=wrapped.kek_version,
+            wrapped_keyset=wrapped.ciphertext,
+            files={"files": files},
         )
 
     def restore(self, store: Store, archive_id: str, into: str | None = None) -> IngestResult:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -44,7 +45,7 @@ def principal_uuid(key_id: str) -> str:
 
 def get_policy(store: Store, clock: Clock, caller: Caller) -> dict[str, Any]:
     with store.writing() as uow:
-        policy = _policy(uow, caller.org_id, clock)
+        policy = _view(uow, _policy(uow, caller.org_id, clock))
         uow.commit()
     return policy
 
@@ -61,19 +62,20 @@ def update_policy(
         )
     now = clock()
     with store.writing() as uow:
-        before = _policy(uow, caller.org_id, clock)
-        values = {name: value for name, value in changes.items() if before[name] != value}
+        current = _policy(uow, caller.org_id, clock)
+        values = {name: value for name, value in changes.items() if getattr(current, name) != value}
         if values.get("legal_hold_enabled") is True:
             values |= {"legal_hold_set_by": principal_uuid(caller.key_id), "legal_hold_set_at": now}
         elif values.get("legal_hold_enabled") is False:
             values |= {"legal_hold_set_by": None, "legal_hold_set_at": None}
         if values:
-            values |= {"policy_version": int(before["policy_version"]) + 1, "updated_at": now}
-            uow.retention.update_policy(caller.org_id, values)
-        after = _policy(uow, caller.org_id, clock)
+            version = current.policy_version + 1
+            changed = replace(current, **values, policy_version=version, updated_at=now)
+            uow.retention.update_policy(changed)
+        before, after = _view(uow, current), _view(uow, _policy(uow, caller.org_id, clock))
         uow.commit()
     if values:
-        changed = sorted(name for name in values if name not in ("policy_version", "updated_at"))
+        names = sorted(values)
         record_access(
             store,
             clock,
@@ -81,8 +83,8 @@ def update_policy(
             "retention_policy_changed",
             POLICY_ROUTE,
             details={
-                "old": {name: _plain(before[name]) for name in changed},
-                "new": {name: _plain(after[name]) for name in changed},
+                "old": {name: _plain(before[name]) for name in names},
+                "new": {name: _plain(after[name]) for name in names},
                 "policy_version": after["policy_version"],
             },
         )
@@ -174,7 +176,7 @@ def _purge_batch(
         if _reason_to_wait(uow, org_id, uow.retention.policy(org_id), archiver):
             return None
         if written is not None:
-            uow.retention.add_archive(written.values)
+            uow.retention.add_archive(written)
         gone = uow.records.delete(org_id, victims)
         # The log keeps every hash (its checkpoints stay valid); the content goes.
         uow.log.forget(org_id, [victim.id for victim in victims])
@@ -194,26 +196,33 @@ def _reason_to_wait(
     return None
 
 
-def _policy(uow: UnitOfWork, org_id: OrgId, clock: Clock) -> dict[str, Any]:
-    row = uow.retention.policy(org_id)
-    if row is None:
+def _policy(uow: UnitOfWork, org_id: OrgId, clock: Clock) -> RetentionPolicy:
+    """The organization's policy, made with the defaults if it has none yet. It stays locked
+    until the unit of work ends: concurrent changes take turns, each raising the version."""
+    policy = uow.retention.policy(org_id, lock=True)
+    if policy is None:
         now = clock()
-        uow.retention.add_policy(
-            {
-                "id": str(uuid.uuid4()),
-                "org_id": org_id,
-                "retention_days": DEFAULT_RETENTION_DAYS,
-                "legal_hold_enabled": False,
-                "archive_before_delete": False,
-                "policy_version": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
+        policy = RetentionPolicy(
+            id=str(uuid.uuid4()),
+            org_id=org_id,
+            retention_days=DEFAULT_RETENTION_DAYS,
+            legal_hold_enabled=False,
+            archive_before_delete=False,
+            policy_version=1,
+            created_at=now,
+            updated_at=now,
         )
-        row = uow.retention.policy(org_id)
-        assert row is not None
-    org = uow.keys.organization(org_id)
-    return {**row.as_dict(), "organization_id": org.uuid, "policy_version": str(row.policy_version)}
+        uow.retention.add_policy(policy)
+    return policy
+
+
+def _view(uow: UnitOfWork, policy: RetentionPolicy) -> dict[str, Any]:
+    org = uow.keys.organization(policy.org_id)
+    return {
+        **policy.as_dict(),
+        "organization_id": org.uuid,
+        "policy_version": str(policy.policy_version),
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
@@ -19,8 +18,8 @@ class DeliveryRepository:
 
     # -- webhooks -------------------------------------------------------------------------
 
-    def add_webhook(self, values: dict[str, Any]) -> None:
-        self._connection.execute(insert(webhooks).values(**values))
+    def add_webhook(self, hook: Webhook) -> None:
+        self._connection.execute(insert(webhooks).values(**hook.as_dict()))
 
     def webhooks(self, org_id: OrgId) -> list[Webhook]:
         w = webhooks.c
@@ -47,9 +46,11 @@ class DeliveryRepository:
 
     # -- destinations ---------------------------------------------------------------------
 
-    def put_destination(self, values: dict[str, Any]) -> None:
+    def put_destination(self, destination: Destination) -> None:
+        """Add the destination, or replace the one of that name (keeping when it was made)."""
         d = destinations.c
-        key = (d.org_id == values["org_id"], d.name == values["name"])
+        values = destination.as_dict()
+        key = (d.org_id == destination.org_id, d.name == destination.name)
         changed = {k: v for k, v in values.items() if k != "created_at"}
         if self._connection.execute(update(destinations).where(*key).values(**changed)).rowcount:
             return
@@ -73,9 +74,9 @@ class DeliveryRepository:
 
     # -- the outbox -----------------------------------------------------------------------
 
-    def add_items(self, items: Sequence[dict[str, Any]]) -> None:
+    def add_items(self, items: Sequence[OutboxItem]) -> None:
         if items:
-            self._connection.execute(insert(outbox), list(items))
+            self._connection.execute(insert(outbox), [item.as_dict() for item in items])
 
     def item(self, item_id: str) -> OutboxItem | None:
         row = self._connection.execute(select(outbox).where(outbox.c.id == item_id)).one_or_none()
@@ -119,12 +120,19 @@ class DeliveryRepository:
         ).rowcount
         return self.item(item_id) if claimed == 1 else None
 
-    def record_attempt(self, item: OutboxItem, values: dict[str, Any]) -> bool:
-        """Record how the claimed attempt ended, unless another attempt has begun since."""
+    def record_attempt(self, ended: OutboxItem) -> bool:
+        """Record how the claimed attempt ended (``ended``: the claimed item as the attempt
+        left it), unless another attempt has begun since."""
         o = outbox.c
         query = (
             update(outbox)
-            .where(o.id == item.id, o.status == "pending", o.attempts == item.attempts)
-            .values(**values)
+            .where(o.id == ended.id, o.status == "pending", o.attempts == ended.attempts)
+            .values(
+                status=ended.status,
+                last_status_code=ended.last_status_code,
+                last_error=ended.last_error,
+                next_attempt_at=ended.next_attempt_at,
+                ended_at=ended.ended_at,
+            )
         )
         return bool(self._connection.execute(query).rowcount == 1)

@@ -5,13 +5,14 @@ several workers race."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, func, insert, literal, select, tuple_, update
 
 from kbaudit.domain import OrgId
-from kbaudit.store.models import ExportJob, ExportPart
+from kbaudit.store.models import ExportJob, ExportPart, JobEnding, PartStatus, WrittenFile
 from kbaudit.store.tables import export_jobs, export_parts
 
 ACTIVE = ("pending", "running")
@@ -24,8 +25,8 @@ class ExportRepository:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    def add_job(self, values: dict[str, Any]) -> None:
-        self._connection.execute(insert(export_jobs).values(**values))
+    def add_job(self, job: ExportJob) -> None:
+        self._connection.execute(insert(export_jobs).values(**job.as_dict()))
 
     def job(self, job_id: str, org_id: OrgId | None = None) -> ExportJob | None:
         query = select(export_jobs).where(export_jobs.c.id == job_id)
@@ -92,9 +93,9 @@ class ExportRepository:
         query = select(export_jobs.c.id).where(export_jobs.c.id == job_id).with_for_update()
         self._connection.execute(query)
 
-    def end_job(self, job_id: str, values: dict[str, Any]) -> bool:
+    def end_job(self, job_id: str, ending: JobEnding) -> bool:
         """Finalize a running job; only the first caller wins."""
-        return self._update_job(job_id, _when=("running",), **values)
+        return self._update_job(job_id, _when=("running",), **asdict(ending))
 
     def expire_job(self, job_id: str) -> bool:
         return self._update_job(job_id, _when=ENDED, status="expired", wrapped_keyset=None)
@@ -114,8 +115,8 @@ class ExportRepository:
 
     # -- parts ----------------------------------------------------------------------------
 
-    def add_parts(self, parts: Sequence[dict[str, Any]]) -> None:
-        self._connection.execute(insert(export_parts), list(parts))
+    def add_parts(self, parts: Sequence[ExportPart]) -> None:
+        self._connection.execute(insert(export_parts), [part.as_dict() for part in parts])
 
     def parts(self, job_id: str) -> list[ExportPart]:
         p = export_parts.c
@@ -141,9 +142,51 @@ class ExportRepository:
         )
         return self._connection.execute(query).rowcount == 1
 
-    def update_held_part(
-        self, job_id: str, part_no: int, owner: str, values: dict[str, Any]
+    def extend_lease(
+        self, job_id: str, part_no: int, owner: str, until: datetime, rows: int, now: datetime
     ) -> bool:
+        """A heartbeat: the lease runs to ``until``, with ``rows`` written so far."""
+        return self._update_held_part(
+            job_id, part_no, owner, lease_expires_at=until, rows_written=rows, updated_at=now
+        )
+
+    def finish_part(
+        self, job_id: str, part_no: int, owner: str, written: WrittenFile, now: datetime
+    ) -> bool:
+        return self._update_held_part(
+            job_id,
+            part_no,
+            owner,
+            status=PartStatus.DONE,
+            lease_owner=None,
+            blob_key=written.blob_key,
+            rows_written=written.rows,
+            partial_rows=written.partial_rows,
+            plaintext_bytes=written.plaintext_bytes,
+            ciphertext_bytes=written.ciphertext_bytes,
+            sha256_plaintext=written.sha256,
+            delivered_bytes=written.delivered_bytes,
+            sha256_delivered=written.sha256_delivered,
+            error=None,
+            updated_at=now,
+        )
+
+    def release_part(
+        self, job_id: str, part_no: int, owner: str, error: str, now: datetime, *, final: bool
+    ) -> bool:
+        """Give up an attempt: the part waits for another, or has ``failed`` when ``final``."""
+        return self._update_held_part(
+            job_id,
+            part_no,
+            owner,
+            status=PartStatus.FAILED if final else PartStatus.PENDING,
+            lease_owner=None,
+            rows_written=None,
+            error=error,
+            updated_at=now,
+        )
+
+    def _update_held_part(self, job_id: str, part_no: int, owner: str, **values: Any) -> bool:
         """Change a part only while ``owner`` still holds its lease."""
         p = export_parts.c
         query = (

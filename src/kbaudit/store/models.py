@@ -1,5 +1,5 @@
 """The rows of export jobs, export parts and retention policies, typed: what the repositories
-hand to the services instead of SQLAlchemy rows."""
+hand to the services instead of SQLAlchemy rows, and take from them to write."""
 
 from __future__ import annotations
 
@@ -36,9 +36,15 @@ class _FromRow:
         mapping = row._mapping
         return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
 
+    def as_dict(self) -> dict[str, Any]:
+        """The model as its row's columns."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExportJob(_FromRow):
+    """A job; a new one (``pending``) has none of what running and ending it sets."""
+
     id: str
     org_id: OrgId
     key_id: str
@@ -48,30 +54,42 @@ class ExportJob(_FromRow):
     window_end: datetime
     filters: dict[str, Any]
     created_at: datetime
-    started_at: datetime | None
-    finalized_at: datetime | None
-    expires_at: datetime | None
-    snapshot_seq: int | None
-    log_size: int | None
-    manifest: bytes | None
-    manifest_signature: bytes | None
     rows_per_file: int
-    total_rows: int | None
-    partial_count: int | None
-    failed_count: int | None
-    error_code: str | None
     idempotency_key: str | None
     request_hash: str
     kek_version: int
     wrapped_keyset: bytes | None
     recipients: list[str] | None
     destination: str | None
+    # Set by the plan:
+    started_at: datetime | None = None
+    snapshot_seq: int | None = None
+    log_size: int | None = None
+    # Set at the end:
+    finalized_at: datetime | None = None
+    expires_at: datetime | None = None
+    manifest: bytes | None = None
+    manifest_signature: bytes | None = None
+    total_rows: int | None = None
+    partial_count: int | None = None
+    failed_count: int | None = None
+    error_code: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", JobStatus(self.status))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+@dataclass(frozen=True, slots=True)
+class JobEnding:
+    """How a job ended, as its last part's worker found it."""
+
+    status: JobStatus
+    error_code: str | None
+    finalized_at: datetime
+    expires_at: datetime
+    total_rows: int
+    partial_count: int
+    failed_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +106,24 @@ class PartFile:
 
 
 @dataclass(frozen=True, slots=True)
+class WrittenFile:
+    """What an attempt at a part wrote, as it reports it."""
+
+    blob_key: str
+    rows: int
+    partial_rows: int
+    plaintext_bytes: int
+    ciphertext_bytes: int
+    sha256: str
+    # What the recipient receives, when it is not the plaintext: the age file.
+    delivered_bytes: int | None = None
+    sha256_delivered: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExportPart(_FromRow):
-    """One planned file: from its lower key (inclusive) to the next part's (exclusive)."""
+    """One planned file: from its lower key (inclusive) to the next part's (exclusive). A
+    planned part has none of what its attempts set."""
 
     job_id: str
     part_no: int
@@ -98,21 +132,21 @@ class ExportPart(_FromRow):
     hi_created_at: datetime | None
     hi_id: str | None
     planned_rows: int
-    status: PartStatus
-    attempts: int
-    lease_owner: str | None
-    lease_expires_at: datetime | None
     file_name: str
-    blob_key: str | None
-    rows_written: int | None
-    partial_rows: int | None
-    plaintext_bytes: int | None
-    ciphertext_bytes: int | None
-    sha256_plaintext: str | None
-    delivered_bytes: int | None
-    sha256_delivered: str | None
-    error: str | None
     updated_at: datetime
+    status: PartStatus = PartStatus.PENDING
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    blob_key: str | None = None
+    rows_written: int | None = None
+    partial_rows: int | None = None
+    plaintext_bytes: int | None = None
+    ciphertext_bytes: int | None = None
+    sha256_plaintext: str | None = None
+    delivered_bytes: int | None = None
+    sha256_delivered: str | None = None
+    error: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", PartStatus(self.status))
@@ -148,23 +182,20 @@ class ExportPart(_FromRow):
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetentionPolicy(_FromRow):
     id: str
     org_id: OrgId
     retention_days: int
     legal_hold_enabled: bool
-    legal_hold_reason: str | None
-    legal_hold_set_by: str | None
-    legal_hold_set_at: datetime | None
     archive_before_delete: bool
-    archive_destination: str | None
     policy_version: int
     created_at: datetime
     updated_at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    legal_hold_reason: str | None = None
+    legal_hold_set_by: str | None = None
+    legal_hold_set_at: datetime | None = None
+    archive_destination: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +236,7 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutboxItem(_FromRow):
     """One thing to send: a webhook event, or an export's files for a destination."""
 
@@ -219,10 +250,10 @@ class OutboxItem(_FromRow):
     status: OutboxStatus
     attempts: int
     next_attempt_at: datetime | None
-    last_status_code: int | None
-    last_error: str | None
     created_at: datetime
-    ended_at: datetime | None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    ended_at: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", OutboxKind(self.kind))

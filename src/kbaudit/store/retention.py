@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection, insert, select, update
 
 from kbaudit.document import micros
@@ -25,17 +23,25 @@ class RetentionRepository:
         self._connection = connection
         self._monthly_partitions = monthly_partitions
 
-    def policy(self, org_id: OrgId) -> RetentionPolicy | None:
+    def policy(self, org_id: OrgId, *, lock: bool = False) -> RetentionPolicy | None:
+        """``lock``: hold the row until the transaction ends (SQLite's writers take turns
+        already; it has no row locks to take)."""
         query = select(retention_policies).where(retention_policies.c.org_id == org_id)
+        if lock:
+            query = query.with_for_update()
         row = self._connection.execute(query).one_or_none()
         return None if row is None else RetentionPolicy.of(row)
 
-    def add_policy(self, values: dict[str, Any]) -> None:
-        self._connection.execute(insert(retention_policies).values(**values))
+    def add_policy(self, policy: RetentionPolicy) -> None:
+        self._connection.execute(insert(retention_policies).values(**policy.as_dict()))
 
-    def update_policy(self, org_id: OrgId, values: dict[str, Any]) -> None:
+    def update_policy(self, policy: RetentionPolicy) -> None:
+        """Write the policy over the organization's (it keeps its id and first date)."""
+        kept = ("id", "org_id", "created_at")
+        values = {name: value for name, value in policy.as_dict().items() if name not in kept}
+        p = retention_policies.c
         self._connection.execute(
-            update(retention_policies).where(retention_policies.c.org_id == org_id).values(**values)
+            update(retention_policies).where(p.id == policy.id).values(**values)
         )
 
     def organization_ids(self) -> list[OrgId]:
@@ -56,8 +62,8 @@ class RetentionRepository:
         drop_hours(self._connection, micros(month.start) // HOUR, micros(month.end) // HOUR)
         return dropped
 
-    def add_archive(self, values: dict[str, Any]) -> None:
-        self._connection.execute(insert(archives).values(**values))
+    def add_archive(self, archive: Archive) -> None:
+        self._connection.execute(insert(archives).values(**archive.as_dict()))
 
     def archives(self, org_id: OrgId | None = None) -> list[Archive]:
         query = select(archives).order_by(archives.c.created_at)

@@ -57,19 +57,19 @@ def put_destination(
             org_uuid, _purpose(name), spec.secret_access_key.encode()
         )
         uow.delivery.put_destination(
-            {
-                "org_id": caller.org_id,
-                "name": name,
-                "bucket": spec.bucket,
-                "prefix": spec.prefix,
-                "region": spec.region,
-                "endpoint": spec.endpoint,
-                "access_key_id": spec.access_key_id,
-                "kek_version": wrapped.kek_version,
-                "wrapped_secret": wrapped.ciphertext,
-                "created_at": now,
-                "updated_at": now,
-            }
+            Destination(
+                org_id=caller.org_id,
+                name=name,
+                bucket=spec.bucket,
+                prefix=spec.prefix,
+                region=spec.region,
+                endpoint=spec.endpoint,
+                access_key_id=spec.access_key_id,
+                kek_version=wrapped.kek_version,
+                wrapped_secret=wrapped.ciphertext,
+                created_at=now,
+                updated_at=now,
+            )
         )
         saved = uow.delivery.destination(caller.org_id, name)
         uow.commit()

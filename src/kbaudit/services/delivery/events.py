@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 import orjson
 
 from kbaudit.document import instant_text
 from kbaudit.services.exports.jobs import DOWNLOADABLE, view_of
-from kbaudit.store.models import ExportJob, OutboxKind, OutboxStatus
+from kbaudit.store.models import ExportJob, OutboxItem, OutboxKind, OutboxStatus
 from kbaudit.store.unit_of_work import UnitOfWork
 
 EVENT_TYPES = (
@@ -61,18 +60,18 @@ def _item(
     event_type: str,
     now: datetime,
     body: bytes | None = None,
-) -> dict[str, Any]:
-    return {
+) -> OutboxItem:
+    return OutboxItem(
         # The Standard Webhooks message id: the same on every retry, so receivers can dedupe.
-        "id": f"msg_{uuid.uuid4().hex}",
-        "org_id": job.org_id,
-        "kind": kind,
-        "target": target,
-        "export_id": job.id,
-        "event_type": event_type,
-        "body": body,
-        "status": OutboxStatus.PENDING,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
+        id=f"msg_{uuid.uuid4().hex}",
+        org_id=job.org_id,
+        kind=kind,
+        target=target,
+        export_id=job.id,
+        event_type=event_type,
+        body=body,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )

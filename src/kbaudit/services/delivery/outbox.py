@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -80,15 +81,16 @@ def _record(deps: DeliveryDeps, item: OutboxItem, attempt: Attempt) -> None:
         if given_up
         else OutboxStatus.PENDING
     )
-    values: dict[str, object] = {
-        "status": status,
-        "last_status_code": attempt.status_code,
-        "last_error": attempt.error,
-        "next_attempt_at": now + wait if status is OutboxStatus.PENDING else None,
-        "ended_at": None if status is OutboxStatus.PENDING else now,
-    }
+    ended = replace(
+        item,
+        status=status,
+        last_status_code=attempt.status_code,
+        last_error=attempt.error,
+        next_attempt_at=now + wait if status is OutboxStatus.PENDING else None,
+        ended_at=None if status is OutboxStatus.PENDING else now,
+    )
     with deps.exports.store.writing() as uow:
-        recorded = uow.delivery.record_attempt(item, values)
+        recorded = uow.delivery.record_attempt(ended)
         if recorded and item.kind is OutboxKind.DESTINATION and status is not OutboxStatus.PENDING:
             _tell_about_copy(uow, item, status, now)
         uow.commit()

@@ -55,16 +55,16 @@ def add_webhook(
         org_uuid = uow.keys.organization(caller.org_id).uuid
         wrapped = deps.exports.keys.wrap_secret(org_uuid, _purpose(webhook_id), raw)
         uow.delivery.add_webhook(
-            {
-                "id": webhook_id,
-                "org_id": caller.org_id,
-                "url": url,
-                "events": chosen,
-                "description": description,
-                "kek_version": wrapped.kek_version,
-                "wrapped_secret": wrapped.ciphertext,
-                "created_at": now,
-            }
+            Webhook(
+                id=webhook_id,
+                org_id=caller.org_id,
+                url=url,
+                events=chosen,
+                description=description,
+                kek_version=wrapped.kek_version,
+                wrapped_secret=wrapped.ciphertext,
+                created_at=now,
+            )
         )
         hook = uow.delivery.webhook(caller.org_id, webhook_id)
         uow.commit()

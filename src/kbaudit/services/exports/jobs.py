@@ -22,7 +22,7 @@ from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.manifest_format import MANIFEST, SIGNATURE
 from kbaudit.services.query import CursorCodec, describe_filters
-from kbaudit.store.models import ExportJob
+from kbaudit.store.models import ExportJob, JobStatus
 from kbaudit.store.unit_of_work import UnitOfWork
 
 CREATE_ROUTE = "POST /v1/knowledge-base/audit/exports"
@@ -149,26 +149,25 @@ def create_export(
             raise ExportInProgress("this organization already has an export pending or running")
         org = uow.keys.organization(caller.org_id)
         wrapped = deps.keys.new_data_key(org.uuid, job_id)
-        uow.exports.add_job(
-            {
-                "id": job_id,
-                "org_id": caller.org_id,
-                "key_id": caller.key_id,
-                "status": "pending",
-                "export_format": spec.export_format,
-                "window_start": spec.filters.start,
-                "window_end": spec.filters.end,
-                "filters": echo_filters(spec.filters),
-                "created_at": now,
-                "rows_per_file": deps.config.rows_per_file,
-                "idempotency_key": idempotency_key,
-                "request_hash": request_hash,
-                "kek_version": wrapped.kek_version,
-                "wrapped_keyset": wrapped.ciphertext,
-                "recipients": list(spec.recipients) or None,
-                "destination": spec.destination,
-            }
+        job = ExportJob(
+            id=job_id,
+            org_id=caller.org_id,
+            key_id=caller.key_id,
+            status=JobStatus.PENDING,
+            export_format=spec.export_format,
+            window_start=spec.filters.start,
+            window_end=spec.filters.end,
+            filters=echo_filters(spec.filters),
+            created_at=now,
+            rows_per_file=deps.config.rows_per_file,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            kek_version=wrapped.kek_version,
+            wrapped_keyset=wrapped.ciphertext,
+            recipients=list(spec.recipients) or None,
+            destination=spec.destination,
         )
+        uow.exports.add_job(job)
         uow.commit()
     record_access(
         deps.store,

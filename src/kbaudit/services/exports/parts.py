@@ -9,7 +9,6 @@ import socket
 import time
 import uuid
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -23,7 +22,14 @@ from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
 from kbaudit.services.exports.manifest import write_manifest
 from kbaudit.services.exports.pipeline import WriteBehind
-from kbaudit.store.models import ExportJob, ExportPart
+from kbaudit.store.models import (
+    ExportJob,
+    ExportPart,
+    JobEnding,
+    JobStatus,
+    PartStatus,
+    WrittenFile,
+)
 from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.exports")
@@ -32,19 +38,6 @@ PROGRESS_SECONDS = 2.0  # how often a running part reports its rows
 
 class LeaseLost(Exception):
     """Another worker took this part over; this attempt must stop without recording."""
-
-
-@dataclass(frozen=True, slots=True)
-class WrittenFile:
-    blob_key: str
-    rows: int
-    partial_rows: int
-    plaintext_bytes: int
-    ciphertext_bytes: int
-    sha256: str
-    # What the recipient receives, when it is not the plaintext: the age file.
-    delivered_bytes: int | None = None
-    sha256_delivered: str | None = None
 
 
 def blob_prefix(org_uuid: str, job_id: str) -> str:
@@ -171,11 +164,8 @@ class _Heartbeat:
         now = self._deps.clock()
         until = now + timedelta(seconds=self._deps.config.lease_seconds)
         with self._deps.store.writing() as uow:
-            held = uow.exports.update_held_part(
-                self._job_id,
-                self._part_no,
-                self._owner,
-                {"lease_expires_at": until, "updated_at": now, "rows_written": rows},
+            held = uow.exports.extend_lease(
+                self._job_id, self._part_no, self._owner, until, rows, now
             )
             uow.commit()
         if not held:
@@ -188,25 +178,7 @@ def _record_success(
 ) -> None:
     now = deps.clock()
     with deps.store.writing() as uow:
-        held = uow.exports.update_held_part(
-            job_id,
-            part_no,
-            owner,
-            {
-                "status": "done",
-                "lease_owner": None,
-                "blob_key": written.blob_key,
-                "rows_written": written.rows,
-                "partial_rows": written.partial_rows,
-                "plaintext_bytes": written.plaintext_bytes,
-                "ciphertext_bytes": written.ciphertext_bytes,
-                "sha256_plaintext": written.sha256,
-                "delivered_bytes": written.delivered_bytes,
-                "sha256_delivered": written.sha256_delivered,
-                "error": None,
-                "updated_at": now,
-            },
-        )
+        held = uow.exports.finish_part(job_id, part_no, owner, written, now)
         ended = held and finalize_if_done(deps, uow, job_id, now)
         uow.commit()
     if not held:
@@ -222,18 +194,8 @@ def _record_failure(
     now = deps.clock()
     final = attempts >= deps.config.part_attempts
     with deps.store.writing() as uow:
-        held = uow.exports.update_held_part(
-            job_id,
-            part_no,
-            owner,
-            {
-                "status": "failed" if final else "pending",
-                "lease_owner": None,
-                "rows_written": None,
-                "error": f"{type(exc).__name__}: {exc}"[:500],
-                "updated_at": now,
-            },
-        )
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        held = uow.exports.release_part(job_id, part_no, owner, error, now, final=final)
         ended = held and final and finalize_if_done(deps, uow, job_id, now)
         uow.commit()
     if ended:
@@ -258,28 +220,26 @@ def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: dateti
     """End the job when no part is left to run. The guarded update makes it happen once."""
     uow.exports.lock_job(job_id)
     parts = uow.exports.parts(job_id)
-    if any(part.status in ("pending", "running") for part in parts):
+    if any(part.status in (PartStatus.PENDING, PartStatus.RUNNING) for part in parts):
         return False
-    done = [part for part in parts if part.status == "done"]
-    failed_count = sum(part.planned_rows for part in parts if part.status == "failed")
+    done = [part for part in parts if part.status is PartStatus.DONE]
+    failed_count = sum(part.planned_rows for part in parts if part.status is PartStatus.FAILED)
     if failed_count == 0 and len(done) == len(parts):
-        status, error_code = "succeeded", None
+        status, error_code = JobStatus.SUCCEEDED, None
     elif done:
-        status, error_code = "partial", "parts_failed"
+        status, error_code = JobStatus.PARTIAL, "parts_failed"
     else:
-        status, error_code = "failed", "export_failed"
-    ended = uow.exports.end_job(
-        job_id,
-        {
-            "status": status,
-            "error_code": error_code,
-            "finalized_at": now,
-            "expires_at": now + timedelta(hours=deps.config.ttl_hours),
-            "total_rows": sum(part.rows_written or 0 for part in done),
-            "partial_count": sum(part.partial_rows or 0 for part in done),
-            "failed_count": failed_count,
-        },
+        status, error_code = JobStatus.FAILED, "export_failed"
+    ending = JobEnding(
+        status=status,
+        error_code=error_code,
+        finalized_at=now,
+        expires_at=now + timedelta(hours=deps.config.ttl_hours),
+        total_rows=sum(part.rows_written or 0 for part in done),
+        partial_count=sum(part.partial_rows or 0 for part in done),
+        failed_count=failed_count,
     )
+    ended = uow.exports.end_job(job_id, ending)
     if ended and done:
         write_manifest(uow, deps.signing, job_id)
     if ended:

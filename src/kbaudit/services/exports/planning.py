@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 import structlog
 
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
+from kbaudit.store.models import ExportPart, JobStatus
 
 log = structlog.get_logger("kbaudit.exports")
 
@@ -20,7 +21,7 @@ def plan_job(deps: ExportDeps, job_id: str) -> None:
     # the same view.
     with deps.store.snapshot() as (uow, snapshot_seq):
         job = uow.exports.job(job_id)
-        if job is None or job.status != "pending":
+        if job is None or job.status is not JobStatus.PENDING:
             return
         started_at = deps.clock()
         log_size = uow.log.size(job.org_id)
@@ -34,17 +35,17 @@ def plan_job(deps: ExportDeps, job_id: str) -> None:
         uow.commit()
     log.info("export_planned", export_id=job_id, rows=total, parts=len(parts))
     for part in parts:
-        deps.dispatcher.run_part(job_id, part["part_no"])
+        deps.dispatcher.run_part(job_id, part.part_no)
 
 
 def plan_parts(
     job_id: str,
     extension: str,
     total: int,
-    bounds: list[Any],
+    bounds: list[tuple[datetime, str]],
     rows_per_file: int,
-    now: Any,
-) -> list[dict[str, Any]]:
+    now: datetime,
+) -> list[ExportPart]:
     """Part k covers from its first key (part 0: the window start) up to the next part's
     first key. An export with no rows still gets one (empty) file."""
     parts = []
@@ -52,18 +53,16 @@ def plan_parts(
         lower = bounds[number] if 0 < number < len(bounds) else None
         upper = bounds[number + 1] if number + 1 < len(bounds) else None
         parts.append(
-            {
-                "job_id": job_id,
-                "part_no": number,
-                "lo_created_at": lower[0] if lower else None,
-                "lo_id": lower[1] if lower else None,
-                "hi_created_at": upper[0] if upper else None,
-                "hi_id": upper[1] if upper else None,
-                "planned_rows": max(0, min(rows_per_file, total - number * rows_per_file)),
-                "status": "pending",
-                "attempts": 0,
-                "file_name": f"kb-audit-{number + 1:05d}.{extension}",
-                "updated_at": now,
-            }
+            ExportPart(
+                job_id=job_id,
+                part_no=number,
+                lo_created_at=lower[0] if lower else None,
+                lo_id=lower[1] if lower else None,
+                hi_created_at=upper[0] if upper else None,
+                hi_id=upper[1] if upper else None,
+                planned_rows=max(0, min(rows_per_file, total - number * rows_per_file)),
+                file_name=f"kb-audit-{number + 1:05d}.{extension}",
+                updated_at=now,
+            )
         )
     return parts
