@@ -58,13 +58,18 @@ def kbaudit(env: dict[str, str], *args: str) -> str:
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class Server:
     """``kbaudit serve`` in a subprocess on a free loopback port."""
 
     def __init__(self, env: dict[str, str], processes: int = 1) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [
