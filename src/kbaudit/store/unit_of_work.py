@@ -130,7 +130,7 @@ class Store:
         self._readers = Semaphore(max_readers)
         self._checkpointer: Checkpointer | None = None
         self._access_log: GroupCommit | AccessSpool = GroupCommit(self._write_access)
-        if database is not None:  # an in-memory database has no log, nor a folder to spool in
+        if database is not None:  # a SQLite file: its log to checkpoint, a folder to spool in
             assert isinstance(self._writers, WriterLock)
             self._checkpointer = Checkpointer(database, self._writers)
             spool = database.with_name(database.name + ".access-spool")
