@@ -110,16 +110,15 @@ def test_the_api_processes_share_the_connections_and_the_port_is_theirs(
     both (all 16 on one would happen by chance once in 32,768 runs)."""
     server = serve("--processes", "2")
     assert server.process is not None
+    children = serving_children(server.process.pid)
+    assert len(children) == 2
+    wait_until_all_listen(children, server.port)
     clients = [httpx2.Client(base_url=server.url) for _ in range(16)]
     try:
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda client: client.get("/healthz"), clients))
         assert {answer.status_code for answer in answers} == {200}
-        held = {
-            child: connections_to(child, server.port)
-            for child in serving_children(server.process.pid)
-        }
-        assert len(held) == 2
+        held = {child: connections_to(child, server.port) for child in children}
         assert sum(held.values()) == 16
         assert min(held.values()) > 0, held
     finally:
@@ -138,8 +137,11 @@ def test_the_api_processes_share_the_connections_and_the_port_is_theirs(
     assert httpx2.get(f"{server.url}/healthz").status_code == 200
 
 
-def connections_to(pid: int, port: int) -> int:
-    """How many established TCP connections to ``port`` the process ``pid`` holds."""
+ESTABLISHED, LISTENING = "01", "0A"  # the states /proc/net/tcp names
+
+
+def connections_to(pid: int, port: int, state: str = ESTABLISHED) -> int:
+    """How many TCP sockets on local ``port`` in ``state`` the process ``pid`` holds."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -148,13 +150,21 @@ def connections_to(pid: int, port: int) -> int:
             continue
         if target.startswith("socket:["):
             inodes.add(target[len("socket:[") : -1])
-    established = 0
+    held = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port = int(fields[1].rsplit(":", 1)[1], 16)
-        if local_port == port and fields[3] == "01" and fields[9] in inodes:
-            established += 1
-    return established
+        if local_port == port and fields[3] == state and fields[9] in inodes:
+            held += 1
+    return held
+
+
+def wait_until_all_listen(children: list[int], port: int) -> None:
+    """The server answers as soon as one process listens; the others may still be starting."""
+    deadline = time.monotonic() + 30
+    while not all(connections_to(child, port, LISTENING) for child in children):
+        assert time.monotonic() < deadline, "not every API process listens"
+        time.sleep(0.1)
 
 
 def serving_children(pid: int) -> list[int]:
