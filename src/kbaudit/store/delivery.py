@@ -49,12 +49,11 @@ class DeliveryRepository:
     def put_destination(self, destination: Destination) -> None:
         """Add the destination, or replace the one of that name (keeping when it was made)."""
         d = destinations.c
-        values = destination.as_dict()
         key = (d.org_id == destination.org_id, d.name == destination.name)
-        changed = {k: v for k, v in values.items() if k != "created_at"}
+        changed = destination.as_dict(without=("created_at",))
         if self._connection.execute(update(destinations).where(*key).values(**changed)).rowcount:
             return
-        self._connection.execute(insert(destinations).values(**values))
+        self._connection.execute(insert(destinations).values(**destination.as_dict()))
 
     def destinations(self, org_id: OrgId) -> list[Destination]:
         d = destinations.c

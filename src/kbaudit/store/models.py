@@ -3,6 +3,7 @@ hand to the services instead of SQLAlchemy rows, and take from them to write."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
@@ -36,9 +37,13 @@ class _FromRow:
         mapping = row._mapping
         return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
 
-    def as_dict(self) -> dict[str, Any]:
-        """The model as its row's columns."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+    def as_dict(self, without: Collection[str] = ()) -> dict[str, Any]:
+        """The model as its row's columns, but those named in ``without``."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)  # type: ignore[arg-type]
+            if f.name not in without
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,7 +9,6 @@ from typing import Any
 
 from psycopg.abc import Buffer
 from sqlalchemy import ARRAY, Connection, Select, Table, any_, func, literal
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeEngine
 
 from kbaudit.document import RecordDocument, instant_of
@@ -154,9 +153,6 @@ class PostgresRecords(RecordRepository):
         # One array parameter, not one bound parameter per value: binding 5,000 of them
         # cost an import batch more than the lookup itself.
         return column == any_(literal(list(values), ARRAY(column.type)))
-
-    def _upsert(self, table: Table) -> Any:
-        return postgresql.insert(table)
 
     def _insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         copy_in(self._connection, metadata.tables[table], columns, rows)

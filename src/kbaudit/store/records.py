@@ -9,7 +9,7 @@ two subclasses; ``record_repository`` picks one per connection.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,6 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.dialects import sqlite
 
 from kbaudit.document import RecordDocument, instant_of, micros
 from kbaudit.domain import OrgId, RecordFilters, default_ref, id_named_by, is_derived_ref
@@ -112,8 +111,9 @@ class RecordRepository:
     """The engine-neutral part: reads, and writes through ``_insert_rows``; exports read
     through ``_export_batches``."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, upsert: Callable[[Table], Any]) -> None:
         self._connection = connection
+        self._upsert = upsert  # the engine's INSERT that can be told what to do on conflict
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -218,10 +218,6 @@ class RecordRepository:
                 index_elements=[s.c.org_id, s.c.hour], set_={"version": s.c.version + 1}
             )
         )
-
-    def _upsert(self, table: Table) -> Any:
-        """An INSERT that can be told what to do on conflict."""
-        raise NotImplementedError
 
     def _one_of(self, column: Any, values: Sequence[Any]) -> Any:
         """``column IN values``, for a batch's worth of values."""
@@ -369,9 +365,6 @@ class RecordRepository:
 
 
 class SqliteRecords(RecordRepository):
-    def _upsert(self, table: Table) -> Any:
-        return sqlite.insert(table)
-
     def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
         for rows in self._stream(query, batch_size):
             yield ExportBatch(

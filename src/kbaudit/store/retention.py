@@ -37,8 +37,7 @@ class RetentionRepository:
 
     def update_policy(self, policy: RetentionPolicy) -> None:
         """Write the policy over the organization's (it keeps its id and first date)."""
-        kept = ("id", "org_id", "created_at")
-        values = {name: value for name, value in policy.as_dict().items() if name not in kept}
+        values = policy.as_dict(without=("id", "org_id", "created_at"))
         p = retention_policies.c
         self._connection.execute(
             update(retention_policies).where(p.id == policy.id).values(**values)

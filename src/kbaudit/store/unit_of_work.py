@@ -66,7 +66,7 @@ class UnitOfWork:
             self._release()
             raise StoreUnavailable("the database cannot be reached") from exc
         self._connection = connection
-        self.records = self._adapter.records(connection)
+        self.records = self._adapter.records(connection, self._adapter.insert)
         self.keys = KeyRepository(connection, self._adapter.insert)
         self.access_log = AccessLogRepository(connection)
         self.exports = ExportRepository(connection)
