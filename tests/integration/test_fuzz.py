@@ -41,7 +41,7 @@ APP, HEADERS = _app()
 OURS = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(
     operation_id="putKBAuditDestination"
 )
-FEATHER = schemathesis.openapi.from_path(CONTRACT / "feather-kb-audit-openapi.json")
+FEATHER = schemathesis.openapi.from_path(CONTRACT)
 FEATHER.app = APP  # the contract's cases, sent to kbaudit
 CHECKS = [not_a_server_error, response_schema_conformance]
 FUZZ = settings(
