@@ -26,6 +26,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import httpx2
 import zstandard
@@ -37,7 +38,8 @@ from bench.query import prepare
 from kbaudit.config import Settings
 from kbaudit.container import build_container
 from kbaudit.crypto.envelope import WrappedKeyset
-from kbaudit.domain import Caller, KeyId, OrgId, RecordFilters
+from kbaudit.domain import Caller, ExportFormat, JobStatus, KeyId, OrgId
+from kbaudit.filters import RecordFilters
 from kbaudit.logs import configure_logging
 from kbaudit.runtime import settle_heap
 from kbaudit.services.exports.jobs import ExportSpec, create_export, get_export
@@ -55,7 +57,7 @@ def service_rate(data_dir: Path, export_format: str) -> tuple[float, int, str]:
         org = uow.keys.organization_by_name("bench")
     assert org is not None
     caller = Caller(org.id, KeyId("bench"), frozenset({"kb_audit:export"}))
-    spec = ExportSpec(export_format, RecordFilters(*WINDOW))
+    spec = ExportSpec(cast(ExportFormat, export_format), RecordFilters.window(*WINDOW))
     started = time.perf_counter()
     job = create_export(container.exports, caller, spec)
     elapsed = time.perf_counter() - started
@@ -190,7 +192,7 @@ def check_coded(url: str, key: str, sha256: str) -> None:
 def newest_export(data_dir: Path) -> str:
     container = build_container(Settings(data_dir=data_dir, queue_url="inline"))
     with container.store.reading() as uow:
-        jobs = uow.exports.jobs_in(("succeeded",))
+        jobs = uow.exports.jobs_in((JobStatus.SUCCEEDED,))
     return str(max(jobs, key=lambda job: job.created_at).id)
 
 

@@ -20,7 +20,7 @@ from tests.backends import SCALEOUT, databases, scaleout_settings
 
 # The Feather contract, as kept in this repository (test_contract.py holds the copy equal to
 # the shared one beside the checkout, where there is one).
-CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "contract" / "feather-kb-audit-openapi.json"
+CONTRACT = Path(__file__).resolve().parents[1] / "docs/contract/feather-kb-audit-openapi.json"
 WINDOW = {"start": "2020-01-01T00:00:00Z", "end": "2030-01-01T00:00:00Z"}
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from fastapi.testclient import TestClient
+
+from kbaudit.api.app import create_app
 
 RECORDS = "/v1/knowledge-base/audit/retrievals"
 
@@ -91,3 +96,17 @@ def download_all(
         assert int(response.headers["content-length"]) == len(response.content)
         files.append((file["name"], response.content))
     return files
+
+
+def sign_in(api: Any, key: dict[str, str]) -> TestClient:
+    """A browser-like client of the console of its own, signed in with the key."""
+    client = TestClient(create_app(api.container, run_workers=False), follow_redirects=False)
+    response = client.post("/console/sign-in", data={"api_key": key["x-api-key"]})
+    assert response.status_code == 303, response.text
+    return client
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match is not None, "the page has no CSRF token"
+    return match[1]

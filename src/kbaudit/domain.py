@@ -10,7 +10,8 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal, NewType
+from enum import StrEnum
+from typing import Annotated, Final, Literal, NewType, get_args
 
 import msgspec
 
@@ -23,6 +24,37 @@ RetrievalStatus = Literal["hit", "miss", "blocked", "error"]
 AuditWriteStatus = Literal["intent_recorded", "finalize_failed", "finalized"]
 
 SCOPES: Final = ("kb_audit:read", "kb_audit:export", "kb_audit:write", "kb_audit:admin")
+
+ExportFormat = Literal["csv", "ndjson", "parquet"]
+EXPORT_FORMATS: Final[tuple[ExportFormat, ...]] = get_args(ExportFormat)
+
+
+class JobStatus(StrEnum):
+    """Where an export job is: ``pending`` -> ``running`` -> ``succeeded`` | ``partial`` |
+    ``failed``, and later ``expired`` (the contract's values)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+    @property
+    def active(self) -> bool:
+        """Not ended yet: an organization may have only so many active at once."""
+        return self in (JobStatus.PENDING, JobStatus.RUNNING)
+
+    @property
+    def downloadable(self) -> bool:
+        """Ended with files, and not expired: tokens are minted, files are served."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.PARTIAL)
+
+    @property
+    def ended(self) -> bool:
+        """Finalized, and not yet expired."""
+        return self in (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED)
+
 
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2_147_483_647)]
@@ -176,31 +208,6 @@ def id_named_by(text: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except ValueError:
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class RecordFilters:
-    """The query route's window and filters; exports reuse them."""
-
-    start: datetime
-    end: datetime
-    kb_ids: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
-    actor_user_id: str | None = None
-    session_id: str | None = None
-
-    def fingerprint(self) -> str:
-        """A canonical text of the filters, stable across orderings of the lists."""
-        return "|".join(
-            (
-                self.start.astimezone(UTC).isoformat(),
-                self.end.astimezone(UTC).isoformat(),
-                ",".join(sorted(self.kb_ids)),
-                ",".join(sorted(self.statuses)),
-                self.actor_user_id or "",
-                self.session_id or "",
-            )
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,27 +21,15 @@ from tests.helpers import (
     DEMO_WINDOW,
     EXPORTS,
     RECORDS,
+    csrf_of,
     record,
     seed_demo,
+    sign_in,
     start_export,
     view_export,
 )
 
 POLICY = "/v1/knowledge-base/retention-policy"
-
-
-def sign_in(api: Api, key: dict[str, str]) -> TestClient:
-    """A browser-like client of its own, signed in with the key."""
-    client = TestClient(create_app(api.container, run_workers=False), follow_redirects=False)
-    response = client.post("/console/sign-in", data={"api_key": key["x-api-key"]})
-    assert response.status_code == 303, response.text
-    return client
-
-
-def csrf_of(page: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert match is not None, "the page has no CSRF token"
-    return match[1]
 
 
 def test_the_session_cookie_is_sealed_and_locked_down(api: Api) -> None:
@@ -224,13 +212,6 @@ def test_the_records_page_lists_what_the_api_returns(api: Api) -> None:
     assert len(refs) > 50  # the test went through "Load more"
 
 
-def test_bad_filters_get_a_message_on_the_page(api: Api) -> None:
-    client = sign_in(api, api.key("acme"))
-    response = client.get("/console/records", params={**DEMO_WINDOW, "kb_ids": "not-a-uuid"})
-    assert response.status_code == 422
-    assert "kb_ids: &#39;not-a-uuid&#39; is not a UUID" in response.text
-
-
 def test_the_legal_hold_needs_a_confirmation_and_a_reason(api: Api) -> None:
     key = api.key("acme")
     client = sign_in(api, key)
@@ -281,9 +262,15 @@ def test_a_bad_export_request_is_answered_beside_its_form(api: Api) -> None:
     client = sign_in(api, key)
     token = csrf_of(client.get("/console/exports").text)
     wrong = [
-        ({**DEMO_WINDOW, "export_format": "xlsx"}, "the format must be one of csv, ndjson"),
+        (
+            {**DEMO_WINDOW, "export_format": "xlsx"},
+            "export_format: Input should be &#39;csv&#39;, &#39;ndjson&#39; or &#39;parquet&#39;",
+        ),
         ({"start": "2020-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "at most 366 days"),
-        ({"start": "yesterday", "end": DEMO_WINDOW["end"]}, "start is not a date and time"),
+        (
+            {"start": "yesterday", "end": DEMO_WINDOW["end"]},
+            "start: Value error, must be an RFC 3339 date-time",
+        ),
     ]
     for form, message in wrong:
         response = client.post("/console/exports", data={**form, "csrf_token": token})

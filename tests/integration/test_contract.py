@@ -147,6 +147,17 @@ def test_operation_matches_the_contract(our_openapi: Schema, path: str, method: 
     assert differences(load_contract(), our_openapi, path, method) == []
 
 
+@pytest.mark.parametrize(("path", "method"), contract_operations())
+def test_parameters_keep_the_contracts_names_and_order(
+    our_openapi: Schema, path: str, method: str
+) -> None:
+    wanted = [
+        (p["name"], p["in"]) for p in load_contract()["paths"][path][method].get("parameters", [])
+    ]
+    ours = [(p["name"], p["in"]) for p in our_openapi["paths"][path][method].get("parameters", [])]
+    assert [named for named in ours if named in wanted] == wanted
+
+
 def test_security_scheme_is_the_x_api_key_header(our_openapi: Schema) -> None:
     contract_scheme = load_contract()["components"]["securitySchemes"]
     assert our_openapi["components"]["securitySchemes"] == contract_scheme

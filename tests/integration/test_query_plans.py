@@ -18,24 +18,25 @@ from sqlalchemy import Connection, event, select
 
 from kbaudit.container import Container
 from kbaudit.document import micros
-from kbaudit.domain import SCOPES, OrgId, RecordFilters, RecordIn
+from kbaudit.domain import SCOPES, OrgId, RecordIn
+from kbaudit.filters import RecordFilters
 from kbaudit.services.ingest import ingest_records
 from kbaudit.services.keys import create_key
 from kbaudit.store.tables import records
 
 START, END = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
-ID = "00000000-0000-0000-0000-000000000001"
+ID = uuid.UUID(int=1)
 BATCH_ROWS = 1000
 # Each filter, and the index its query must walk.
 CASES = {
-    "window only": (RecordFilters(START, END), "ix_records_org_time"),
+    "window only": (RecordFilters.window(START, END), "ix_records_org_time"),
     "statuses": (
-        RecordFilters(START, END, statuses=("blocked", "error")),
+        RecordFilters(start=START, end=END, statuses=("blocked", "error")),
         "ix_records_org_time",
     ),
-    "actor": (RecordFilters(START, END, actor_user_id=ID), "ix_records_org_actor_time"),
-    "session": (RecordFilters(START, END, session_id=ID), "ix_records_org_session_time"),
-    "kb": (RecordFilters(START, END, kb_ids=(ID,)), "ix_records_org_time"),
+    "actor": (RecordFilters(start=START, end=END, actor_user_id=ID), "ix_records_org_actor_time"),
+    "session": (RecordFilters(start=START, end=END, session_id=ID), "ix_records_org_session_time"),
+    "kb": (RecordFilters(start=START, end=END, kb_ids=(ID,)), "ix_records_org_time"),
 }
 
 
@@ -107,7 +108,7 @@ def assert_walks_index(text: str, index: str, dialect: str) -> None:
 
 @pytest.mark.parametrize(("filters", "index"), CASES.values(), ids=CASES.keys())
 @pytest.mark.parametrize(
-    "after", [None, (micros(START), uuid.UUID(ID).bytes)], ids=["first page", "next page"]
+    "after", [None, (micros(START), ID.bytes)], ids=["first page", "next page"]
 )
 def test_query_walks_its_index_and_never_sorts(
     container: Container, filters: RecordFilters, index: str, after: Any
@@ -118,7 +119,7 @@ def test_query_walks_its_index_and_never_sorts(
 
 def test_the_plan_check_can_see_a_scan(container: Container) -> None:
     unindexed = select(records.c.id).order_by(records.c.document)
-    plan(container, RecordFilters(START, END), None)  # makes the partition on PostgreSQL
+    plan(container, RecordFilters.window(START, END), None)  # makes the partition on PostgreSQL
     with container.store.reading() as uow:
         text = explain(uow.records._connection, unindexed)
     with pytest.raises(AssertionError):
@@ -151,11 +152,12 @@ def test_planning_an_export_reads_the_time_index_alone(container: Container) -> 
     reading the table for them (and sorting what it read) took 430 ms before the first part
     could start; the time index alone answers in 140. (On SQLite the seq is the rowid,
     which every index holds.)"""
-    plan(container, RecordFilters(START, END), None)  # makes the partition on PostgreSQL
+    plan(container, RecordFilters.window(START, END), None)  # makes the partition on PostgreSQL
     with container.store.streaming() as uow:
         connection = uow.records._connection
         plans = explain_sent(
-            connection, lambda: uow.records.part_bounds(OrgId(1), RecordFilters(START, END), 10)
+            connection,
+            lambda: uow.records.part_bounds(OrgId(1), RecordFilters.window(START, END), 10),
         )
     assert len(plans) == 2  # the count, the bounds
     for text in plans:

@@ -8,14 +8,16 @@ from datetime import UTC, datetime
 import pytest
 
 from kbaudit.document import micros
-from kbaudit.domain import OrgId, RecordFilters
+from kbaudit.domain import OrgId
 from kbaudit.errors import CursorMismatch, InvalidCursor
+from kbaudit.filters import RecordFilters
 from kbaudit.services.query import CursorCodec
 
 FILTERS = RecordFilters(
     start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 2, 1, tzinfo=UTC), statuses=("hit",)
 )
 SCOPE = FILTERS.fingerprint()
+KB_X, KB_Y = uuid.UUID(int=1), uuid.UUID(int=2)
 LAST = (
     micros(datetime(2026, 1, 5, 3, 4, 5, 6, tzinfo=UTC)),
     uuid.UUID("0b9c1a43-7c58-4a1e-9d1e-57c2f0f1d2a3").bytes,
@@ -56,11 +58,11 @@ def test_another_org_or_other_filters_are_refused() -> None:
 
 def test_filter_order_and_offsets_do_not_matter() -> None:
     codec = CursorCodec(b"k" * 32)
-    a = RecordFilters(start=FILTERS.start, end=FILTERS.end, kb_ids=("x", "y"))
+    a = RecordFilters(start=FILTERS.start, end=FILTERS.end, kb_ids=(KB_X, KB_Y))
     b = RecordFilters(
         start=FILTERS.start.astimezone(datetime.now().astimezone().tzinfo),
         end=FILTERS.end,
-        kb_ids=("y", "x"),
+        kb_ids=(KB_Y, KB_X),
     )
     assert (
         codec.decode(codec.encode(OrgId(1), a.fingerprint(), LAST), OrgId(1), b.fingerprint())

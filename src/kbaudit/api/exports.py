@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from kbaudit.api.auth import container_of, require_scope
-from kbaudit.api.retrievals import ERROR_RESPONSES, record_filters
+from kbaudit.api.retrievals import ERROR_RESPONSES
 from kbaudit.api.schemas import CursorPage, ErrorResponse, ExportJobResponse, ExportRequest
 from kbaudit.api.strict_json import StrictJsonRoute
-from kbaudit.domain import Caller
+from kbaudit.domain import Caller, JobStatus
 from kbaudit.services.exports.download import Download, Wanted, open_download
 from kbaudit.services.exports.jobs import (
-    ExportSpec,
     ExportView,
     create_export,
     get_export,
@@ -29,7 +28,6 @@ DOWNLOAD_PATH = "/exports/{export_id}/download/{file_name}"
 router = APIRouter(
     route_class=StrictJsonRoute, prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"]
 )
-ExportStatus = Literal["pending", "running", "succeeded", "partial", "failed", "expired"]
 
 
 def as_response(view: ExportView) -> dict[str, Any]:
@@ -52,18 +50,8 @@ def request_export(
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
     ] = None,
 ) -> dict[str, Any]:
-    filters = record_filters(
-        body.start,
-        body.end,
-        body.kb_ids,
-        body.statuses,
-        body.actor_user_id,
-        body.session_id,
-        "body",
-    )
     container = container_of(request)
-    spec = ExportSpec(body.export_format, filters, tuple(body.recipients or ()), body.destination)
-    return as_response(create_export(container.exports, caller, spec, idempotency_key))
+    return as_response(create_export(container.exports, caller, body.spec(), idempotency_key))
 
 
 @router.get(
@@ -75,7 +63,7 @@ def request_export(
 def list_export_jobs(
     request: Request,
     caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
-    status: Annotated[ExportStatus | None, Query(description="Optional status filter.")] = None,
+    status: Annotated[JobStatus | None, Query(description="Optional status filter.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(description="Opaque cursor from a prior page.")] = None,
 ) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
-from uuid import UUID
 
 import msgspec
 import orjson
@@ -13,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from kbaudit.api.auth import container_of, require_scope
+from kbaudit.api.depends import Filters
 from kbaudit.api.errors import from_msgspec, validation_error
 from kbaudit.api.schemas import (
     CursorPage,
@@ -20,24 +19,14 @@ from kbaudit.api.schemas import (
     IngestResponse,
     RetrievalAuditDetailResponse,
     RetrievalAuditLogSummary,
-    WindowInstant,
 )
 from kbaudit.api.strict_json import loads_refusing_duplicates
-from kbaudit.domain import (
-    INSTANT_RANGE,
-    RETRIEVAL_STATUSES,
-    Caller,
-    RecordBatch,
-    RecordFilters,
-    in_instant_range,
-    instant_out_of_range,
-)
+from kbaudit.domain import INSTANT_RANGE, Caller, RecordBatch, instant_out_of_range
 from kbaudit.errors import PayloadTooLarge
 from kbaudit.services.ingest import Outcome, ingest_records
 from kbaudit.services.query import query_records, record_detail
 
 router = APIRouter(prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"])
-MAX_FILTER_VALUES = 100
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Authentication required"},
     400: {"model": ErrorResponse, "description": "Bad request"},
@@ -151,16 +140,10 @@ def _clearer(body: bytes, exc: msgspec.DecodeError) -> msgspec.DecodeError:
 def query_retrievals(
     request: Request,
     caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
-    start: Annotated[WindowInstant, Query(description="Inclusive window start (required).")],
-    end: Annotated[WindowInstant, Query(description="Exclusive window end (required).")],
-    kb_ids: Annotated[list[UUID] | None, Query()] = None,
-    statuses: Annotated[list[str] | None, Query()] = None,
-    actor_user_id: Annotated[UUID | None, Query()] = None,
-    session_id: Annotated[UUID | None, Query()] = None,
+    filters: Filters,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
-    filters = record_filters(start, end, kb_ids, statuses, actor_user_id, session_id, "query")
     container = container_of(request)
     page = query_records(
         container.store,
@@ -175,44 +158,6 @@ def query_retrievals(
     # writing them out directly spares the response model's validation.
     body = {"items": page.items, "next_cursor": page.next_cursor, "has_more": page.has_more}
     return Response(msgspec.json.encode(body), media_type="application/json")
-
-
-def record_filters(
-    start: datetime,
-    end: datetime,
-    kb_ids: list[UUID] | None,
-    statuses: list[str] | None,
-    actor_user_id: UUID | None,
-    session_id: UUID | None,
-    where: str,
-) -> RecordFilters:
-    """Validate what the parameter types cannot, then build the service's filter object."""
-    for name, instant in (("start", start), ("end", end)):
-        if not in_instant_range(instant):
-            raise validation_error(
-                (where, name), f"instants must lie {INSTANT_RANGE}", str(instant), "instant_range"
-            )
-    if start >= end:
-        raise validation_error((where, "end"), "end must be later than start", str(end), "window")
-    for name, values in (("kb_ids", kb_ids), ("statuses", statuses)):
-        if values and len(values) > MAX_FILTER_VALUES:
-            raise validation_error(
-                (where, name), f"at most {MAX_FILTER_VALUES} values", len(values), "too_long"
-            )
-    allowed = " or ".join(repr(status) for status in RETRIEVAL_STATUSES)
-    for index, status in enumerate(statuses or ()):
-        if status not in RETRIEVAL_STATUSES:
-            raise validation_error(
-                (where, "statuses", index), f"Input should be {allowed}", status, "enum"
-            )
-    return RecordFilters(
-        start=start.astimezone(UTC),
-        end=end.astimezone(UTC),
-        kb_ids=tuple(sorted({str(kb) for kb in kb_ids or ()})),
-        statuses=tuple(sorted(set(statuses or ()))),
-        actor_user_id=str(actor_user_id) if actor_user_id else None,
-        session_id=str(session_id) if session_id else None,
-    )
 
 
 @router.get(

@@ -3,27 +3,17 @@ them (``shared/contract/feather-kb-audit-openapi.json``); the contract test hold
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from kbaudit.domain import ExportFormat
+from kbaudit.filters import RecordFilters
+from kbaudit.services.exports.jobs import ExportSpec
 
 Item = TypeVar("Item")
-_DATE_TIME_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
-
-
-def _date_time_text(value: object) -> object:
-    """Refuse what pydantic would take for an instant but a person did not mean as one: a
-    bare number (seconds since the epoch, with no timezone written)."""
-    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_TIME_TEXT.match(value)):
-        return value
-    raise ValueError("must be an RFC 3339 date-time with a timezone, like 2026-01-01T00:00:00Z")
-
-
-# A window's instant: RFC 3339 text with its timezone.
-WindowInstant = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
 
 
 class ErrorResponse(BaseModel):
@@ -156,21 +146,14 @@ AgeRecipients = Annotated[
 ]
 
 
-class ExportRequest(BaseModel):
-    """POST body for an async encrypted audit export. Unknown fields are refused: a misspelt
-    filter (``status`` for ``statuses``) would otherwise export everything."""
+class ExportRequest(RecordFilters):
+    """POST body for an async encrypted audit export: the query's window and filters, and
+    how to deliver. Unknown fields are refused: a misspelt filter (``status`` for
+    ``statuses``) would otherwise export everything."""
 
     model_config = ConfigDict(extra="forbid")
 
-    export_format: Literal["csv", "ndjson", "parquet"] = Field(
-        "csv", description="`parquet` is kbaudit's addition."
-    )
-    start: WindowInstant
-    end: WindowInstant
-    kb_ids: list[UUID] | None = None
-    statuses: list[str] | None = None
-    actor_user_id: UUID | None = None
-    session_id: UUID | None = None
+    export_format: ExportFormat = Field("csv", description="`parquet` is kbaudit's addition.")
     recipients: AgeRecipients | None = Field(
         None,
         description="kbaudit's addition: age X25519 recipients (`age1...`); every file is "
@@ -181,6 +164,11 @@ class ExportRequest(BaseModel):
         description="kbaudit's addition: the name of a destination the files are copied to "
         "when the export ends.",
     )
+
+    def spec(self) -> ExportSpec:
+        return ExportSpec(
+            self.export_format, self.only_filters(), tuple(self.recipients or ()), self.destination
+        )
 
 
 class ExportFileStatus(BaseModel):

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from kbaudit.api.auth import container_of, require_scope
-from kbaudit.api.retrievals import record_filters
-from kbaudit.api.schemas import StatsResponse, WindowInstant
+from kbaudit.api.depends import Filters
+from kbaudit.api.schemas import StatsResponse
 from kbaudit.domain import Caller
 from kbaudit.services.stats import retrieval_stats
 
@@ -29,18 +28,12 @@ router = APIRouter(prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audi
 def stats(
     request: Request,
     caller: Annotated[Caller, Depends(require_scope("kb_audit:read"))],
-    start: Annotated[WindowInstant, Query(description="Inclusive window start (required).")],
-    end: Annotated[WindowInstant, Query(description="Exclusive window end (required).")],
+    filters: Filters,
     interval: Annotated[Literal["hour", "day"] | None, Query()] = None,
     group_by: Annotated[
         Literal["status", "kb_id", "agent_id", "serving_decision"], Query()
     ] = "status",
-    kb_ids: Annotated[list[UUID] | None, Query()] = None,
-    statuses: Annotated[list[str] | None, Query()] = None,
-    actor_user_id: Annotated[UUID | None, Query()] = None,
-    session_id: Annotated[UUID | None, Query()] = None,
 ) -> Response:
-    filters = record_filters(start, end, kb_ids, statuses, actor_user_id, session_id, "query")
     container = container_of(request)
     result = retrieval_stats(
         container.store,

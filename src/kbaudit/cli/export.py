@@ -20,6 +20,7 @@ from rich.progress import (
 from kbaudit.cli.log import Keys, load_keys, say
 from kbaudit.client import ClientError, ExportClient
 from kbaudit.crypto.signing import SignatureError
+from kbaudit.domain import JobStatus
 from kbaudit.services.verify import VerificationFailed, verify_export
 
 export_app = typer.Typer(no_args_is_help=True, help="Create, follow and download exports.")
@@ -97,7 +98,7 @@ def wait(export_id: str, api_key: Key, url: Url = "http://127.0.0.1:8000") -> No
         f"{job['partial_count']} not finalized, {job['failed_count']} failed"
         + (f", error {job['error_code']}" if job["error_code"] else "")
     )
-    if job["status"] not in ("succeeded", "partial"):
+    if not JobStatus(job["status"]).downloadable:
         raise typer.Exit(1)
 
 

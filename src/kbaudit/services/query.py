@@ -14,8 +14,9 @@ import msgspec
 import orjson
 
 from kbaudit.document import summary_of
-from kbaudit.domain import Caller, OrgId, RecordFilters
+from kbaudit.domain import Caller, OrgId
 from kbaudit.errors import CursorMismatch, InvalidCursor, InvalidRequest, NotFound
+from kbaudit.filters import RecordFilters
 from kbaudit.services.access import record_access
 from kbaudit.services.clock import Clock
 from kbaudit.store.unit_of_work import Store
@@ -88,7 +89,6 @@ def query_records(
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page:
-    check_window(filters)
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}", field=("query", "limit"))
     scope = filters.fingerprint()
@@ -108,7 +108,7 @@ def query_records(
         "query",
         QUERY_ROUTE,
         result_count=len(items),
-        details={"filters": describe_filters(filters), "limit": limit, "page": bool(cursor)},
+        details={"filters": filters.describe(), "limit": limit, "page": bool(cursor)},
     )
     return Page(items, next_cursor, has_more)
 
@@ -136,22 +136,6 @@ def newest_record_at(store: Store, org_id: OrgId) -> datetime | None:
     """When the organization's newest record was created; None when it has none."""
     with store.reading() as uow:
         return uow.records.newest_created_at(org_id)
-
-
-def check_window(filters: RecordFilters) -> None:
-    if filters.start >= filters.end:
-        raise InvalidRequest("start must be earlier than end", field=("query", "end"))
-
-
-def describe_filters(filters: RecordFilters) -> dict[str, Any]:
-    return {
-        "start": filters.start.isoformat(),
-        "end": filters.end.isoformat(),
-        "kb_ids": list(filters.kb_ids),
-        "statuses": list(filters.statuses),
-        "actor_user_id": filters.actor_user_id,
-        "session_id": filters.session_id,
-    }
 
 
 def _digest(scope: str) -> str:

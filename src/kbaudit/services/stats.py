@@ -12,17 +12,17 @@ from __future__ import annotations
 import operator
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import accumulate
 from typing import Literal
 
 from kbaudit.document import instant_of, micros
-from kbaudit.domain import Caller, OrgId, RecordFilters
+from kbaudit.domain import Caller, OrgId
 from kbaudit.errors import InvalidRequest
+from kbaudit.filters import RecordFilters
 from kbaudit.services.access import record_access
 from kbaudit.services.clock import Clock
-from kbaudit.services.query import check_window, describe_filters
 from kbaudit.store.records import HOUR
 from kbaudit.store.stats import DIMENSIONS, Tally, bin_bounds
 from kbaudit.store.unit_of_work import Store
@@ -72,7 +72,6 @@ def retrieval_stats(
     interval: str | None = None,
     group_by: str = "status",
 ) -> Stats:
-    check_window(filters)
     if group_by not in DIMENSIONS:
         raise InvalidRequest(
             f"group_by must be one of {', '.join(DIMENSIONS)}", field=("query", "group_by")
@@ -96,7 +95,7 @@ def retrieval_stats(
         "stats",
         STATS_ROUTE,
         result_count=sum(tally.count for tally in tallies),
-        details={"filters": describe_filters(filters), "interval": chosen, "group_by": group_by},
+        details={"filters": filters.describe(), "interval": chosen, "group_by": group_by},
     )
     return _summarise(chosen, group_by, starts, tallies)
 
@@ -136,11 +135,13 @@ def _tallies(
         with store.reading() as uow:
             return uow.stats.computed(org_id, group_by, filters, length)
     _refresh(store, org_id, (first, end), limit=2**62)
-    head = replace(filters, end=instant_of(first * HOUR))
-    tail = replace(filters, start=instant_of(end * HOUR))
+    # Possibly empty windows, so not validated as a request's would be.
+    head = filters.model_copy(update={"end": instant_of(first * HOUR)})
+    tail = filters.model_copy(update={"start": instant_of(end * HOUR)})
     with store.reading() as uow:
+        kb_ids = [str(kb) for kb in filters.kb_ids or ()]
         tallies = uow.stats.summed(
-            org_id, rows, (first, end), length, filters.statuses, filters.kb_ids
+            org_id, rows, (first, end), length, filters.statuses or (), kb_ids
         )
         for edge in (head, tail):
             if edge.start < edge.end:
@@ -151,8 +152,8 @@ def _tallies(
 def _rows_for(filters: RecordFilters, group_by: str) -> str | None:
     """The dimension of the hourly rows that answer these filters, if any does. Rows by
     knowledge base also answer one knowledge base's counts by status; for several, a record
-    in two of them would count twice."""
-    if filters.actor_user_id or filters.session_id:
+    in two of them would count twice. The rows know nothing of any other filter."""
+    if set(filters.narrowed_by()) - {"statuses", "kb_ids"}:
         return None
     if not filters.kb_ids or group_by == "kb_id":
         return group_by

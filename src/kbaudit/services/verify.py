@@ -27,6 +27,7 @@ import orjson
 from kbaudit.crypto.checkpoint import Checkpoint, open_checkpoint, origin_of
 from kbaudit.crypto.signing import PublicKey, SignatureError
 from kbaudit.document import instant_text
+from kbaudit.domain import JobStatus
 from kbaudit.services.exports.manifest_format import MANIFEST, SIGNATURE, VERSION
 
 CHUNK = 8 << 20
@@ -240,7 +241,7 @@ def _check_totals(manifest: dict[str, Any], rows: Rows) -> None:
             f"{rows.unfinalized:,} rows are not finalized; the manifest's partial_count is "
             f"{manifest['partial_count']:,}"
         )
-    if manifest["status"] == "succeeded" and manifest["failed_count"]:
+    if manifest["status"] == JobStatus.SUCCEEDED and manifest["failed_count"]:
         raise VerificationFailed("the manifest says succeeded but counts failed rows")
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, insert, select, update
 
 from kbaudit.domain import OrgId
-from kbaudit.store.models import Destination, OutboxItem, OutboxKind, Webhook
+from kbaudit.store.models import Destination, OutboxItem, OutboxKind, OutboxStatus, Webhook
 from kbaudit.store.tables import destinations, outbox, webhooks
 
 
@@ -102,7 +102,7 @@ class DeliveryRepository:
         o = outbox.c
         query = (
             select(o.id, o.kind)
-            .where(o.status == "pending", o.next_attempt_at <= now)
+            .where(o.status == OutboxStatus.PENDING, o.next_attempt_at <= now)
             .order_by(o.next_attempt_at)
             .limit(limit)
         )
@@ -114,7 +114,7 @@ class DeliveryRepository:
         o = outbox.c
         claimed = self._connection.execute(
             update(outbox)
-            .where(o.id == item_id, o.status == "pending", o.next_attempt_at <= now)
+            .where(o.id == item_id, o.status == OutboxStatus.PENDING, o.next_attempt_at <= now)
             .values(attempts=o.attempts + 1, next_attempt_at=lease_until)
         ).rowcount
         return self.item(item_id) if claimed == 1 else None
@@ -125,7 +125,7 @@ class DeliveryRepository:
         o = outbox.c
         query = (
             update(outbox)
-            .where(o.id == ended.id, o.status == "pending", o.attempts == ended.attempts)
+            .where(o.id == ended.id, o.status == OutboxStatus.PENDING, o.attempts == ended.attempts)
             .values(
                 status=ended.status,
                 last_status_code=ended.last_status_code,

@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, insert, literal, select, tuple_, update
 
-from kbaudit.domain import OrgId
+from kbaudit.domain import JobStatus, OrgId
 from kbaudit.store.models import ExportJob, ExportPart, JobEnding, PartStatus, WrittenFile
 from kbaudit.store.tables import export_jobs, export_parts
 
-ACTIVE = ("pending", "running")
-ENDED = ("succeeded", "partial", "failed")
+ACTIVE = tuple(status for status in JobStatus if status.active)
+ENDED = tuple(status for status in JobStatus if status.ended)
 
 
 class ExportRepository:
@@ -56,7 +56,11 @@ class ExportRepository:
         return int(self._connection.execute(query).scalar_one())
 
     def jobs_page(
-        self, org_id: OrgId, status: str | None, after: tuple[datetime, str] | None, limit: int
+        self,
+        org_id: OrgId,
+        status: JobStatus | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
     ) -> list[ExportJob]:
         j = export_jobs.c
         query = (
@@ -75,8 +79,8 @@ class ExportRepository:
     def start_job(self, job_id: str, now: datetime, snapshot_seq: int, log_size: int) -> bool:
         return self._update_job(
             job_id,
-            _when=("pending",),
-            status="running",
+            _when=(JobStatus.PENDING,),
+            status=JobStatus.RUNNING,
             started_at=now,
             snapshot_seq=snapshot_seq,
             log_size=log_size,
@@ -95,12 +99,12 @@ class ExportRepository:
 
     def end_job(self, job_id: str, ending: JobEnding) -> bool:
         """Finalize a running job; only the first caller wins."""
-        return self._update_job(job_id, _when=("running",), **asdict(ending))
+        return self._update_job(job_id, _when=(JobStatus.RUNNING,), **asdict(ending))
 
     def expire_job(self, job_id: str) -> bool:
-        return self._update_job(job_id, _when=ENDED, status="expired", wrapped_keyset=None)
+        return self._update_job(job_id, _when=ENDED, status=JobStatus.EXPIRED, wrapped_keyset=None)
 
-    def jobs_in(self, statuses: Sequence[str]) -> list[ExportJob]:
+    def jobs_in(self, statuses: Sequence[JobStatus]) -> list[ExportJob]:
         return self._jobs(select(export_jobs).where(export_jobs.c.status.in_(statuses)))
 
     def jobs_expiring(self, now: datetime) -> list[ExportJob]:
@@ -128,12 +132,14 @@ class ExportRepository:
     ) -> bool:
         """Take a pending part, or a running one whose lease has run out."""
         p = export_parts.c
-        claimable = (p.status == "pending") | ((p.status == "running") & (p.lease_expires_at < now))
+        claimable = (p.status == PartStatus.PENDING) | (
+            (p.status == PartStatus.RUNNING) & (p.lease_expires_at < now)
+        )
         query = (
             update(export_parts)
             .where(p.job_id == job_id, p.part_no == part_no, claimable)
             .values(
-                status="running",
+                status=PartStatus.RUNNING,
                 lease_owner=owner,
                 lease_expires_at=until,
                 attempts=p.attempts + 1,
@@ -194,7 +200,7 @@ class ExportRepository:
             .where(
                 p.job_id == job_id,
                 p.part_no == part_no,
-                p.status == "running",
+                p.status == PartStatus.RUNNING,
                 p.lease_owner == owner,
             )
             .values(**values)
@@ -208,7 +214,7 @@ class ExportRepository:
         stale = [
             ExportPart.of(row)
             for row in self._connection.execute(
-                select(export_parts).where(p.status == "running", p.lease_expires_at < now)
+                select(export_parts).where(p.status == PartStatus.RUNNING, p.lease_expires_at < now)
             )
         ]
         for part in stale:
@@ -218,11 +224,11 @@ class ExportRepository:
                 .where(
                     p.job_id == part.job_id,
                     p.part_no == part.part_no,
-                    p.status == "running",
+                    p.status == PartStatus.RUNNING,
                     p.lease_expires_at < now,
                 )
                 .values(
-                    status="failed" if out_of_attempts else "pending",
+                    status=PartStatus.FAILED if out_of_attempts else PartStatus.PENDING,
                     lease_owner=None,
                     rows_written=None,
                     error="worker_lost" if out_of_attempts else part.error,
@@ -231,7 +237,7 @@ class ExportRepository:
             )
         return stale
 
-    def parts_in(self, status: str, updated_before: datetime) -> list[ExportPart]:
+    def parts_in(self, status: PartStatus, updated_before: datetime) -> list[ExportPart]:
         p = export_parts.c
         query = select(export_parts).where(p.status == status, p.updated_at < updated_before)
         return [ExportPart.of(row) for row in self._connection.execute(query)]

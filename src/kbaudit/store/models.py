@@ -9,16 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
 
-from kbaudit.domain import OrgId
-
-
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    EXPIRED = "expired"
+from kbaudit.domain import ExportFormat, JobStatus, OrgId
 
 
 class PartStatus(StrEnum):
@@ -26,6 +17,11 @@ class PartStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+    @property
+    def open(self) -> bool:
+        """Waiting for a worker or at work: the job cannot end yet."""
+        return self in (PartStatus.PENDING, PartStatus.RUNNING)
 
 
 class _FromRow:
@@ -54,7 +50,7 @@ class ExportJob(_FromRow):
     org_id: OrgId
     key_id: str
     status: JobStatus
-    export_format: str
+    export_format: ExportFormat
     window_start: datetime
     window_end: datetime
     filters: dict[str, Any]

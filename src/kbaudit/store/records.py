@@ -31,7 +31,8 @@ from sqlalchemy import (
 )
 
 from kbaudit.document import RecordDocument, instant_of, micros
-from kbaudit.domain import OrgId, RecordFilters, default_ref, id_named_by, is_derived_ref
+from kbaudit.domain import OrgId, default_ref, id_named_by, is_derived_ref
+from kbaudit.filters import RecordFilters
 from kbaudit.store.engine import CACHE_KB
 from kbaudit.store.tables import record_kbs, records, stats_stale_hours
 
@@ -427,16 +428,16 @@ def filter_conditions(org_id: OrgId, filters: RecordFilters) -> list[Any]:
     if filters.statuses:
         conditions.append(r.retrieval_status.in_(filters.statuses))
     if filters.actor_user_id:
-        conditions.append(r.actor_user_id == uuid.UUID(filters.actor_user_id).bytes)
+        conditions.append(r.actor_user_id == filters.actor_user_id.bytes)
     if filters.session_id:
-        conditions.append(r.session_id == uuid.UUID(filters.session_id).bytes)
+        conditions.append(r.session_id == filters.session_id.bytes)
     if filters.kb_ids:
         k = record_kbs.c
         conditions.append(
             exists().where(
                 and_(
                     k.org_id == r.org_id,
-                    k.kb_id.in_([uuid.UUID(kb).bytes for kb in filters.kb_ids]),
+                    k.kb_id.in_([kb.bytes for kb in filters.kb_ids]),
                     # Lets PostgreSQL look in the one partition that holds them.
                     k.created_at == r.created_at,
                     k.seq == r.seq,

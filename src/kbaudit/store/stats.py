@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +37,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from kbaudit.document import instant_of
-from kbaudit.domain import OrgId, RecordFilters
+from kbaudit.domain import OrgId
+from kbaudit.filters import RecordFilters
 from kbaudit.store.records import HOUR, chunks, filter_conditions
 from kbaudit.store.tables import DURATION_BINS, records, stats_hours, stats_stale_hours
 
@@ -111,14 +112,15 @@ class StatsRepository:
         each knowledge base its scopes name. From the document's scopes: record_kbs is keyed
         for walking one knowledge base, not for finding a record's."""
         source, duration, kb = self._document_scopes()
+        any_kb = filters.model_copy(update={"kb_ids": None})
         each = (
             select(records.c.seq, *self._bucket_status_bin(bucket, duration), kb.label("kb_id"))
             .select_from(source)
-            .where(kb.is_not(None), *filter_conditions(org_id, replace(filters, kb_ids=())))
+            .where(kb.is_not(None), *filter_conditions(org_id, any_kb))
             .distinct()
         )
         if filters.kb_ids:
-            each = each.where(kb.in_(filters.kb_ids))
+            each = each.where(kb.in_([str(kb_id) for kb_id in filters.kb_ids]))
         return self._grouped(each, ("bucket", "status", "kb_id", "bin"))
 
     def _bucket_status_bin(
@@ -231,7 +233,7 @@ class StatsRepository:
         """Count the stale hours again from their records. An hour written to meanwhile (its
         version moved on) stays stale."""
         for org_id, first, end in _runs(stale):
-            window = RecordFilters(start=instant_of(first * HOUR), end=instant_of(end * HOUR))
+            window = RecordFilters.window(instant_of(first * HOUR), instant_of(end * HOUR))
             s = stats_hours.c
             self._connection.execute(
                 delete(stats_hours).where(

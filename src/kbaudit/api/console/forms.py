@@ -1,58 +1,63 @@
 """What the console's pages and forms take in, read as hostile text and turned into the
-services' own types; a problem is an ``InvalidRequest`` the page shows beside the form."""
+services' own types by the same models the JSON API validates with, so that both refuse the
+same input with the same message; a problem is an ``InvalidRequest`` the page shows beside
+the form."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
-from kbaudit.domain import INSTANT_RANGE, RETRIEVAL_STATUSES, RecordFilters, in_instant_range
+from kbaudit.api.schemas import ExportRequest
+from kbaudit.domain import EXPORT_FORMATS
 from kbaudit.errors import InvalidRequest
+from kbaudit.filters import FILTER_NAMES, MANY_VALUED, RecordFilters
 from kbaudit.services.exports.jobs import ExportSpec
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
-FORMATS = ("csv", "ndjson", "parquet")
-MAX_VALUES = 100
 MAX_TEXT = 200
 _SEPARATORS = re.compile(r"[\s,]+")
+Model = TypeVar("Model", bound=BaseModel)
 
 Fields = Mapping[str, list[Any]]  # a posted form: every value a name was sent with
+# The filters typed into text fields, labelled (one missing here is shown by its name); the
+# statuses are checkboxes of their vocabulary.
+LABELS = {
+    "kb_ids": "Knowledge base IDs",
+    "actor_user_id": "Actor user ID",
+    "session_id": "Session ID",
+}
+TEXT_FILTERS = {name: LABELS.get(name, name) for name in FILTER_NAMES if name != "statuses"}
 
 
-def instant(text: str, name: str) -> datetime:
-    """RFC 3339 text (a missing offset means UTC), as the API's window takes it."""
+def validated(model: type[Model], asked: dict[str, Any]) -> Model:
+    """``asked`` as ``model``, or the first problem with it, worded as the API words it."""
     try:
-        parsed = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
+        return model.model_validate(asked)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidRequest(f"{where}: {first['msg']}" if where else first["msg"]) from None
+
+
+def lenient_instant(text: str) -> datetime | str:
+    """A console field may leave out the offset (a browser's date-time input does): UTC is
+    meant. Anything else goes to the model as it was typed."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InvalidRequest(
-            f"{name} is not a date and time (like 2026-05-01T00:00:00Z): {text[:40]!r}"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    if not in_instant_range(parsed):
-        raise InvalidRequest(f"{name} must lie {INSTANT_RANGE}")
-    return parsed.astimezone(UTC)
+        return text
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def instant_text(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _uuid(text: str, name: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise InvalidRequest(f"{name}: {text[:40]!r} is not a UUID") from None
-
-
-def _optional_uuid(text: str, name: str) -> str | None:
-    return _uuid(text, name) if text else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +72,9 @@ class Window:
     def parse(cls, params: QueryParams, now: datetime) -> Window:
         choice = params.get("window", "7d")
         if choice == "custom":
-            start = instant(params.get("start", ""), "start")
-            end = instant(params.get("end", ""), "end")
-            if start >= end:
-                raise InvalidRequest("end must be later than start")
-            return cls(choice, start, end)
+            asked = {name: lenient_instant(params.get(name, "")) for name in ("start", "end")}
+            window = validated(RecordFilters, asked)
+            return cls(choice, window.start, window.end)
         if choice not in WINDOWS:
             choice = "7d"
         # Whole hours: the last bucket is not cut short.
@@ -79,7 +82,7 @@ class Window:
         return cls(choice, end - WINDOWS[choice], end)
 
     def filters(self) -> RecordFilters:
-        return RecordFilters(start=self.start, end=self.end)
+        return RecordFilters.window(self.start, self.end)
 
     @property
     def start_text(self) -> str:
@@ -92,15 +95,12 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class RecordQuery:
-    """The query route's window and filters, under the API's own parameter names, as text
+    """The query route's window and filters as text, under the API's own parameter names
     (so that a page shows what was asked even when it was wrong)."""
 
     start: str
     end: str
-    statuses: tuple[str, ...] = ()
-    kb_ids: tuple[str, ...] = ()
-    actor_user_id: str = ""
-    session_id: str = ""
+    values: Mapping[str, tuple[str, ...]]  # each filter's values as typed
     cursor: str | None = None
 
     @classmethod
@@ -109,69 +109,49 @@ class RecordQuery:
 
     @classmethod
     def of(cls, fields: Fields, now: datetime) -> RecordQuery:
+        def texts(name: str) -> list[str]:
+            return [v for v in fields.get(name, []) if isinstance(v, str)]
+
         def one(name: str, default: str = "") -> str:
-            values = [v for v in fields.get(name, []) if isinstance(v, str)]
-            return values[0][:MAX_TEXT] if values and values[0].strip() else default
+            values = texts(name)
+            return values[0][:MAX_TEXT].strip() if values and values[0].strip() else default
 
         def many(name: str) -> tuple[str, ...]:
-            texts = [v for v in fields.get(name, []) if isinstance(v, str)]
-            return tuple(v for text in texts for v in _SEPARATORS.split(text[:4000]) if v)
+            return tuple(v for text in texts(name) for v in _SEPARATORS.split(text[:4000]) if v)
 
         week_ago = now - timedelta(days=7)
-        return cls(
-            start=one("start", instant_text(week_ago.replace(second=0, microsecond=0))),
-            end=one(
-                "end", instant_text(now.replace(second=0, microsecond=0) + timedelta(minutes=1))
-            ),
-            statuses=many("statuses"),
-            kb_ids=many("kb_ids"),
-            actor_user_id=one("actor_user_id").strip(),
-            session_id=one("session_id").strip(),
-            cursor=one("cursor") or None,
-        )
+        start = instant_text(week_ago.replace(second=0, microsecond=0))
+        end = instant_text(now.replace(second=0, microsecond=0) + timedelta(minutes=1))
+        values = {
+            name: many(name) if name in MANY_VALUED else tuple(filter(None, [one(name)]))
+            for name in FILTER_NAMES
+        }
+        return cls(one("start", start), one("end", end), values, one("cursor") or None)
+
+    def asked(self) -> dict[str, Any]:
+        """The window and filters as the API's parameters take them."""
+        asked: dict[str, Any] = {
+            name: lenient_instant(getattr(self, name)) for name in ("start", "end")
+        }
+        for name, values in self.values.items():
+            if values:
+                asked[name] = values if name in MANY_VALUED else values[0]
+        return asked
 
     def filters(self) -> RecordFilters:
-        start, end = instant(self.start, "start"), instant(self.end, "end")
-        if start >= end:
-            raise InvalidRequest("end must be later than start")
-        if len(self.statuses) > MAX_VALUES or len(self.kb_ids) > MAX_VALUES:
-            raise InvalidRequest(f"at most {MAX_VALUES} statuses and {MAX_VALUES} knowledge bases")
-        for status in self.statuses:
-            if status not in RETRIEVAL_STATUSES:
-                raise InvalidRequest(
-                    f"statuses: {status[:40]!r} is not one of {', '.join(RETRIEVAL_STATUSES)}"
-                )
-        return RecordFilters(
-            start=start,
-            end=end,
-            kb_ids=tuple(sorted({_uuid(kb, "kb_ids") for kb in self.kb_ids})),
-            statuses=tuple(sorted(set(self.statuses))),
-            actor_user_id=_uuid(self.actor_user_id, "actor_user_id")
-            if self.actor_user_id
-            else None,
-            session_id=_uuid(self.session_id, "session_id") if self.session_id else None,
-        )
+        return validated(RecordFilters, self.asked())
 
     def params(self) -> list[tuple[str, str]]:
         """The query as the API route's parameters (for links), leaving out what is empty."""
         pairs = [("start", self.start), ("end", self.end)]
-        pairs += [("statuses", status) for status in self.statuses]
-        pairs += [("kb_ids", kb) for kb in self.kb_ids]
-        pairs += [
-            (name, value)
-            for name, value in (
-                ("actor_user_id", self.actor_user_id),
-                ("session_id", self.session_id),
-            )
-            if value
-        ]
-        return pairs
+        return pairs + [(name, value) for name, values in self.values.items() for value in values]
 
 
 @dataclass(frozen=True, slots=True)
 class ExportForm:
     query: RecordQuery
     export_format: str
+    formats = EXPORT_FORMATS
 
     @classmethod
     def blank(cls, now: datetime) -> ExportForm:
@@ -183,9 +163,8 @@ class ExportForm:
         return cls(RecordQuery.of(fields, now), chosen[0][:MAX_TEXT] if chosen else "csv")
 
     def spec(self) -> ExportSpec:
-        if self.export_format not in FORMATS:
-            raise InvalidRequest(f"the format must be one of {', '.join(FORMATS)}")
-        return ExportSpec(self.export_format, self.query.filters())
+        asked = {**self.query.asked(), "export_format": self.export_format}
+        return validated(ExportRequest, asked).spec()
 
 
 @dataclass(frozen=True, slots=True)

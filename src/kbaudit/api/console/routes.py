@@ -6,7 +6,6 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -21,12 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from kbaudit.api.auth import container_of
-from kbaudit.api.console.forms import ExportForm, RecordQuery, RetentionForm, Window
+from kbaudit.api.console.forms import TEXT_FILTERS, ExportForm, RecordQuery, RetentionForm, Window
 from kbaudit.api.console.session import COOKIE, LIFETIME_SECONDS, Session, SessionSeal
 from kbaudit.api.errors import status_for
 from kbaudit.api.exports import accepts_zstd, coding_headers, one_ahead
 from kbaudit.document import summary_values
-from kbaudit.domain import RETRIEVAL_STATUSES, Caller
+from kbaudit.domain import RETRIEVAL_STATUSES, Caller, JobStatus
 from kbaudit.errors import (
     AuthenticationRequired,
     InsufficientScope,
@@ -34,6 +33,7 @@ from kbaudit.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from kbaudit.filters import MANY_VALUED
 from kbaudit.services.access import newest_entries
 from kbaudit.services.exports.download import open_download
 from kbaudit.services.exports.jobs import (
@@ -51,6 +51,9 @@ log = structlog.get_logger("kbaudit.console")
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 static_files = StaticFiles(directory=HERE / "static")
+templates.env.globals.update(
+    statuses=RETRIEVAL_STATUSES, filter_labels=TEXT_FILTERS, many_valued=MANY_VALUED
+)
 READ, EXPORT, ADMIN = "kb_audit:read", "kb_audit:export", "kb_audit:admin"
 PAGES = (
     ("Overview", "/console", READ),
@@ -69,11 +72,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-RUNNING = ("pending", "running")
 MAX_FORM_BYTES = 64 * 1024
 EXPORTS_A_PAGE = 25
 MAX_FORM_FIELDS = 400
-ENDED_WITH_FILES = ("succeeded", "partial")
 
 
 class SignInRequired(Exception):
@@ -243,7 +244,7 @@ def overview(request: Request) -> Response:
     filters = window.filters()
 
     def stats(group_by: str, **narrowed: Any) -> Stats:
-        asked = replace(filters, **narrowed)
+        asked = filters.model_copy(update=narrowed)
         return retrieval_stats(container.store, container.clock, caller, asked, group_by=group_by)
 
     by_status = stats("status")
@@ -292,7 +293,7 @@ def _chart(stats: Stats) -> dict[str, Any]:
 def records_page(request: Request) -> Response:
     caller, session = signed_in(request)
     query = RecordQuery.parse(request.query_params, container_of(request).clock())
-    context: dict[str, Any] = {"query": query, "statuses": RETRIEVAL_STATUSES, "problem": None}
+    context: dict[str, Any] = {"query": query, "problem": None}
     try:
         context |= _records(request, caller, query)
     except KbAuditError as exc:
@@ -382,7 +383,6 @@ def _exports(
     context = {
         "form": form,
         "problem": problem,
-        "statuses": RETRIEVAL_STATUSES,
         **_export_list(request, caller),
     }
     return page(request, "exports.html", context, caller, session, status_code)
@@ -398,11 +398,11 @@ def _export_list(request: Request, caller: Caller) -> dict[str, Any]:
     )
     jobs = [view.as_dict() for view in listed.items]
     for job in jobs:
-        if job["status"] in ENDED_WITH_FILES:
+        if JobStatus(job["status"]).downloadable:
             job["manifest"] = check_manifest(container.exports, caller, job["id"])
     return {
         "jobs": jobs,
-        "at_work": any(job["status"] in RUNNING for job in jobs),
+        "at_work": any(JobStatus(job["status"]).active for job in jobs),
         "cursor": cursor,
         "older": listed.next_cursor if listed.has_more else None,
     }
@@ -423,7 +423,7 @@ def export_page(request: Request, export_id: str) -> Response:
     deps = container_of(request).exports
     job = get_export(deps, caller, export_id).as_dict()
     manifest = check_manifest(deps, caller, export_id)
-    context = {"job": job, "manifest": manifest, "at_work": job["status"] in RUNNING}
+    context = {"job": job, "manifest": manifest, "at_work": JobStatus(job["status"]).active}
     return page(request, "export.html", context, caller, session)
 
 

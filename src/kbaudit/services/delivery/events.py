@@ -9,7 +9,7 @@ from datetime import datetime
 import orjson
 
 from kbaudit.document import instant_text
-from kbaudit.services.exports.jobs import DOWNLOADABLE, view_of
+from kbaudit.services.exports.jobs import view_of
 from kbaudit.store.models import ExportJob, OutboxItem, OutboxKind, OutboxStatus
 from kbaudit.store.unit_of_work import UnitOfWork
 
@@ -29,7 +29,7 @@ def export_ended(uow: UnitOfWork, job_id: str, now: datetime) -> None:
     job = uow.exports.job(job_id)
     assert job is not None
     export_event(uow, job, f"export.{job.status}", now)
-    if job.destination and job.status in DOWNLOADABLE:
+    if job.destination and job.status.downloadable:
         uow.delivery.add_items(
             [_item(job, OutboxKind.DESTINATION, job.destination, COPY_FILES, now)]
         )

@@ -19,7 +19,7 @@ from kbaudit.errors import InvalidRequest, NotFound
 from kbaudit.services.delivery.addresses import RefusedAddress, check_url
 from kbaudit.services.delivery.deps import DeliveryDeps
 from kbaudit.services.delivery.events import EVENT_TYPES
-from kbaudit.store.models import OutboxItem, OutboxKind, Webhook
+from kbaudit.store.models import OutboxItem, OutboxKind, OutboxStatus, Webhook
 
 SECRET_BYTES = 32
 USER_AGENT = "kbaudit-webhooks/1"
@@ -101,7 +101,9 @@ def list_deliveries(
             "attempts": item.attempts,
             "last_status_code": item.last_status_code,
             "last_error": item.last_error,
-            "next_attempt_at": item.next_attempt_at if item.status == "pending" else None,
+            "next_attempt_at": (
+                item.next_attempt_at if item.status is OutboxStatus.PENDING else None
+            ),
             "created_at": item.created_at,
             "ended_at": item.ended_at,
         }

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.crypto.files import decrypted_chunks
-from kbaudit.domain import Caller
+from kbaudit.domain import Caller, JobStatus
 from kbaudit.errors import ExportExpired, KbAuditError, NotFound, RangeNotSatisfiable
 from kbaudit.services.access import record_access
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
-from kbaudit.services.exports.jobs import DOWNLOADABLE, signed_files
+from kbaudit.services.exports.jobs import signed_files
 from kbaudit.services.exports.parts import file_context
-from kbaudit.store.models import ExportJob, PartFile
+from kbaudit.store.models import ExportJob, PartFile, PartStatus
 
 DOWNLOAD_ROUTE = "GET /v1/knowledge-base/audit/exports/{export_id}/download/{file_name}"
 
@@ -66,13 +66,13 @@ def open_download(
         job = uow.exports.job(export_id, caller.org_id)
         if job is None:
             raise NotFound("no export job has that id")
-        if job.status == "expired":
+        if job.status is JobStatus.EXPIRED:
             raise ExportExpired("this export has expired; its files are deleted")
         part = next((p for p in uow.exports.parts(export_id) if p.file_name == file_name), None)
         org_uuid = uow.keys.organization(caller.org_id).uuid
     signed = dict(signed_files(job))
-    present = file_name in signed or (part is not None and part.status == "done")
-    if job.status not in DOWNLOADABLE or not present:
+    present = file_name in signed or (part is not None and part.status is PartStatus.DONE)
+    if not job.status.downloadable or not present:
         raise NotFound("this export has no downloadable file of that name")
     deps.tokens.check(token, caller.org_id, export_id, file_name)
     if file_name in signed:

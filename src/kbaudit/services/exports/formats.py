@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import msgspec
 
 from kbaudit.document import fields_of_kind
-from kbaudit.domain import RECORD_FIELDS, RecordIn
+from kbaudit.domain import RECORD_FIELDS, ExportFormat, RecordIn
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -32,7 +32,7 @@ class Rendering(Protocol):
     def finish(self) -> bytes: ...
 
 
-class ExportFormat(Protocol):
+class FileFormat(Protocol):
     extension: str
     content_type: str
 
@@ -224,7 +224,7 @@ class ParquetFormat:
         return ParquetRendering()
 
 
-FORMATS: dict[str, ExportFormat] = {
+FORMATS: dict[ExportFormat, FileFormat] = {
     "csv": CsvFormat(),
     "ndjson": NdjsonFormat(),
     "parquet": ParquetFormat(),

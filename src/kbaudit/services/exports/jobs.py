@@ -15,14 +15,14 @@ import orjson
 
 from kbaudit.crypto.age import MAX_RECIPIENTS, InvalidRecipient, parse_recipients
 from kbaudit.document import instant_of, micros
-from kbaudit.domain import Caller, OrgId, RecordFilters
+from kbaudit.domain import Caller, ExportFormat, JobStatus, OrgId
 from kbaudit.errors import ExportInProgress, IdempotencyKeyReused, InvalidRequest, NotFound
+from kbaudit.filters import RecordFilters
 from kbaudit.services.access import record_access
 from kbaudit.services.exports.deps import ExportDeps
-from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.manifest_format import MANIFEST, SIGNATURE
-from kbaudit.services.query import CursorCodec, describe_filters
-from kbaudit.store.models import ExportJob, JobStatus
+from kbaudit.services.query import CursorCodec
+from kbaudit.store.models import ExportJob, PartStatus
 from kbaudit.store.unit_of_work import UnitOfWork
 
 CREATE_ROUTE = "POST /v1/knowledge-base/audit/exports"
@@ -43,12 +43,11 @@ CONTRACT_FIELDS = (
     "filters",
 )
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-DOWNLOADABLE = ("succeeded", "partial")
 
 
 @dataclass(frozen=True, slots=True)
 class ExportSpec:
-    export_format: str
+    export_format: ExportFormat
     filters: RecordFilters
     recipients: tuple[str, ...] = ()  # age recipients
     destination: str | None = None
@@ -157,7 +156,7 @@ def create_export(
             export_format=spec.export_format,
             window_start=spec.filters.start,
             window_end=spec.filters.end,
-            filters=echo_filters(spec.filters),
+            filters=spec.filters.echo(),
             created_at=now,
             rows_per_file=deps.config.rows_per_file,
             idempotency_key=idempotency_key,
@@ -178,7 +177,7 @@ def create_export(
         details={
             "export_id": job_id,
             "format": spec.export_format,
-            **describe_filters(spec.filters),
+            **spec.filters.describe(),
             **({"recipients": len(spec.recipients)} if spec.recipients else {}),
             **({"destination": spec.destination} if spec.destination else {}),
         },
@@ -200,7 +199,7 @@ def list_exports(
     deps: ExportDeps,
     codec: CursorCodec,
     caller: Caller,
-    status: str | None,
+    status: JobStatus | None,
     limit: int,
     cursor: str | None,
 ) -> ExportPage:
@@ -221,25 +220,8 @@ def list_exports(
     return ExportPage(views, next_cursor, has_more)
 
 
-def echo_filters(filters: RecordFilters) -> dict[str, Any]:
-    return {
-        "kb_ids": list(filters.kb_ids) or None,
-        "statuses": list(filters.statuses) or None,
-        "actor_user_id": filters.actor_user_id,
-        "session_id": filters.session_id,
-    }
-
-
 def filters_of(job: ExportJob) -> RecordFilters:
-    echoed = job.filters
-    return RecordFilters(
-        start=job.window_start,
-        end=job.window_end,
-        kb_ids=tuple(echoed.get("kb_ids") or ()),
-        statuses=tuple(echoed.get("statuses") or ()),
-        actor_user_id=echoed.get("actor_user_id"),
-        session_id=echoed.get("session_id"),
-    )
+    return RecordFilters.of(job.filters, job.window_start, job.window_end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +257,6 @@ def signed_files(job: ExportJob) -> list[tuple[str, bytes]]:
 
 
 def _check_spec(deps: ExportDeps, spec: ExportSpec) -> None:
-    if spec.export_format not in FORMATS:
-        raise InvalidRequest(f"export_format must be one of {sorted(FORMATS)}", field=("body",))
     if len(spec.recipients) > MAX_RECIPIENTS:
         raise InvalidRequest(
             f"an export has at most {MAX_RECIPIENTS} recipients", field=("body", "recipients")
@@ -286,8 +266,6 @@ def _check_spec(deps: ExportDeps, spec: ExportSpec) -> None:
             parse_recipients([recipient])
         except InvalidRecipient as exc:
             raise InvalidRequest(str(exc), field=("body", "recipients", number)) from exc
-    if spec.filters.start >= spec.filters.end:
-        raise InvalidRequest("start must be earlier than end", field=("body", "end"))
     if spec.filters.end - spec.filters.start > timedelta(days=deps.config.max_window_days):
         raise InvalidRequest(
             f"an export window spans at most {deps.config.max_window_days} days",
@@ -306,7 +284,7 @@ def _view(deps: ExportDeps, uow: UnitOfWork, org_id: OrgId, job: ExportJob) -> E
     def mint(name: str) -> str:
         return deps.tokens.mint(org_id, job.id, name)
 
-    return view_of(uow, job, mint if job.status in DOWNLOADABLE else None)
+    return view_of(uow, job, mint if job.status.downloadable else None)
 
 
 def view_of(
@@ -322,7 +300,7 @@ def view_of(
             sha256_delivered=part.sha256_delivered,
         )
         for part in parts
-        if part.status == "done"
+        if part.status is PartStatus.DONE
     ]
     files += [
         FileView(
@@ -337,10 +315,12 @@ def view_of(
         job=fields,
         files=files,
         parts_total=len(parts),
-        parts_done=sum(1 for part in parts if part.status == "done"),
+        parts_done=sum(1 for part in parts if part.status is PartStatus.DONE),
         # Running parts report the rows they have written so far (see parts._Heartbeat).
         rows_written=sum(
-            part.rows_written or 0 for part in parts if part.status in ("done", "running")
+            part.rows_written or 0
+            for part in parts
+            if part.status in (PartStatus.DONE, PartStatus.RUNNING)
         ),
         recipients=job.recipients,
         delivery=_delivery_of(uow, job),
@@ -353,6 +333,6 @@ def _delivery_of(uow: UnitOfWork, job: ExportJob) -> DeliveryView | None:
     item = uow.delivery.destination_item(job.id)
     if item is not None:
         return DeliveryView(job.destination, item.status, item.last_error)
-    if job.status in ("pending", "running"):
+    if job.status.active:
         return DeliveryView(job.destination, "pending")
     return DeliveryView(job.destination, "failed", "the export ended without files to deliver")

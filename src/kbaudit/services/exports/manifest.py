@@ -18,7 +18,7 @@ from kbaudit.crypto.signing import SigningKeys
 from kbaudit.document import canonical_json
 from kbaudit.services.exports.manifest_format import VERSION
 from kbaudit.services.log import checkpoint_note
-from kbaudit.store.models import ExportPart
+from kbaudit.store.models import ExportPart, PartStatus
 from kbaudit.store.unit_of_work import UnitOfWork
 
 JOB_FIELDS = (
@@ -49,7 +49,11 @@ def write_manifest(uow: UnitOfWork, signing: SigningKeys, job_id: str) -> None:
             "export_id": job.id,
             "organization_id": org_uuid,
             **{name: getattr(job, name) for name in JOB_FIELDS},
-            "files": [_listed(part) for part in uow.exports.parts(job_id) if part.status == "done"],
+            "files": [
+                _listed(part)
+                for part in uow.exports.parts(job_id)
+                if part.status is PartStatus.DONE
+            ],
             "checkpoint": checkpoint_note(uow, signing, job.org_id, size),
         }
     )

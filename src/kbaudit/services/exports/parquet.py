@@ -60,7 +60,7 @@ REF_TYPE = pa.struct(
     ]
 )
 # The detail view's fields in the CSV's order, then the scopes and refs. A field added to
-# records must be added here too: tests/unit/test_parquet_schema.py fails until it is.
+# records must be added here too: tests/unit/test_record_fields.py fails until it is.
 SCHEMA = pa.schema(
     [
         ("ref", _TEXT),

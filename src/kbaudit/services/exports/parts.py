@@ -16,20 +16,14 @@ import structlog
 from kbaudit.crypto.age import AgeEncryptingWriter
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.crypto.files import EncryptedFileWriter
+from kbaudit.domain import JobStatus
 from kbaudit.services.delivery.events import export_ended
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
 from kbaudit.services.exports.manifest import write_manifest
 from kbaudit.services.exports.pipeline import WriteBehind
-from kbaudit.store.models import (
-    ExportJob,
-    ExportPart,
-    JobEnding,
-    JobStatus,
-    PartStatus,
-    WrittenFile,
-)
+from kbaudit.store.models import ExportJob, ExportPart, JobEnding, PartStatus, WrittenFile
 from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.exports")
@@ -78,7 +72,7 @@ def _claim(
     now = deps.clock()
     with deps.store.writing() as uow:
         job = uow.exports.job(job_id)
-        if job is None or job.status != "running":
+        if job is None or job.status is not JobStatus.RUNNING:
             return None
         until = now + timedelta(seconds=deps.config.lease_seconds)
         if not uow.exports.claim_part(job_id, part_no, owner, now, until):
@@ -210,7 +204,8 @@ def tidy(deps: ExportDeps, job_id: str) -> None:
         job = uow.exports.job(job_id)
         assert job is not None
         org_uuid = uow.keys.organization(job.org_id).uuid
-        keep = {part.file.blob_key for part in uow.exports.parts(job_id) if part.status == "done"}
+        parts = uow.exports.parts(job_id)
+        keep = {part.file.blob_key for part in parts if part.status is PartStatus.DONE}
     pruned = deps.blobs.prune(blob_prefix(org_uuid, job_id), keep)
     if pruned:
         log.info("export_leftovers_removed", export_id=job_id, blobs=pruned)
@@ -220,7 +215,7 @@ def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: dateti
     """End the job when no part is left to run. The guarded update makes it happen once."""
     uow.exports.lock_job(job_id)
     parts = uow.exports.parts(job_id)
-    if any(part.status in (PartStatus.PENDING, PartStatus.RUNNING) for part in parts):
+    if any(part.status.open for part in parts):
         return False
     done = [part for part in parts if part.status is PartStatus.DONE]
     failed_count = sum(part.planned_rows for part in parts if part.status is PartStatus.FAILED)

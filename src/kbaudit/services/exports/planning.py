@@ -6,10 +6,11 @@ from datetime import datetime
 
 import structlog
 
+from kbaudit.domain import JobStatus
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
-from kbaudit.store.models import ExportPart, JobStatus
+from kbaudit.store.models import ExportPart
 
 log = structlog.get_logger("kbaudit.exports")
 

@@ -11,9 +11,11 @@ from datetime import timedelta
 
 import structlog
 
+from kbaudit.domain import JobStatus
 from kbaudit.services.delivery.events import export_event
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.parts import blob_prefix, finalize_if_done, tidy
+from kbaudit.store.models import PartStatus
 
 log = structlog.get_logger("kbaudit.exports")
 
@@ -32,15 +34,18 @@ def sweep(deps: ExportDeps) -> SweepReport:
     quiet_since = now - timedelta(seconds=deps.config.lease_seconds)
     with deps.store.writing() as uow:
         released = uow.exports.release_stale_parts(now, deps.config.part_attempts)
-        running = uow.exports.jobs_in(("running",))
+        running = uow.exports.jobs_in((JobStatus.RUNNING,))
         ended = [job.id for job in running if finalize_if_done(deps, uow, job.id, now)]
         uow.commit()
     for job_id in ended:
         tidy(deps, job_id)
     finalized = len(ended)
     with deps.store.reading() as uow:
-        waiting = uow.exports.parts_in("pending", updated_before=now + timedelta(seconds=1))
-        stalled = [job for job in uow.exports.jobs_in(("pending",)) if job.created_at < quiet_since]
+        waiting = uow.exports.parts_in(
+            PartStatus.PENDING, updated_before=now + timedelta(seconds=1)
+        )
+        pending = uow.exports.jobs_in((JobStatus.PENDING,))
+        stalled = [job for job in pending if job.created_at < quiet_since]
         expiring = uow.exports.jobs_expiring(now)
         prefixes = {
             job.id: blob_prefix(uow.keys.organization(job.org_id).uuid, job.id) for job in expiring
