@@ -22,6 +22,7 @@ from kbaudit.metrics import Metrics
 from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock, system_clock
 from kbaudit.services.delivery.deps import DeliveryConfig, DeliveryDeps
+from kbaudit.services.delivery.events import follow_export
 from kbaudit.services.delivery.outbox import deliver_due
 from kbaudit.services.exports.deps import ExportConfig, ExportDeps
 from kbaudit.services.exports.sweep import sweep
@@ -106,11 +107,12 @@ def build_container(
     store = Store(engine)
     check_keyring(store, keyring)
     huey = build_huey(settings.queue_url, settings.data_dir, settings.queue_name)
+    blobs, keys = build_blob_store(settings), LocalKeyManager(keyring)
     tasks = ExportTasks(huey)
     tasks.deps = ExportDeps(
         store=store,
-        blobs=build_blob_store(settings),
-        keys=LocalKeyManager(keyring),
+        blobs=blobs,
+        keys=keys,
         signing=SigningKeys(keyring),
         tokens=DownloadTokens(keyring, settings.download_token_ttl_seconds, clock),
         dispatcher=tasks,
@@ -123,6 +125,7 @@ def build_container(
             part_attempts=settings.export_part_attempts,
             retry_backoff_seconds=settings.export_retry_backoff_seconds,
         ),
+        followers=[follow_export],
     )
     return Container(
         settings=settings,
@@ -135,9 +138,9 @@ def build_container(
         huey=huey,
         exports=tasks.deps,
         delivery=DeliveryDeps(
-            tasks.deps, DeliveryConfig(allow_private=settings.webhook_allow_private)
+            store, blobs, keys, clock, DeliveryConfig(allow_private=settings.webhook_allow_private)
         ),
-        archiver=Archiver(tasks.deps.blobs, tasks.deps.keys, clock),
+        archiver=Archiver(blobs, keys, clock),
     )
 
 

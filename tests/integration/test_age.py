@@ -81,7 +81,7 @@ def test_kbaudit_cannot_read_what_it_stored(
     assert job is not None
     for part in parts:
         stored = b"".join(deps.blobs.read(part.file.blob_key))
-        opened = b"".join(delivered_chunks(deps, job, org_uuid, part.file_name, part.file))
+        opened = b"".join(delivered_chunks(deps.keys, deps.blobs, job, org_uuid, part))
         assert opened.startswith(b"age-encryption.org/v1\n")
         for record_id in ids:
             assert record_id.encode() not in stored

@@ -115,10 +115,10 @@ def test_an_export_arrives_in_the_bucket_as_downloaded(api: Api) -> None:
     sent = body()
     assert api.client.put(f"{DESTINATIONS}/audit", json=sent, headers=key).status_code == 200
     seed_demo(api, key, 50)
-    with receiving([200]) as receiver:
+    with receiving([200, 200]) as receiver:
         api.client.post(
             "/v1/knowledge-base/audit/webhooks",
-            json={"url": receiver.url, "events": ["export.delivered"]},
+            json={"url": receiver.url, "events": ["export.succeeded", "export.delivered"]},
             headers=key,
         )
         job_id = start_export(api, key, export_format="ndjson", destination="audit")["id"]
@@ -136,9 +136,12 @@ def test_an_export_arrives_in_the_bucket_as_downloaded(api: Api) -> None:
     assert len(downloaded) == 5  # three data files, the manifest and its signature
     for name, content in downloaded:
         assert bytes(obstore.get(store, name).bytes()) == content
-    [event] = [orjson.loads(r.body) for r in receiver.received]
-    assert event["type"] == "export.delivered"
-    assert event["data"]["delivery"]["status"] == "delivered"
+    ended, delivered = [orjson.loads(r.body) for r in receiver.received]
+    # The copy was queued before the export's own event was written: it says so.
+    assert ended["type"] == "export.succeeded"
+    assert ended["data"]["delivery"] == {"destination": "audit", "status": "pending", "error": None}
+    assert delivered["type"] == "export.delivered"
+    assert delivered["data"]["delivery"]["status"] == "delivered"
 
 
 def test_an_age_export_arrives_as_age_files(api: Api) -> None:

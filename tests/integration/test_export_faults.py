@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -285,6 +286,39 @@ def test_expiry_deletes_blobs_destroys_keys_and_answers_410(
     assert api.container.exports.blobs.keys("exports") == []
     with api.container.store.reading() as uow:
         assert uow.exports.job(job["id"]).wrapped_keyset is None  # type: ignore[union-attr]
+
+
+class DeletionFails:
+    """A blob store whose deletions fail, as a store that is down would."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blobs, name)
+
+    def delete_prefix(self, prefix: str) -> int:
+        raise OSError("the blob store is down")
+
+
+def test_an_export_expires_first_and_its_files_go_when_they_can(
+    finished: tuple[Api, dict[str, str], dict[str, Any]], clock: ManualClock
+) -> None:
+    from kbaudit.services.exports.sweep import sweep
+
+    api, key, job = finished
+    deps = api.container.exports
+    clock.now += timedelta(hours=api.container.settings.export_ttl_hours, seconds=1)
+    with pytest.raises(OSError, match="down"):
+        sweep(replace(deps, blobs=DeletionFails(deps.blobs)))
+    expired = view_export(api, key, job["id"])
+    assert expired["status"] == "expired"
+    assert all(f["download_token"] is None for f in expired["files"])
+    assert deps.blobs.keys("exports") != []  # left behind, and unreadable: the key is gone
+    with api.container.store.reading() as uow:
+        assert uow.exports.job(job["id"]).wrapped_keyset is None  # type: ignore[union-attr]
+    sweep(deps)
+    assert deps.blobs.keys("exports") == []
 
 
 def test_files_written_before_a_master_key_rotation_still_download(

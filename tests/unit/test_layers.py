@@ -138,3 +138,13 @@ def test_the_column_dict_check_sees_one(tmp_path: Path) -> None:
         "    def _private(self, values: dict[str, Any]) -> None: ...\n"
     )
     assert column_dict_parameters(source) == ["ThingRepository.add(values)"]
+
+
+def test_the_export_pipeline_never_knows_delivery_exists() -> None:
+    """Exports announce that a job ended to the followers they were handed; delivery is one
+    (the container wires it), and reads the export, never the other way round."""
+    assert offenders("services/exports", "kbaudit.services.delivery") == []
+
+
+def test_the_delivery_check_sees_an_import() -> None:
+    assert offenders("services/delivery", "kbaudit.services.exports") != []

@@ -111,6 +111,17 @@ class ExportRepository:
         j = export_jobs.c
         return self._jobs(select(export_jobs).where(j.status.in_(ENDED), j.expires_at <= now))
 
+    def jobs_with_files_to_delete(self) -> list[ExportJob]:
+        """Expired jobs whose files are not known to be deleted yet."""
+        j = export_jobs.c
+        query = select(export_jobs).where(
+            j.status == JobStatus.EXPIRED, j.files_deleted_at.is_(None)
+        )
+        return self._jobs(query)
+
+    def files_deleted(self, job_id: str, now: datetime) -> None:
+        self._update_job(job_id, files_deleted_at=now)
+
     def _update_job(self, job_id: str, _when: Sequence[str] = (), **values: Any) -> bool:
         query = update(export_jobs).where(export_jobs.c.id == job_id).values(**values)
         if _when:

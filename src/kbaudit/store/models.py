@@ -75,6 +75,8 @@ class ExportJob(_FromRow):
     partial_count: int | None = None
     failed_count: int | None = None
     error_code: str | None = None
+    # Set once expired:
+    files_deleted_at: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", JobStatus(self.status))

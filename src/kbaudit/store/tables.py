@@ -250,6 +250,7 @@ export_jobs = Table(
     # age recipients (a JSON list): every file is delivered encrypted to them.
     Column("recipients", JsonObject),
     Column("destination", String(64)),  # a destination's name: the files are copied there
+    Column("files_deleted_at", Instant),  # once expired, when its files were deleted
     Index("ix_export_jobs_org_created", "org_id", "created_at", "id"),
     Index("uq_export_jobs_org_idempotency", "org_id", "idempotency_key", unique=True),
     Index("ix_export_jobs_status", "status"),

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from kbaudit.services.exports.deps import ExportDeps
+from kbaudit.blobs import BlobStore
+from kbaudit.crypto.envelope import KeyManager
+from kbaudit.services.clock import Clock
+from kbaudit.store.unit_of_work import Store
 
 
 @dataclass(frozen=True)
@@ -26,5 +29,8 @@ class DeliveryConfig:
 
 @dataclass
 class DeliveryDeps:
-    exports: ExportDeps  # the store, blobs, keys and clock the exports use
+    store: Store
+    blobs: BlobStore  # the exports' files, to copy to destinations
+    keys: KeyManager
+    clock: Clock
     config: DeliveryConfig

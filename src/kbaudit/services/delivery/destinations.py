@@ -50,12 +50,10 @@ def put_destination(
         except RefusedAddress as exc:
             raise InvalidRequest(f"endpoint {exc}", field=("body", "endpoint")) from exc
     _preflight(_store(deps, spec, fast=True))
-    now = deps.exports.clock()
-    with deps.exports.store.writing() as uow:
+    now = deps.clock()
+    with deps.store.writing() as uow:
         org_uuid = uow.keys.organization(caller.org_id).uuid
-        wrapped = deps.exports.keys.wrap_secret(
-            org_uuid, _purpose(name), spec.secret_access_key.encode()
-        )
+        wrapped = deps.keys.wrap_secret(org_uuid, _purpose(name), spec.secret_access_key.encode())
         uow.delivery.put_destination(
             Destination(
                 org_id=caller.org_id,
@@ -78,12 +76,12 @@ def put_destination(
 
 
 def list_destinations(deps: DeliveryDeps, caller: Caller) -> list[dict[str, Any]]:
-    with deps.exports.store.reading() as uow:
+    with deps.store.reading() as uow:
         return [destination_view(d) for d in uow.delivery.destinations(caller.org_id)]
 
 
 def remove_destination(deps: DeliveryDeps, caller: Caller, name: str) -> None:
-    with deps.exports.store.writing() as uow:
+    with deps.store.writing() as uow:
         if not uow.delivery.remove_destination(caller.org_id, name):
             raise NotFound("no destination has that name")
         uow.commit()
@@ -108,7 +106,7 @@ def copy_export(deps: DeliveryDeps, item: OutboxItem) -> str | None:
     """Copy every file of the export, and its manifest, to ``<prefix>/<export id>/<name>``.
     Returns why it cannot be done at all (no retry helps), or None once copied; a failure
     worth retrying raises."""
-    with deps.exports.store.reading() as uow:
+    with deps.store.reading() as uow:
         destination = uow.delivery.destination(item.org_id, item.target)
         job = uow.exports.job(item.export_id)
         parts = uow.exports.parts(item.export_id)
@@ -119,7 +117,7 @@ def copy_export(deps: DeliveryDeps, item: OutboxItem) -> str | None:
         return "the export has expired; its files are deleted"
     if destination.endpoint is not None:
         check_url(destination.endpoint, deps.config.allow_private)
-    secret = deps.exports.keys.unwrap_secret(
+    secret = deps.keys.unwrap_secret(
         org_uuid,
         _purpose(destination.name),
         WrappedKeyset(destination.kek_version, destination.wrapped_secret),
@@ -135,7 +133,7 @@ def copy_export(deps: DeliveryDeps, item: OutboxItem) -> str | None:
     store = _store(deps, credentials)
     for part in parts:
         if part.status is PartStatus.DONE:
-            chunks = delivered_chunks(deps.exports, job, org_uuid, part.file_name, part.file)
+            chunks = delivered_chunks(deps.keys, deps.blobs, job, org_uuid, part)
             with obstore.open_writer(
                 store, f"{job.id}/{part.file_name}", buffer_size=UPLOAD_CHUNK
             ) as sink:

@@ -24,15 +24,14 @@ EVENT_TYPES = (
 COPY_FILES = "export.copy"  # the outbox item of a destination copy
 
 
-def export_ended(uow: UnitOfWork, job_id: str, now: datetime) -> None:
-    """The job has just ended: tell its webhooks, and queue the copy to its destination."""
-    job = uow.exports.job(job_id)
-    assert job is not None
-    export_event(uow, job, f"export.{job.status}", now)
+def follow_export(uow: UnitOfWork, job: ExportJob, now: datetime) -> None:
+    """The job has just ended or expired: queue the copy to its destination (first, so that
+    the event shows the copy pending), and tell the webhooks."""
     if job.destination and job.status.downloadable:
         uow.delivery.add_items(
             [_item(job, OutboxKind.DESTINATION, job.destination, COPY_FILES, now)]
         )
+    export_event(uow, job, f"export.{job.status}", now)
 
 
 def export_event(uow: UnitOfWork, job: ExportJob, event_type: str, now: datetime) -> None:

@@ -27,8 +27,8 @@ SENDERS = 8
 
 def deliver_due(deps: DeliveryDeps) -> int:
     """Try every item that is due now, several at a time; returns how many were tried."""
-    now = deps.exports.clock()
-    with deps.exports.store.reading() as uow:
+    now = deps.clock()
+    with deps.store.reading() as uow:
         due = uow.delivery.due(now, BATCH)
     claimed = [item for item in (_claim(deps, *due_item, now) for due_item in due) if item]
     if claimed:
@@ -41,7 +41,7 @@ def deliver_due(deps: DeliveryDeps) -> int:
 def _claim(deps: DeliveryDeps, item_id: str, kind: str, now: datetime) -> OutboxItem | None:
     """The item, now this worker's for one attempt; None when another worker took it."""
     lease = deps.config.event_lease if kind == OutboxKind.WEBHOOK else deps.config.copy_lease
-    with deps.exports.store.writing() as uow:
+    with deps.store.writing() as uow:
         item = uow.delivery.claim(item_id, now, now + lease)
         uow.commit()
     return item
@@ -55,7 +55,7 @@ def next_wait(config_first: float, longest: float, attempts: int) -> float:
 
 
 def _attempt(deps: DeliveryDeps, item: OutboxItem) -> Attempt:
-    now = deps.exports.clock()
+    now = deps.clock()
     if item.kind is OutboxKind.WEBHOOK:
         return send_event(deps, item, now)
     try:
@@ -68,7 +68,7 @@ def _attempt(deps: DeliveryDeps, item: OutboxItem) -> Attempt:
 
 
 def _record(deps: DeliveryDeps, item: OutboxItem, attempt: Attempt) -> None:
-    now = deps.exports.clock()
+    now = deps.clock()
     config = deps.config
     wait = timedelta(
         seconds=next_wait(config.first_retry_seconds, config.longest_wait_seconds, item.attempts)
@@ -89,7 +89,7 @@ def _record(deps: DeliveryDeps, item: OutboxItem, attempt: Attempt) -> None:
         next_attempt_at=now + wait if status is OutboxStatus.PENDING else None,
         ended_at=None if status is OutboxStatus.PENDING else now,
     )
-    with deps.exports.store.writing() as uow:
+    with deps.store.writing() as uow:
         recorded = uow.delivery.record_attempt(ended)
         if recorded and item.kind is OutboxKind.DESTINATION and status is not OutboxStatus.PENDING:
             _tell_about_copy(uow, item, status, now)

@@ -50,10 +50,10 @@ def add_webhook(
         raise InvalidRequest("events must name at least one event", field=("body", "events"))
     raw = secrets.token_bytes(SECRET_BYTES)
     webhook_id = str(uuid.uuid4())
-    now = deps.exports.clock()
-    with deps.exports.store.writing() as uow:
+    now = deps.clock()
+    with deps.store.writing() as uow:
         org_uuid = uow.keys.organization(caller.org_id).uuid
-        wrapped = deps.exports.keys.wrap_secret(org_uuid, _purpose(webhook_id), raw)
+        wrapped = deps.keys.wrap_secret(org_uuid, _purpose(webhook_id), raw)
         uow.delivery.add_webhook(
             Webhook(
                 id=webhook_id,
@@ -73,12 +73,12 @@ def add_webhook(
 
 
 def list_webhooks(deps: DeliveryDeps, caller: Caller) -> list[dict[str, Any]]:
-    with deps.exports.store.reading() as uow:
+    with deps.store.reading() as uow:
         return [webhook_view(hook) for hook in uow.delivery.webhooks(caller.org_id)]
 
 
 def remove_webhook(deps: DeliveryDeps, caller: Caller, webhook_id: str) -> None:
-    with deps.exports.store.writing() as uow:
+    with deps.store.writing() as uow:
         if not uow.delivery.remove_webhook(caller.org_id, webhook_id):
             raise NotFound("no webhook has that id")
         uow.commit()
@@ -88,7 +88,7 @@ def list_deliveries(
     deps: DeliveryDeps, caller: Caller, webhook_id: str, limit: int
 ) -> list[dict[str, Any]]:
     """The webhook's events, newest first, with how sending each has gone."""
-    with deps.exports.store.reading() as uow:
+    with deps.store.reading() as uow:
         if uow.delivery.webhook(caller.org_id, webhook_id) is None:
             raise NotFound("no webhook has that id")
         items = uow.delivery.items_for(OutboxKind.WEBHOOK, webhook_id, limit)
@@ -124,7 +124,7 @@ def webhook_view(hook: Webhook) -> dict[str, Any]:
 def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
     """One try: sign the stored body and POST it; any 2xx delivers it. Redirects are not
     followed (a 3xx is a failed try), and the address is checked again before sending."""
-    with deps.exports.store.reading() as uow:
+    with deps.store.reading() as uow:
         hook = uow.delivery.webhook(item.org_id, item.target)
         org_uuid = uow.keys.organization(item.org_id).uuid
     if hook is None:
@@ -134,7 +134,7 @@ def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
         check_url(hook.url, deps.config.allow_private)
     except RefusedAddress as exc:
         return Attempt(False, error=f"refused: {exc}")
-    secret = deps.exports.keys.unwrap_secret(
+    secret = deps.keys.unwrap_secret(
         org_uuid, _purpose(hook.id), WrappedKeyset(hook.kek_version, hook.wrapped_secret)
     )
     body = item.body.decode()

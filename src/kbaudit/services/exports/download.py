@@ -8,7 +8,8 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kbaudit.crypto.envelope import WrappedKeyset
+from kbaudit.blobs import BlobStore
+from kbaudit.crypto.envelope import KeyManager, WrappedKeyset
 from kbaudit.crypto.files import decrypted_chunks
 from kbaudit.domain import Caller, JobStatus
 from kbaudit.errors import ExportExpired, KbAuditError, NotFound, RangeNotSatisfiable
@@ -17,7 +18,7 @@ from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import signed_files
 from kbaudit.services.exports.parts import file_context
-from kbaudit.store.models import ExportJob, PartFile, PartStatus
+from kbaudit.store.models import ExportJob, ExportPart, PartStatus
 
 DOWNLOAD_ROUTE = "GET /v1/knowledge-base/audit/exports/{export_id}/download/{file_name}"
 
@@ -101,7 +102,9 @@ def open_download(
     )
     if head:
         return download
-    delivered = delivered_chunks(deps, job, org_uuid, file_name, file, decompress=not encoding)
+    delivered = delivered_chunks(
+        deps.keys, deps.blobs, job, org_uuid, part, decompress=not encoding
+    )
     entry = {"export_id": export_id, "file": file_name}
     if encoding:
         entry["encoding"] = encoding
@@ -124,24 +127,22 @@ def delivered_content_type(job: ExportJob) -> str:
 
 
 def delivered_chunks(
-    deps: ExportDeps,
+    keys: KeyManager,
+    blobs: BlobStore,
     job: ExportJob,
     org_uuid: str,
-    file_name: str,
-    file: PartFile,
+    part: ExportPart,
     *,
     decompress: bool = True,
 ) -> Iterator[bytes]:
-    """A file as its recipient receives it: kbaudit's encryption at rest opened, so the
-    plaintext, or the age file for an export with recipients (with ``decompress=False``,
-    its zstd stream)."""
+    """A done part's file as its recipient receives it: kbaudit's encryption at rest
+    opened, so the plaintext, or the age file for an export with recipients (with
+    ``decompress=False``, its zstd stream)."""
     if job.wrapped_keyset is None:
         raise ExportExpired("this export has expired; its files are deleted")
-    aead = deps.keys.open_data_key(
-        org_uuid, job.id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
-    )
-    context = file_context(org_uuid, job.id, file_name)
-    return decrypted_chunks(aead, context, deps.blobs.read(file.blob_key), decompress=decompress)
+    aead = keys.open_data_key(org_uuid, job.id, WrappedKeyset(job.kek_version, job.wrapped_keyset))
+    context = file_context(org_uuid, job.id, part.file_name)
+    return decrypted_chunks(aead, context, blobs.read(part.file.blob_key), decompress=decompress)
 
 
 def _span(wanted: Wanted | None, size: int) -> tuple[int, int]:

@@ -17,7 +17,6 @@ from kbaudit.crypto.age import AgeEncryptingWriter
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.crypto.files import EncryptedFileWriter
 from kbaudit.domain import JobStatus
-from kbaudit.services.delivery.events import export_ended
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.formats import FORMATS
 from kbaudit.services.exports.jobs import filters_of
@@ -238,5 +237,5 @@ def finalize_if_done(deps: ExportDeps, uow: UnitOfWork, job_id: str, now: dateti
     if ended and done:
         write_manifest(uow, deps.signing, job_id)
     if ended:
-        export_ended(uow, job_id, now)
+        deps.announce(uow, job_id, now)
     return ended

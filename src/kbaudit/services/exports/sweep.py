@@ -7,12 +7,11 @@ their blobs are deleted and their data keys destroyed."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
 from kbaudit.domain import JobStatus
-from kbaudit.services.delivery.events import export_event
 from kbaudit.services.exports.deps import ExportDeps
 from kbaudit.services.exports.parts import blob_prefix, finalize_if_done, tidy
 from kbaudit.store.models import PartStatus
@@ -47,9 +46,6 @@ def sweep(deps: ExportDeps) -> SweepReport:
         pending = uow.exports.jobs_in((JobStatus.PENDING,))
         stalled = [job for job in pending if job.created_at < quiet_since]
         expiring = uow.exports.jobs_expiring(now)
-        prefixes = {
-            job.id: blob_prefix(uow.keys.organization(job.org_id).uuid, job.id) for job in expiring
-        }
     # Redelivery is harmless: a claim succeeds once, and planning moves a job out of pending once.
     released_keys = {(part.job_id, part.part_no) for part in released}
     redispatch = [
@@ -59,17 +55,34 @@ def sweep(deps: ExportDeps) -> SweepReport:
         deps.dispatcher.run_part(part.job_id, part.part_no)
     for job in stalled:
         deps.dispatcher.plan_export(job.id)
-    expired = 0
-    for job in expiring:
-        deps.blobs.delete_prefix(prefixes[job.id])
-        with deps.store.writing() as uow:
-            if uow.exports.expire_job(job.id):
-                expired += 1
-                as_expired = uow.exports.job(job.id)
-                assert as_expired is not None
-                export_event(uow, as_expired, "export.expired", now)
-            uow.commit()
+    expired = sum(_expire(deps, job.id, now) for job in expiring)
+    _delete_expired_files(deps, now)
     report = SweepReport(len(released), len(redispatch), len(stalled), finalized, expired)
     if report != SweepReport():
         log.info("export_sweep", **asdict(report))
     return report
+
+
+def _expire(deps: ExportDeps, job_id: str, now: datetime) -> bool:
+    """Mark the job expired and destroy its data key, before its files go: from then on no
+    token is minted for them, and what is left of them cannot be opened."""
+    with deps.store.writing() as uow:
+        expired = uow.exports.expire_job(job_id)
+        if expired:
+            deps.announce(uow, job_id, now)
+        uow.commit()
+    return expired
+
+
+def _delete_expired_files(deps: ExportDeps, now: datetime) -> None:
+    """Delete the files of expired jobs; a deletion cut short is done again next time."""
+    with deps.store.reading() as uow:
+        jobs = uow.exports.jobs_with_files_to_delete()
+        prefixes = {
+            job.id: blob_prefix(uow.keys.organization(job.org_id).uuid, job.id) for job in jobs
+        }
+    for job_id, prefix in prefixes.items():
+        deps.blobs.delete_prefix(prefix)
+        with deps.store.writing() as uow:
+            uow.exports.files_deleted(job_id, now)
+            uow.commit()
