@@ -53,7 +53,7 @@ from kbaudit.document import instant_of
 from kbaudit.services.stats import refresh_stale_stats
 from kbaudit.store.engine import create_store_engine
 from kbaudit.store.migrate import migrate
-from kbaudit.store.partitions import ensure_partitions
+from kbaudit.store.postgres.partitions import ensure_partitions
 from kbaudit.store.records import RECORD_COLUMNS
 from kbaudit.store.unit_of_work import Store
 

@@ -17,8 +17,8 @@ import pytest
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
 from kbaudit.domain import KeyId, OrgId
-from kbaudit.store import access_spool
 from kbaudit.store.access_log import AccessEntry
+from kbaudit.store.sqlite import access_spool
 
 
 def entry(number: int) -> AccessEntry:

@@ -1,87 +1,30 @@
 """Upgrading carries existing data forward: records written under the old layout (one column
-per field, scopes and refs in tables of their own) read back the same under the new one."""
+per field, scopes and refs in tables of their own: tests/old_database.py) read back the same
+under the new one, as the documents and log leaves today's code makes of them."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
-from alembic import command
-from sqlalchemy import text
+from sqlalchemy import select
 
 from kbaudit.crypto import merkle
 from kbaudit.crypto.checkpoint import open_checkpoint
+from kbaudit.document import document_of, leaf_of
+from kbaudit.domain import RecordIn
 from kbaudit.services.verify import read_keys
-from kbaudit.store.engine import create_store_engine
-from kbaudit.store.migrate import alembic_config
+from kbaudit.store.tables import records
+from tests import old_database
 from tests.backends import SCALEOUT, databases
 from tests.conftest import Api
 from tests.helpers import RECORDS
 from tests.integration.test_ingest import detail
-
-ORG = "11111111-1111-4111-8111-111111111111"
-KB_A, KB_B = "aaaaaaaa-0000-4000-8000-000000000001", "aaaaaaaa-0000-4000-8000-000000000002"
-ACTOR = "bbbbbbbb-0000-4000-8000-000000000001"
-FULL_ID = "cccccccc-0000-4000-8000-000000000001"
-BARE_ID = "cccccccc-0000-4000-8000-000000000002"
-MONTH = "FOR VALUES FROM ('2026-01-01T00:00:00Z') TO ('2026-02-01T00:00:00Z')"
-OLD_ROWS = [
-    (
-        "INSERT INTO organizations (id, uuid, name, created_at) "
-        "VALUES (1, :org, 'acme', '2026-01-01T00:00:00.000000Z')",
-        {"org": ORG},
-    ),
-    (
-        "INSERT INTO retrieval_records (seq, org_id, ref, id, created_at, retrieval_status, "
-        "audit_write_status, actor_user_id, caller, ineligible_counts_by_reason, alpha, "
-        "reranked, top_k, intent_recorded_at) VALUES (5, 1, 'case-42', :id, "
-        "'2026-01-05T10:00:00.000001Z', 'hit', 'finalized', :actor, '=SUM(A1)', "
-        "'{\"stale\": 2}', 0.25, :flag, 8, '2026-01-05T09:59:59.500000Z')",
-        {"id": FULL_ID, "actor": ACTOR, "flag": True},
-    ),
-    (
-        "INSERT INTO retrieval_scopes (org_id, record_id, created_at, position, "
-        "knowledge_base_id, requested, result_count, effective_serving_status_counts) "
-        "VALUES (1, :id, '2026-01-05T10:00:00.000001Z', :position, :kb, :flag, 3, '{\"ok\": 3}')",
-        [
-            {"id": FULL_ID, "position": 0, "kb": KB_A, "flag": True},
-            {"id": FULL_ID, "position": 1, "kb": KB_B, "flag": False},
-        ],
-    ),
-    (
-        "INSERT INTO retrieval_refs (org_id, record_id, created_at, position, chunk_id, rank, "
-        "score) VALUES (1, :id, '2026-01-05T10:00:00.000001Z', 0, :chunk, 1, 0.875)",
-        {"id": FULL_ID, "chunk": KB_B},
-    ),
-    (
-        "INSERT INTO retrieval_records (seq, org_id, ref, id, created_at, audit_write_status) "
-        "VALUES (9, 1, :ref, :id, '2026-01-06T00:00:00.000000Z', 'intent_recorded')",
-        {"id": BARE_ID, "ref": "r" + BARE_ID.replace("-", "")},
-    ),
-]
-
-
-def _write_old_layout(url: str) -> None:
-    engine = create_store_engine(url)
-    try:
-        command.upgrade(alembic_config(engine), "0005")
-        with engine.begin() as connection:
-            if SCALEOUT:
-                for table in ("retrieval_records", "retrieval_scopes", "retrieval_refs"):
-                    connection.execute(
-                        text(f"CREATE TABLE {table}_p2026_01 PARTITION OF {table} {MONTH}")
-                    )
-                connection.execute(text("SELECT setval('retrieval_records_seq_seq', 20)"))
-            for sql, params in OLD_ROWS:
-                connection.execute(text(sql), params)
-            if not SCALEOUT:  # a purge had freed seqs up to 20: none may come back
-                connection.execute(
-                    text("UPDATE sqlite_sequence SET seq = 20 WHERE name = 'retrieval_records'")
-                )
-    finally:
-        engine.dispose()
+from tests.old_database import ACTOR, BARE_ID, FULL_ID, KB_A, KB_B, LAST_SEQ, ORG, WRITTEN
 
 
 @pytest.fixture
@@ -92,7 +35,7 @@ def upgraded(tmp_path: Path, make_api: Callable[..., Api]) -> Api:
     else:
         data_dir.mkdir()
         url = f"sqlite:///{data_dir / 'kbaudit.db'}"
-    _write_old_layout(url)
+    old_database.build(url)
     return make_api(data_dir=data_dir, database_url=url)
 
 
@@ -123,9 +66,13 @@ def test_an_upgrade_keeps_every_field_scope_and_ref(upgraded: Api) -> None:
     )
 
 
+# The days of the two records with something to show; the plain ones come after.
+FIRST_DAYS = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-07T00:00:00Z"}
+
+
 def test_an_upgrade_keeps_the_filters_working(upgraded: Api) -> None:
     key = upgraded.key("acme")
-    window = {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"}
+    window = FIRST_DAYS
     for params, expected in (
         ({}, [BARE_ID, FULL_ID]),
         ({"kb_ids": KB_B}, [FULL_ID]),
@@ -138,11 +85,11 @@ def test_an_upgrade_keeps_the_filters_working(upgraded: Api) -> None:
 
 def test_an_upgrade_never_hands_out_an_old_seq_again(upgraded: Api) -> None:
     key = upgraded.key("acme")
-    item = {"id": "dddddddd-0000-4000-8000-000000000001", "created_at": "2026-01-07T00:00:00Z"}
+    item = {"id": "eeeeeeee-0000-4000-8000-000000000001", "created_at": "2026-01-07T00:00:00Z"}
     assert upgraded.client.post(RECORDS, json={"items": [item]}, headers=key).status_code == 200
-    with upgraded.container.store.reading() as uow:
-        seqs = uow.records._connection.execute(text("SELECT seq FROM records ORDER BY seq"))
-        assert [row[0] for row in seqs] == [5, 9, 21]
+    with upgraded.container.store.engine.connect() as connection:
+        seqs = connection.execute(select(records.c.seq).order_by(records.c.seq)).scalars()
+        assert list(seqs) == [*(seq for seq, _ in WRITTEN), LAST_SEQ + 1]
 
 
 def test_an_upgrade_logs_the_records_there_are_in_seq_order(upgraded: Api) -> None:
@@ -150,7 +97,7 @@ def test_an_upgrade_logs_the_records_there_are_in_seq_order(upgraded: Api) -> No
     keys = read_keys(upgraded.client.get("/v1/knowledge-base/audit/signing-keys").text)
     note = upgraded.client.get("/v1/knowledge-base/audit/log/checkpoint", headers=key).text
     head, _ = open_checkpoint(note, keys)
-    assert head.size == 2
+    assert head.size == len(WRITTEN)
     for ref, index in (("case-42", 0), (BARE_ID, 1)):
         [entry] = upgraded.client.get(f"{RECORDS}/{ref}/proof", headers=key).json()["entries"]
         assert entry["leaf_index"] == index
@@ -160,8 +107,37 @@ def test_an_upgrade_logs_the_records_there_are_in_seq_order(upgraded: Api) -> No
 
 
 def test_an_upgrade_counts_the_records_there_are_in_its_statistics(upgraded: Api) -> None:
-    window = {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"}
     stats = upgraded.client.get(
-        "/v1/knowledge-base/audit/stats", params=window, headers=upgraded.key("acme")
+        "/v1/knowledge-base/audit/stats", params=FIRST_DAYS, headers=upgraded.key("acme")
     ).json()
     assert [(group["key"], group["count"]) for group in stats["totals"]] == [("hit", 1), (None, 1)]
+
+
+def tree_hash(leaves: list[bytes]) -> bytes:
+    """RFC 9162's Merkle tree hash, written out plainly: the test's own, not kbaudit's."""
+    if len(leaves) == 1:
+        return leaves[0]
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    joined = tree_hash(leaves[:split]) + tree_hash(leaves[split:])
+    return hashlib.sha256(b"\x01" + joined).digest()
+
+
+def test_an_upgrade_ends_with_the_documents_and_leaves_of_todays_code(upgraded: Api) -> None:
+    """The frozen copies the migrations run (kbaudit.store.migrations.frozen) make what the
+    live code makes of the same records: byte for byte, leaf for leaf."""
+    today = [document_of(msgspec.convert(record, RecordIn)) for _, record in WRITTEN]
+    with upgraded.container.store.engine.connect() as connection:
+        stored = connection.execute(select(records.c.document).order_by(records.c.seq)).scalars()
+        assert list(stored) == [document.body for document in today]
+    leaves = [
+        hashlib.sha256(
+            b"\x00" + leaf_of(ORG, doc.id_text, doc.audit_write_status, doc.body)
+        ).digest()
+        for doc in today
+    ]
+    key = upgraded.key("acme")
+    keys = read_keys(upgraded.client.get("/v1/knowledge-base/audit/signing-keys").text)
+    note = upgraded.client.get("/v1/knowledge-base/audit/log/checkpoint", headers=key).text
+    head, _ = open_checkpoint(note, keys)
+    assert len(leaves) > 256  # the log spans two tiles
+    assert head.root == tree_hash(leaves)

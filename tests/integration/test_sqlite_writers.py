@@ -14,9 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, text
 
-from kbaudit.store import sqlite
 from kbaudit.store.engine import create_store_engine
-from kbaudit.store.sqlite import Checkpointer, WriterLock
+from kbaudit.store.sqlite.writers import (
+    LONG_LOG_LOCK_WAIT,
+    Checkpointer,
+    WriterLock,
+    copy_log,
+)
 from kbaudit.store.unit_of_work import Store
 
 
@@ -134,7 +138,7 @@ def test_a_checkpointer_that_cannot_open_the_database_tries_again_next_time(
         tries.append(database)
         return opening(database, **options)
 
-    monkeypatch.setattr(sqlite.sqlite3, "connect", counted)
+    monkeypatch.setattr(sqlite3, "connect", counted)
     checkpointer = Checkpointer(tmp_path / "missing" / "kbaudit.db", WriterLock(None))
     for attempt in (1, 2):
         checkpointer.wake()
@@ -153,9 +157,7 @@ def _log_frames(store: Store) -> int:
         return int(driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
 
 
-def test_a_long_log_is_copied_again_under_the_writer_lock(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_long_log_is_copied_again_under_the_writer_lock(store: Store, tmp_path: Path) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("CREATE TABLE pages (body BLOB)"))
         # About 5,000 pages: past the length (made shorter here) at which the log starts over.
@@ -166,24 +168,28 @@ def test_a_long_log_is_copied_again_under_the_writer_lock(
             )
         )
     assert _log_frames(store) >= 5000
-    monkeypatch.setattr(sqlite, "LONG_LOG_FRAMES", 4096)
     writers = WriterLock(None)
-    copy_log = sqlite._copy_log
     locked_during_copies: list[bool] = []
 
     def another_writer_commits_after_the_first_copy(connection: sqlite3.Connection) -> int:
         frames = copy_log(connection)
-        locked_during_copies.append(writers._threads.locked())
+        locked_during_copies.append(writers.held)
         if len(locked_during_copies) == 1:
             with store.engine.begin() as theirs:
                 theirs.execute(text("INSERT INTO pages VALUES (x'00')"))
         return frames
 
-    monkeypatch.setattr(sqlite, "_copy_log", another_writer_commits_after_the_first_copy)
+    # About 5,000 frames: past a long log made shorter here.
+    checkpointer = Checkpointer(
+        tmp_path / "kbaudit.db",
+        writers,
+        long_log=4096,
+        copy=another_writer_commits_after_the_first_copy,
+    )
     with store.engine.connect() as connection:
-        Checkpointer(tmp_path / "kbaudit.db", writers).checkpoint(connection)
+        checkpointer.checkpoint(connection)
     assert locked_during_copies == [False, True]
-    assert not writers._threads.locked()
+    assert not writers.held
     with store.engine.begin() as connection:  # the next writer
         connection.execute(text("INSERT INTO pages VALUES (x'01')"))
     assert _log_frames(store) < 10, "the log did not start over"
@@ -198,6 +204,6 @@ def test_a_short_log_is_copied_once_outside_the_lock(store: Store, tmp_path: Pat
     started = time.monotonic()
     with store.engine.connect() as connection:
         Checkpointer(tmp_path / "kbaudit.db", writers).checkpoint(connection)
-    assert time.monotonic() - started < sqlite.LONG_LOG_LOCK_WAIT
+    assert time.monotonic() - started < LONG_LOG_LOCK_WAIT
     assert _log_frames(store) < 10
     writers.release()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kbaudit.store.postgres import _binary_values
+from kbaudit.store.postgres.copy import binary_values
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
@@ -19,7 +19,7 @@ VALUES = [b'{"a":"\\\\"}', b"", "é\n".encode(), b"x" * 70_000]
 
 def test_a_row_a_message_as_the_server_sends_them() -> None:
     messages = [HEADER + row(VALUES[0]), *map(row, VALUES[1:]), TRAILER]
-    assert [bytes(value) for value in _binary_values(messages)] == VALUES
+    assert [bytes(value) for value in binary_values(messages)] == VALUES
 
 
 def test_rows_packed_into_messages_and_a_header_extension() -> None:
@@ -29,9 +29,9 @@ def test_rows_packed_into_messages_and_a_header_extension() -> None:
         row(VALUES[0]) + row(VALUES[1]),
         row(VALUES[2]) + row(VALUES[3]) + TRAILER,
     ]
-    assert [bytes(value) for value in _binary_values(messages)] == VALUES
+    assert [bytes(value) for value in binary_values(messages)] == VALUES
 
 
 def test_output_that_is_not_binary_copy_is_refused() -> None:
     with pytest.raises(ValueError, match="signature"):
-        list(_binary_values([b'{"a":1}\n']))
+        list(binary_values([b'{"a":1}\n']))

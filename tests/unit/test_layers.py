@@ -71,9 +71,10 @@ def test_the_rule_checks_see_a_violation() -> None:
     assert offenders("api", "kbaudit.container") != []
 
 
-# Where the engine may be told apart: the adapters choose, column types adapt themselves
-# (SQLAlchemy's hook for it), and each migration is written once for both.
-ENGINE_CHOICE = {"store/adapters.py", "store/types.py"}
+# Where the engine may be told apart: in its own package, and where what is the engine's is
+# chosen. Each migration is written once for both (and frozen: see below).
+ENGINE_PACKAGES = ("store/sqlite/", "store/postgres/")
+ENGINE_CHOICE = {"store/engine.py", "store/types.py"}  # the adapter; each column's type
 
 
 def reads_of_the_dialect_name(path: Path) -> list[int]:
@@ -90,20 +91,42 @@ def reads_of_the_dialect_name(path: Path) -> list[int]:
     return lines
 
 
-def test_the_engine_is_chosen_once_by_its_adapter() -> None:
-    """No engine branches inside shared code: what differs per engine is in one adapter
-    (store/adapters.py), chosen once for the store."""
-    offenders = []
+def shared_store_code() -> list[tuple[str, Path]]:
+    """Every module but those of the engine packages, the chooser and the migrations."""
+    found = []
     for path in PACKAGE.rglob("*.py"):
-        where = str(path.relative_to(PACKAGE))
-        if where in ENGINE_CHOICE or where.startswith("store/migrations/"):
+        where = path.relative_to(PACKAGE).as_posix()
+        if where in ENGINE_CHOICE or where.startswith((*ENGINE_PACKAGES, "store/migrations/")):
             continue
+        found.append((where, path))
+    return found
+
+
+def test_only_the_engine_packages_tell_the_engines_apart() -> None:
+    """ "Where does SQLite differ?" has one answer: store/sqlite/ (and store/postgres/ for
+    PostgreSQL). Shared code never branches on the engine."""
+    offenders = []
+    for where, path in shared_store_code():
         offenders += [f"{where}:{line}" for line in reads_of_the_dialect_name(path)]
     assert offenders == []
 
 
-def test_the_engine_check_sees_a_branch() -> None:
-    assert reads_of_the_dialect_name(PACKAGE / "store" / "adapters.py") != []
+def test_only_the_chooser_reaches_into_an_engine_package() -> None:
+    offenders = []
+    for where, path in shared_store_code():
+        engine_modules = {
+            name
+            for name in imported_modules(path)
+            if name.startswith(("kbaudit.store.sqlite", "kbaudit.store.postgres"))
+        }
+        if engine_modules:
+            offenders.append(f"{where}: {sorted(engine_modules)}")
+    assert offenders == []
+
+
+def test_the_engine_checks_see_a_branch_and_an_import() -> None:
+    assert reads_of_the_dialect_name(PACKAGE / "store" / "engine.py") != []
+    assert "kbaudit.store.sqlite.adapter" in imported_modules(PACKAGE / "store" / "engine.py")
 
 
 def column_dict_parameters(path: Path) -> list[str]:
@@ -125,7 +148,7 @@ def test_repositories_take_models_not_column_dicts() -> None:
     """Services hand the store typed models (kbaudit.store.models) to write, never dicts
     keyed by column names: the schema's names stay inside the store."""
     offenders = []
-    for path in (PACKAGE / "store").glob("*.py"):
+    for path in (PACKAGE / "store").rglob("*.py"):
         offenders += column_dict_parameters(path)
     assert offenders == []
 
@@ -148,3 +171,34 @@ def test_the_export_pipeline_never_knows_delivery_exists() -> None:
 
 def test_the_delivery_check_sees_an_import() -> None:
     assert offenders("services/delivery", "kbaudit.services.exports") != []
+
+
+MIGRATIONS = PACKAGE / "store" / "migrations"
+
+
+def unfrozen_imports(path: Path) -> list[str]:
+    """What ``path`` imports of kbaudit beyond the migrations' frozen helpers."""
+    return sorted(
+        name
+        for name in imported_modules(path)
+        if name.split(".")[0] == "kbaudit"
+        and not name.startswith("kbaudit.store.migrations.frozen")
+    )
+
+
+def test_migrations_import_nothing_of_kbaudit_but_what_is_frozen() -> None:
+    """A migration must do the same thing forever: live code changes, its copies do not."""
+    offenders = []
+    for path in [*(MIGRATIONS / "versions").glob("*.py"), *(MIGRATIONS / "frozen").glob("*.py")]:
+        if found := unfrozen_imports(path):
+            offenders.append(f"{path.name}: {found}")
+    assert offenders == []
+
+
+def test_the_migration_check_sees_live_code(tmp_path: Path) -> None:
+    revision = tmp_path / "0099_live.py"
+    revision.write_text(
+        "from kbaudit.document import document_of\n"
+        "from kbaudit.store.migrations.frozen import types\n"
+    )
+    assert unfrozen_imports(revision) == ["kbaudit.document"]

@@ -25,8 +25,7 @@ from kbaudit.errors import InvalidRequest
 from kbaudit.services.access import record_access
 from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock
-from kbaudit.store.models import RetentionPolicy
-from kbaudit.store.partitions import Month
+from kbaudit.store.models import Month, RetentionPolicy
 from kbaudit.store.unit_of_work import Store, UnitOfWork
 
 log = structlog.get_logger("kbaudit.retention")

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from kbaudit.store.adapters import adapter_for
+from kbaudit.store.engine import adapter_for
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
 
@@ -275,3 +275,28 @@ class Archive(_FromRow):
     kek_version: int
     wrapped_keyset: bytes
     files: dict[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class Month:
+    """A calendar month in UTC: records are kept, and on PostgreSQL stored, month by month."""
+
+    year: int
+    month: int
+
+    @classmethod
+    def of(cls, instant: datetime) -> Month:
+        instant = instant.astimezone(UTC)
+        return cls(instant.year, instant.month)
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.year, self.month, 1, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        after = Month(self.year + self.month // 12, self.month % 12 + 1)
+        return after.start
+
+    def table(self, base: str) -> str:
+        return f"{base}_p{self.year:04d}_{self.month:02d}"

@@ -2,8 +2,8 @@
 
 Each record is one row: the canonical document (``kbaudit.document``) beside the columns that
 queries filter and sort on, plus one ``record_kbs`` row per knowledge base its scopes name.
-What differs between the engines (how rows go in, how a long read streams out) is in the
-two subclasses; ``record_repository`` picks one per connection.
+What differs between the engines (how rows go in, how a long read streams out) is in a
+subclass in each engine's package, which its adapter names.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from sqlalchemy import (
 from kbaudit.document import RecordDocument, instant_of, micros
 from kbaudit.domain import OrgId, default_ref, id_named_by, is_derived_ref
 from kbaudit.filters import RecordFilters
-from kbaudit.store.engine import CACHE_KB
 from kbaudit.store.tables import record_kbs, records, stats_stale_hours
 
 RECORD_COLUMNS = (
@@ -54,7 +53,6 @@ STORED_COLUMNS = tuple(
     for name in ("seq", "id", "ref", "created_at", "audit_write_status", "document", "leaf_index")
 )
 KB_COLUMNS = ("org_id", "kb_id", "created_at", "seq")
-STREAM_CACHE_KB = 4096
 HOUR = 3_600_000_000  # in microseconds, as created_at
 
 
@@ -363,58 +361,6 @@ class RecordRepository:
     def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
         """The rows of ``query`` (document as bytes, audit_write_status) in batches."""
         raise NotImplementedError
-
-
-class SqliteRecords(RecordRepository):
-    def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
-        for rows in self._stream(query, batch_size):
-            yield ExportBatch(
-                lines=b"\n".join([row[0] for row in rows]) + b"\n",
-                rows=len(rows),
-                unfinalized=sum(1 for row in rows if row[1] != "finalized"),
-            )
-
-    def _new_seqs(self, count: int) -> Sequence[int]:
-        # The writer holds SQLite's one write lock, so the next seqs are free until it
-        # commits; inserting them moves AUTOINCREMENT's counter past them.
-        row = (
-            self._driver()
-            .execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'")
-            .fetchone()
-        )
-        last = row[0] if row else 0
-        return range(last + 1, last + 1 + count)
-
-    def _insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-        # Straight to the driver: SQLAlchemy's per-value processing would cost more than
-        # SQLite's own work at tens of thousands of rows a second.
-        marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
-        self._driver().executemany(sql, rows)
-
-    def _stream(self, query: Select[Any], batch_size: int) -> Iterator[Sequence[Sequence[Any]]]:
-        cursor = self._driver()
-        # A part reads each page once: a page cache would only hold memory (64 MB of it).
-        cursor.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KB}")
-        try:
-            self._execute_on(cursor, query)
-            while rows := cursor.fetchmany(batch_size):
-                yield rows
-        finally:
-            cursor.execute(f"PRAGMA cache_size = -{CACHE_KB}")
-
-    def _execute_on(self, cursor: Any, query: Select[Any]) -> None:
-        """Run ``query`` on the driver's cursor, inside the unit of work's transaction: over
-        a part's rows, SQLAlchemy's cost more than SQLite's own reading of the documents.
-        (Over a page of 200, compiling afresh costs what the rows save.)"""
-        compiled = query.compile(
-            dialect=self._connection.dialect, compile_kwargs={"render_postcompile": True}
-        )
-        assert compiled.positiontup is not None
-        cursor.execute(str(compiled), [compiled.params[name] for name in compiled.positiontup])
-
-    def _driver(self) -> Any:
-        return self._connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 
 def filter_conditions(org_id: OrgId, filters: RecordFilters) -> list[Any]:

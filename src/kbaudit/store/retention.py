@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, insert, select, update
 
-from kbaudit.document import micros
 from kbaudit.domain import OrgId
-from kbaudit.store import partitions
-from kbaudit.store.models import Archive, RetentionPolicy
-from kbaudit.store.partitions import Month
-from kbaudit.store.records import HOUR
-from kbaudit.store.stats import drop_hours
+from kbaudit.store.models import Archive, Month, RetentionPolicy
 from kbaudit.store.tables import (
     archives,
     organizations,
@@ -19,9 +14,8 @@ from kbaudit.store.tables import (
 
 
 class RetentionRepository:
-    def __init__(self, connection: Connection, monthly_partitions: bool) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._monthly_partitions = monthly_partitions
 
     def policy(self, org_id: OrgId, *, lock: bool = False) -> RetentionPolicy | None:
         """``lock``: hold the row until the transaction ends (SQLite's writers take turns
@@ -46,20 +40,17 @@ class RetentionRepository:
     def organization_ids(self) -> list[OrgId]:
         return [OrgId(row.id) for row in self._connection.execute(select(organizations.c.id))]
 
-    # -- whole months (where records are partitioned by month) -----------------------------
+    # -- whole months, where the engine keeps records in one partition a month --------------
 
     def record_months(self) -> list[Month]:
-        if not self._monthly_partitions:
-            return []
-        return partitions.months_present(self._connection)
+        """The months whose records can go whole; none unless the engine partitions them."""
+        return []
 
     def organizations_in(self, month: Month) -> list[OrgId]:
-        return [OrgId(org) for org in partitions.organizations_in(self._connection, month)]
+        raise NotImplementedError("records are not kept by month on this engine")
 
     def drop_month(self, month: Month) -> int:
-        dropped = partitions.drop_month(self._connection, month)
-        drop_hours(self._connection, micros(month.start) // HOUR, micros(month.end) // HOUR)
-        return dropped
+        raise NotImplementedError("records are not kept by month on this engine")
 
     def add_archive(self, archive: Archive) -> None:
         self._connection.execute(insert(archives).values(**archive.as_dict()))

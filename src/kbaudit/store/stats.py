@@ -20,19 +20,14 @@ from sqlalchemy import (
     Float,
     Integer,
     Select,
-    String,
-    Text,
     case,
     cast,
-    column,
     delete,
     func,
     literal,
     select,
-    true,
     tuple_,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
@@ -297,7 +292,8 @@ class StatsRepository:
         columns = ["org_id", "dimension", "hours", "hour", "status", "key", "count", *BIN_COLUMNS]
         self._connection.execute(stats_hours.insert().from_select(columns, sums))
 
-    # -- what differs between the engines: the document's parts, and claiming hours ---------
+    # -- what differs between the engines (each engine's package): the document's parts, and
+    # claiming hours
 
     def _document_fields(
         self, names: Sequence[str]
@@ -314,55 +310,6 @@ class StatsRepository:
     def _claimed(self, query: Select[Any]) -> Select[Any]:
         """Stale hours as this transaction may count them."""
         return query
-
-
-class SqliteStats(StatsRepository):
-    def _document_fields(
-        self, names: Sequence[str]
-    ) -> tuple[FromClause, dict[str, ColumnElement[Any]]]:
-        return records, {name: self._field(name) for name in names}
-
-    def _document_scopes(self) -> tuple[FromClause, ColumnElement[Any], ColumnElement[Any]]:
-        scopes = func.json_each(records.c.document, "$.scopes").table_valued("value").alias()
-        kb = cast(func.json_extract(scopes.c.value, "$.knowledge_base_id"), String)
-        return records.join(scopes, true()), self._field("duration_ms"), kb
-
-    def _field(self, name: str) -> ColumnElement[Any]:
-        return cast(func.json_extract(records.c.document, f"$.{name}"), String)
-
-
-class PostgresStats(StatsRepository):
-    """Each document is parsed once a row, by ``json_to_record``: an expression on the
-    document, such as ``document::jsonb ->> 'duration_ms'``, parsed it again every time it
-    appeared, and the duration's bin names it four times. Counting the statistics of 100,000
-    records took 57 s that way."""
-
-    def _document_fields(
-        self, names: Sequence[str]
-    ) -> tuple[FromClause, dict[str, ColumnElement[Any]]]:
-        fields = self._parsed({name: Text for name in names})
-        return records.join(fields, true()), {name: fields.c[name] for name in names}
-
-    def _document_scopes(self) -> tuple[FromClause, ColumnElement[Any], ColumnElement[Any]]:
-        fields = self._parsed({"duration_ms": Text, "scopes": postgresql.JSON})
-        scopes = func.json_array_elements(fields.c.scopes).table_valued("value").lateral()
-        kb: ColumnElement[Any] = scopes.c.value.op("->>")("knowledge_base_id")
-        source = records.join(fields, true()).join(scopes, true())
-        return source, fields.c.duration_ms, kb
-
-    def _parsed(self, types: dict[str, Any]) -> Any:
-        # json, not jsonb: only checked and walked for these keys, not converted.
-        document = cast(records.c.document, postgresql.JSON)
-        columns = [column(name, kind) for name, kind in types.items()]
-        return (
-            func.json_to_record(document)
-            .table_valued(*columns)
-            .render_derived(name="doc", with_types=True)
-        )
-
-    def _claimed(self, query: Select[Any]) -> Select[Any]:
-        # Locked until the transaction ends: two hosts never count the same hour at once.
-        return query.with_for_update(skip_locked=True)
 
 
 def _bin_of(duration: ColumnElement[Any]) -> ColumnElement[Any]:

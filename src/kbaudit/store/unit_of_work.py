@@ -13,16 +13,15 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from kbaudit.errors import StoreUnavailable
-from kbaudit.store.access_log import AccessEntry, AccessLogRepository, GroupCommit
-from kbaudit.store.access_spool import AccessSpool
-from kbaudit.store.adapters import EngineAdapter, adapter_for
+from kbaudit.store.access_log import AccessEntry, AccessLogRepository
+from kbaudit.store.adapter import EngineAdapter, Gate
 from kbaudit.store.delivery import DeliveryRepository
+from kbaudit.store.engine import adapter_for
 from kbaudit.store.exports import ExportRepository
 from kbaudit.store.keys import KeyRepository
 from kbaudit.store.log import LogRepository
 from kbaudit.store.records import RecordRepository
 from kbaudit.store.retention import RetentionRepository
-from kbaudit.store.sqlite import Checkpointer, WriterLock
 from kbaudit.store.stats import StatsRepository
 
 GATE_WAIT = 60.0
@@ -44,7 +43,7 @@ class UnitOfWork:
         adapter: EngineAdapter,
         *,
         write: bool,
-        gate: Semaphore | WriterLock,
+        gate: Gate,
         after_release: Callable[[Connection], None] | None = None,
         snapshot: bool = False,
     ) -> None:
@@ -70,7 +69,7 @@ class UnitOfWork:
         self.keys = KeyRepository(connection, self._adapter.insert)
         self.access_log = AccessLogRepository(connection)
         self.exports = ExportRepository(connection)
-        self.retention = RetentionRepository(connection, self._adapter.monthly_partitions)
+        self.retention = self._adapter.retention(connection)
         self.log = LogRepository(connection)
         self.delivery = DeliveryRepository(connection)
         self.stats = self._adapter.stats(connection)
@@ -120,31 +119,23 @@ class Store:
     def __init__(self, engine: Engine, max_readers: int = max(2, os.cpu_count() or 2)) -> None:
         self.engine = engine
         self.adapter = adapter_for(engine)
-        # Units of work queue here, in Python, rather than inside the database driver:
-        # - SQLite has one writer at a time: writers take turns on a lock of the whole host
-        #   (see store/sqlite.py).
-        # - Many threads stepping through SQLite at once fight over the GIL at every row and
-        #   get slower together; a few readers at a time keep both cores busy.
-        database = self.adapter.database_file(engine)
-        self._writers = self.adapter.writer_gate(database)
+        # Units of work queue here, in Python, rather than inside the database driver: the
+        # writers at their engine's gate (SQLite has one writer at a time, on a lock of the
+        # whole host), the readers a few at a time (many threads stepping through SQLite at
+        # once fight over the GIL at every row and get slower together).
+        self._writes = self.adapter.write_path(engine, self._write_access, self._move_spooled)
         self._readers = Semaphore(max_readers)
-        self._checkpointer: Checkpointer | None = None
-        self._access_log: GroupCommit | AccessSpool = GroupCommit(self._write_access)
-        if database is not None:  # a SQLite file: its log to checkpoint, a folder to spool in
-            assert isinstance(self._writers, WriterLock)
-            self._checkpointer = Checkpointer(database, self._writers)
-            spool = database.with_name(database.name + ".access-spool")
-            self._access_log = AccessSpool(spool, self._move_spooled)
 
     def append_access(self, entry: AccessEntry) -> None:
         """Write one access-log entry; once this returns, the entry survives this process
         being killed. On PostgreSQL concurrent entries share a commit; on SQLite each
-        process spools its entries to a file and moves them in batches (store/access_spool.py)."""
-        self._access_log.append(entry)
+        process spools its entries to a file and moves them in batches
+        (store/sqlite/access_spool.py)."""
+        self._writes.access_log.append(entry)
 
     def flush_access(self) -> None:
         """Bring into the log what this process (and any that is gone) appended so far."""
-        self._access_log.flush()
+        self._writes.access_log.flush()
 
     def _write_access(self, entries: Sequence[AccessEntry]) -> None:
         with self.writing() as uow:
@@ -164,11 +155,7 @@ class Store:
             uow.commit()
 
     def close(self) -> None:
-        self._access_log.close()
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-        if isinstance(self._writers, WriterLock):
-            self._writers.close()
+        self._writes.close()
         self.engine.dispose()
 
     def reading(self) -> UnitOfWork:
@@ -189,24 +176,15 @@ class Store:
             yield uow, self.adapter.pin_snapshot(uow, self.reading)
 
     def writing(self, *, bulk: bool = False) -> UnitOfWork:
-        """``bulk``: a large write, one of a series (a purge batch). On SQLite it checkpoints
-        itself once the lock is released, so that the series cannot outrun the checkpoints;
-        other writes leave it to the checkpointer's thread (see store/sqlite.py)."""
+        """``bulk``: a large write, one of a series (a purge batch): on SQLite it checkpoints
+        itself once the lock is released (store/sqlite/writers.py)."""
         return UnitOfWork(
             self.engine,
             self.adapter,
             write=True,
-            gate=self._writers,
-            after_release=self._after_write(bulk),
+            gate=self._writes.gate,
+            after_release=self._writes.after_write(bulk),
         )
-
-    def _after_write(self, bulk: bool) -> Callable[[Connection], None] | None:
-        if self._checkpointer is None:
-            return None
-        if bulk:
-            return self._checkpointer.checkpoint
-        wake = self._checkpointer.wake
-        return lambda _connection: wake()
 
     def upkeep_turn(self) -> AbstractContextManager[bool]:
         """Whether this process may run the periodic upkeep now: on PostgreSQL, one process

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import kbaudit.store.types
+# Nothing of kbaudit's but what is frozen (kbaudit.store.migrations.frozen): a revision
+# must do the same thing forever.
+from kbaudit.store.migrations.frozen import types
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

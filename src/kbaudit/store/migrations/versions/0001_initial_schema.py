@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import kbaudit.store.types
+from kbaudit.store.migrations.frozen import types
 
 revision = "0001"
 down_revision = None
@@ -19,7 +19,7 @@ depends_on = None
 
 
 # On PostgreSQL the record tables are partitioned by month of created_at, so that retention
-# can drop a month whole (partitions are made as records arrive: kbaudit.store.partitions).
+# can drop a month whole (partitions are made as records arrive).
 # A partitioned table's unique keys must hold the partition key, so (org_id, id) and
 # (org_id, ref) are kept unique by the writers' advisory locks instead, with created_at in
 # the unique index as the backstop. Refs carry created_at to be partitioned alongside.
@@ -131,11 +131,11 @@ def upgrade() -> None:
         sa.Column("key_id", sa.String(length=32), nullable=False),
         sa.Column("action", sa.String(length=32), nullable=False),
         sa.Column("route", sa.String(length=200), nullable=False),
-        sa.Column("details", kbaudit.store.types.JsonObject(), nullable=True),
+        sa.Column("details", types.json_object(), nullable=True),
         sa.Column("result_count", sa.Integer(), nullable=True),
         sa.Column("outcome", sa.String(length=32), nullable=False),
         sa.Column("client_address", sa.String(length=64), nullable=True),
-        sa.Column("at", kbaudit.store.types.Instant(length=27), nullable=False),
+        sa.Column("at", types.instant(27), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_access_log")),
     )
     with op.batch_alter_table("access_log", schema=None) as batch_op:
@@ -144,9 +144,9 @@ def upgrade() -> None:
     op.create_table(
         "organizations",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("uuid", kbaudit.store.types.UuidText(length=36), nullable=False),
+        sa.Column("uuid", types.uuid_text(36), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("created_at", kbaudit.store.types.Instant(length=27), nullable=False),
+        sa.Column("created_at", types.instant(27), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_organizations")),
         sa.UniqueConstraint("name", name=op.f("uq_organizations_name")),
         sa.UniqueConstraint("uuid", name=op.f("uq_organizations_uuid")),
@@ -157,8 +157,8 @@ def upgrade() -> None:
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("secret_hash", sa.String(length=64), nullable=False),
         sa.Column("scopes", sa.String(length=200), nullable=False),
-        sa.Column("created_at", kbaudit.store.types.Instant(length=27), nullable=False),
-        sa.Column("revoked_at", kbaudit.store.types.Instant(length=27), nullable=True),
+        sa.Column("created_at", types.instant(27), nullable=False),
+        sa.Column("revoked_at", types.instant(27), nullable=True),
         sa.ForeignKeyConstraint(
             ["org_id"], ["organizations.id"], name=op.f("fk_api_keys_org_id_organizations")
         ),
@@ -177,12 +177,12 @@ def _sqlite_record_tables() -> None:
     op.create_table(
         "retrieval_refs",
         sa.Column("org_id", sa.Integer(), nullable=False),
-        sa.Column("record_id", kbaudit.store.types.UuidText(length=36), nullable=False),
+        sa.Column("record_id", types.uuid_text(36), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("knowledge_base_id", kbaudit.store.types.UuidText(length=36), nullable=True),
-        sa.Column("document_id", kbaudit.store.types.UuidText(length=36), nullable=True),
-        sa.Column("document_version_id", kbaudit.store.types.UuidText(length=36), nullable=True),
-        sa.Column("chunk_id", kbaudit.store.types.UuidText(length=36), nullable=True),
+        sa.Column("knowledge_base_id", types.uuid_text(36), nullable=True),
+        sa.Column("document_id", types.uuid_text(36), nullable=True),
+        sa.Column("document_version_id", types.uuid_text(36), nullable=True),
+        sa.Column("chunk_id", types.uuid_text(36), nullable=True),
         sa.Column("chunk_index", sa.Integer(), nullable=True),
         sa.Column("chunk_stable_id", sa.String(length=128), nullable=True),
         sa.Column("chunk_content_hash", sa.String(length=256), nullable=True),
@@ -201,18 +201,16 @@ def _sqlite_record_tables() -> None:
     op.create_table(
         "retrieval_scopes",
         sa.Column("org_id", sa.Integer(), nullable=False),
-        sa.Column("record_id", kbaudit.store.types.UuidText(length=36), nullable=False),
-        sa.Column("created_at", kbaudit.store.types.Instant(length=27), nullable=False),
+        sa.Column("record_id", types.uuid_text(36), nullable=False),
+        sa.Column("created_at", types.instant(27), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("knowledge_base_id", kbaudit.store.types.UuidText(length=36), nullable=True),
+        sa.Column("knowledge_base_id", types.uuid_text(36), nullable=True),
         sa.Column("requested", sa.Boolean(), nullable=True),
         sa.Column("eligible_version_count", sa.Integer(), nullable=True),
         sa.Column("result_count", sa.Integer(), nullable=True),
         sa.Column("serving_decision", sa.String(length=64), nullable=True),
         sa.Column("scan_policy_decision", sa.String(length=64), nullable=True),
-        sa.Column(
-            "effective_serving_status_counts", kbaudit.store.types.JsonObject(), nullable=True
-        ),
+        sa.Column("effective_serving_status_counts", types.json_object(), nullable=True),
     )
     with op.batch_alter_table("retrieval_scopes", schema=None) as batch_op:
         batch_op.create_index(
@@ -229,8 +227,8 @@ def _sqlite_record_tables() -> None:
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("ref", sa.String(length=64), nullable=False),
-        sa.Column("id", kbaudit.store.types.UuidText(length=36), nullable=False),
-        sa.Column("created_at", kbaudit.store.types.Instant(length=27), nullable=False),
+        sa.Column("id", types.uuid_text(36), nullable=False),
+        sa.Column("created_at", types.instant(27), nullable=False),
         sa.Column("retrieval_status", sa.String(length=64), nullable=True),
         sa.Column("serving_decision", sa.String(length=64), nullable=True),
         sa.Column("audit_write_status", sa.String(length=64), nullable=True),
@@ -239,10 +237,10 @@ def _sqlite_record_tables() -> None:
         sa.Column("response_ref_count", sa.Integer(), nullable=True),
         sa.Column("eligible_version_count", sa.Integer(), nullable=True),
         sa.Column("duration_ms", sa.Integer(), nullable=True),
-        sa.Column("actor_user_id", kbaudit.store.types.UuidText(length=36), nullable=True),
-        sa.Column("session_id", kbaudit.store.types.UuidText(length=36), nullable=True),
-        sa.Column("agent_id", kbaudit.store.types.UuidText(length=36), nullable=True),
-        sa.Column("rag_query_id", kbaudit.store.types.UuidText(length=36), nullable=True),
+        sa.Column("actor_user_id", types.uuid_text(36), nullable=True),
+        sa.Column("session_id", types.uuid_text(36), nullable=True),
+        sa.Column("agent_id", types.uuid_text(36), nullable=True),
+        sa.Column("rag_query_id", types.uuid_text(36), nullable=True),
         sa.Column("query_hash", sa.String(length=256), nullable=True),
         sa.Column("query_hash_key_version", sa.String(length=64), nullable=True),
         sa.Column("query_length_bucket", sa.String(length=64), nullable=True),
@@ -256,7 +254,7 @@ def _sqlite_record_tables() -> None:
         sa.Column("query_hash_scope", sa.String(length=64), nullable=True),
         sa.Column("query_length", sa.Integer(), nullable=True),
         sa.Column("eligible_version_digest", sa.String(length=256), nullable=True),
-        sa.Column("ineligible_counts_by_reason", kbaudit.store.types.JsonObject(), nullable=True),
+        sa.Column("ineligible_counts_by_reason", types.json_object(), nullable=True),
         sa.Column("policy_version", sa.String(length=64), nullable=True),
         sa.Column("eligibility_rule_version", sa.String(length=64), nullable=True),
         sa.Column("scan_policy_version", sa.String(length=64), nullable=True),
@@ -271,8 +269,8 @@ def _sqlite_record_tables() -> None:
         sa.Column("reranked", sa.Boolean(), nullable=True),
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("error_category", sa.String(length=64), nullable=True),
-        sa.Column("intent_recorded_at", kbaudit.store.types.Instant(length=27), nullable=True),
-        sa.Column("finalized_at", kbaudit.store.types.Instant(length=27), nullable=True),
+        sa.Column("intent_recorded_at", types.instant(27), nullable=True),
+        sa.Column("finalized_at", types.instant(27), nullable=True),
         sa.ForeignKeyConstraint(
             ["org_id"], ["organizations.id"], name=op.f("fk_retrieval_records_org_id_organizations")
         ),

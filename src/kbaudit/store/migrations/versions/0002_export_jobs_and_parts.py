@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import kbaudit.store.types
+from kbaudit.store.migrations.frozen import types
 
 revision = "0002"
 down_revision = "0001"
@@ -21,18 +21,18 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "export_jobs",
-        sa.Column("id", kbaudit.store.types.UuidText(length=36), nullable=False),
+        sa.Column("id", types.uuid_text(36), nullable=False),
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("key_id", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("export_format", sa.String(length=8), nullable=False),
-        sa.Column("window_start", kbaudit.store.types.Instant(length=27), nullable=False),
-        sa.Column("window_end", kbaudit.store.types.Instant(length=27), nullable=False),
-        sa.Column("filters", kbaudit.store.types.JsonObject(), nullable=False),
-        sa.Column("created_at", kbaudit.store.types.Instant(length=27), nullable=False),
-        sa.Column("started_at", kbaudit.store.types.Instant(length=27), nullable=True),
-        sa.Column("finalized_at", kbaudit.store.types.Instant(length=27), nullable=True),
-        sa.Column("expires_at", kbaudit.store.types.Instant(length=27), nullable=True),
+        sa.Column("window_start", types.instant(27), nullable=False),
+        sa.Column("window_end", types.instant(27), nullable=False),
+        sa.Column("filters", types.json_object(), nullable=False),
+        sa.Column("created_at", types.instant(27), nullable=False),
+        sa.Column("started_at", types.instant(27), nullable=True),
+        sa.Column("finalized_at", types.instant(27), nullable=True),
+        sa.Column("expires_at", types.instant(27), nullable=True),
         sa.Column("snapshot_seq", sa.BigInteger(), nullable=True),
         sa.Column("rows_per_file", sa.Integer(), nullable=False),
         sa.Column("total_rows", sa.BigInteger(), nullable=True),
@@ -59,17 +59,17 @@ def upgrade() -> None:
 
     op.create_table(
         "export_parts",
-        sa.Column("job_id", kbaudit.store.types.UuidText(length=36), nullable=False),
+        sa.Column("job_id", types.uuid_text(36), nullable=False),
         sa.Column("part_no", sa.Integer(), nullable=False),
-        sa.Column("lo_created_at", kbaudit.store.types.Instant(length=27), nullable=True),
-        sa.Column("lo_id", kbaudit.store.types.UuidText(length=36), nullable=True),
-        sa.Column("hi_created_at", kbaudit.store.types.Instant(length=27), nullable=True),
-        sa.Column("hi_id", kbaudit.store.types.UuidText(length=36), nullable=True),
+        sa.Column("lo_created_at", types.instant(27), nullable=True),
+        sa.Column("lo_id", types.uuid_text(36), nullable=True),
+        sa.Column("hi_created_at", types.instant(27), nullable=True),
+        sa.Column("hi_id", types.uuid_text(36), nullable=True),
         sa.Column("planned_rows", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
-        sa.Column("lease_expires_at", kbaudit.store.types.Instant(length=27), nullable=True),
+        sa.Column("lease_expires_at", types.instant(27), nullable=True),
         sa.Column("file_name", sa.String(length=64), nullable=False),
         sa.Column("blob_key", sa.String(length=255), nullable=True),
         sa.Column("rows_written", sa.BigInteger(), nullable=True),
@@ -78,7 +78,7 @@ def upgrade() -> None:
         sa.Column("ciphertext_bytes", sa.BigInteger(), nullable=True),
         sa.Column("sha256_plaintext", sa.String(length=64), nullable=True),
         sa.Column("error", sa.String(length=500), nullable=True),
-        sa.Column("updated_at", kbaudit.store.types.Instant(length=27), nullable=False),
+        sa.Column("updated_at", types.instant(27), nullable=False),
         sa.ForeignKeyConstraint(
             ["job_id"], ["export_jobs.id"], name=op.f("fk_export_parts_job_id_export_jobs")
         ),

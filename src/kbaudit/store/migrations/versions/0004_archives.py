@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import kbaudit.store.types
+from kbaudit.store.migrations.frozen import types
 
 revision = "0004"
 down_revision = "0003"
@@ -21,14 +21,14 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "archives",
-        sa.Column("id", kbaudit.store.types.UuidText(length=36), nullable=False),
+        sa.Column("id", types.uuid_text(36), nullable=False),
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("destination", sa.String(length=255), nullable=False),
-        sa.Column("created_at", kbaudit.store.types.Instant(length=27), nullable=False),
+        sa.Column("created_at", types.instant(27), nullable=False),
         sa.Column("record_count", sa.BigInteger(), nullable=False),
         sa.Column("kek_version", sa.Integer(), nullable=False),
         sa.Column("wrapped_keyset", sa.LargeBinary(), nullable=False),
-        sa.Column("files", kbaudit.store.types.JsonObject(), nullable=False),
+        sa.Column("files", types.json_object(), nullable=False),
         sa.ForeignKeyConstraint(
             ["org_id"], ["organizations.id"], name=op.f("fk_archives_org_id_organizations")
         ),

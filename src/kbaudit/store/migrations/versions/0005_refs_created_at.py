@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import kbaudit.store.types
+from kbaudit.store.migrations.frozen import types
 
 revision = "0005"
 down_revision = "0004"
@@ -25,9 +25,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         return
     with op.batch_alter_table("retrieval_refs", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("created_at", kbaudit.store.types.Instant(length=27), nullable=True)
-        )
+        batch_op.add_column(sa.Column("created_at", types.instant(27), nullable=True))
     op.execute(
         "UPDATE retrieval_refs SET created_at = (SELECT r.created_at FROM retrieval_records r "
         "WHERE r.org_id = retrieval_refs.org_id AND r.id = retrieval_refs.record_id)"

@@ -4,7 +4,7 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01
 
-Each record becomes one row of ``records``: its canonical JSON document (kbaudit.document)
+Each record becomes one row of ``records``: its canonical JSON document (frozen/documents.py)
 and only the columns queries filter and sort on, with 16-byte ids and instants in
 microseconds. Scopes and refs live in the document; ``record_kbs`` keeps the knowledge bases
 the kb filter needs. Every record is carried over with its seq, ref and children, and the seq
@@ -13,20 +13,14 @@ counter goes on from where it was, so that no seq is ever handed out twice.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
-import orjson
 import sqlalchemy as sa
 from alembic import op
 
-from kbaudit.document import document_of, instant_of
-from kbaudit.domain import OrgId, RecordIn
-from kbaudit.store.partitions import ensure_partitions
-from kbaudit.store.records import KB_COLUMNS, record_row
+from kbaudit.store.migrations.frozen.documents import Document, document, micros
 
 revision = "0006"
 down_revision = "0005"
@@ -46,11 +40,7 @@ RECORD_COLUMNS_0006 = (
     "session_id",
     "document",
 )
-# The old tables' columns that need more than a copy to become RecordIn fields.
-INSTANTS = {"created_at", "intent_recorded_at", "finalized_at"}
-MAPS = {"ineligible_counts_by_reason", "effective_serving_status_counts"}
-FLAGS = {"reranked", "requested"}
-NOT_FIELDS = {"seq", "org_id", "record_id", "position"}
+KB_COLUMNS = ("org_id", "kb_id", "created_at", "seq")
 
 POSTGRES_TABLES = """
 CREATE TABLE records (
@@ -91,14 +81,13 @@ def upgrade() -> None:
         _sqlite_tables()
     for batch in _old_records(bind):
         if postgres:
-            ensure_partitions(bind, {instant_of(document.created_at) for _, _, document in batch})
-        # The layout of this revision: records had no leaf_index yet (0007 adds it).
-        rows = [record_row(seq, org_id, document, None)[:-1] for org_id, seq, document in batch]
+            _ensure_partitions(bind, {doc.created_at for _, _, doc in batch})
+        rows = [_row(seq, org_id, doc) for org_id, seq, doc in batch]
         _insert(bind, "records", RECORD_COLUMNS_0006, rows)
         kbs = [
-            (org_id, kb.bytes, document.created_at, seq)
-            for org_id, seq, document in batch
-            for kb in document.kb_ids
+            (org_id, kb.bytes, doc.created_at, seq)
+            for org_id, seq, doc in batch
+            for kb in doc.kb_ids
         ]
         _insert(bind, "record_kbs", KB_COLUMNS, kbs)
     if postgres:
@@ -191,7 +180,39 @@ def _sqlite_stats() -> None:
     op.execute("ANALYZE sqlite_schema")  # analyzes nothing, but reloads the figures
 
 
-def _old_records(bind: sa.Connection) -> Iterator[list[tuple[OrgId, int, Any]]]:
+def _row(seq: int, org_id: int, doc: Document) -> tuple[Any, ...]:
+    return (
+        seq,
+        org_id,
+        doc.id.bytes,
+        doc.chosen_ref,
+        doc.created_at,
+        doc.retrieval_status,
+        doc.audit_write_status,
+        doc.actor_user_id.bytes if doc.actor_user_id else None,
+        doc.session_id.bytes if doc.session_id else None,
+        doc.body,
+    )
+
+
+def _ensure_partitions(bind: sa.Connection, created_ats: set[int]) -> None:
+    """The monthly partitions of ``records`` and ``record_kbs`` these instants need."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    months = {
+        (instant.year, instant.month)
+        for instant in (epoch + timedelta(microseconds=value) for value in created_ats)
+    }
+    for year, month in sorted(months):
+        start = datetime(year, month, 1, tzinfo=UTC)
+        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        for base in ("records", "record_kbs"):
+            bind.exec_driver_sql(
+                f"CREATE TABLE IF NOT EXISTS {base}_p{year:04d}_{month:02d} PARTITION OF {base} "
+                f"FOR VALUES FROM ({micros(start)}) TO ({micros(end)})"
+            )
+
+
+def _old_records(bind: sa.Connection) -> Iterator[list[tuple[int, int, Document]]]:
     """Every old record as (org_id, seq, its document), in seq order, in batches."""
     last = 0
     while True:
@@ -212,12 +233,8 @@ def _old_records(bind: sa.Connection) -> Iterator[list[tuple[OrgId, int, Any]]]:
         batch = []
         for row in rows:
             key = (row["org_id"], str(row["id"]))
-            fields = _fields(row)
-            fields["scopes"] = scopes.get(key, [])
-            fields["refs"] = refs.get(key, [])
-            record = msgspec.convert(fields, RecordIn, strict=False)
-            document = document_of(record, ref=row["ref"])
-            batch.append((OrgId(row["org_id"]), row["seq"], document))
+            doc = document(dict(row), scopes.get(key, []), refs.get(key, []))
+            batch.append((row["org_id"], row["seq"], doc))
         yield batch
         last = rows[-1]["seq"]
 
@@ -234,29 +251,8 @@ def _children(
     for org_id in {org for org, _ in keys}:
         ids = [record_id for org, record_id in keys if org == org_id]
         for row in bind.execute(query, {"org": org_id, "ids": ids}).mappings():
-            found.setdefault((org_id, str(row["record_id"])), []).append(_fields(row))
+            found.setdefault((org_id, str(row["record_id"])), []).append(dict(row))
     return found
-
-
-def _fields(row: Any) -> dict[str, Any]:
-    """A stored row as RecordIn input: SQLite hands back text, integers for flags and JSON
-    text for maps; PostgreSQL typed values."""
-    fields = {}
-    for name, value in row.items():
-        if name in NOT_FIELDS or (name == "ref") or value is None:
-            continue
-        if name in INSTANTS and isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        elif name in MAPS and isinstance(value, str):
-            value = orjson.loads(value)
-        elif name in FLAGS:
-            value = bool(value)
-        elif isinstance(value, uuid.UUID):
-            value = str(value)
-        fields[name] = value
-    if "created_at" in fields and row.get("record_id") is not None:
-        del fields["created_at"]  # a child's copy of its record's
-    return fields
 
 
 def _insert(bind: sa.Connection, table: str, columns: tuple[str, ...], rows: list[Any]) -> None:

@@ -15,10 +15,7 @@ import uuid
 import sqlalchemy as sa
 from alembic import op
 
-from kbaudit.crypto import merkle
-from kbaudit.document import leaf_of
-from kbaudit.domain import OrgId
-from kbaudit.store.log import LogRepository
+from kbaudit.store.migrations.frozen.log import NewLog, leaf_data, leaf_hash
 
 revision = "0007"
 down_revision = "0006"
@@ -83,19 +80,21 @@ def _log_organization(bind: sa.Connection, org_id: int, org_uuid: str) -> None:
         "WHERE org_id = :org AND seq > :after ORDER BY seq LIMIT :n"
     )
     number = sa.text("UPDATE records SET leaf_index = :leaf WHERE org_id = :org AND seq = :seq")
-    size, after = 0, 0
+    log, size, after = NewLog(bind, org_id), 0, 0
     while rows := bind.execute(read, {"org": org_id, "after": after, "n": BATCH}).all():
-        leaves = [
-            merkle.leaf_hash(leaf_of(org_uuid, _uuid(row.id), row.audit_write_status, row.document))
-            for row in rows
-        ]
-        LogRepository(bind).append(OrgId(org_id), size, leaves)
+        log.append(
+            [
+                leaf_hash(leaf_data(org_uuid, _uuid(row.id), row.audit_write_status, row.document))
+                for row in rows
+            ]
+        )
         bind.execute(
             number,
             [{"org": org_id, "seq": row.seq, "leaf": size + n} for n, row in enumerate(rows)],
         )
         size += len(rows)
         after = rows[-1].seq
+    log.finish()
 
 
 def _uuid(raw: bytes) -> str:

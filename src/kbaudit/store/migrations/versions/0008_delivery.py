@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import kbaudit.store.types
+from kbaudit.store.migrations.frozen import types
 
 revision = "0008"
 down_revision = "0007"
@@ -21,20 +21,20 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("export_jobs", sa.Column("recipients", kbaudit.store.types.JsonObject()))
+    op.add_column("export_jobs", sa.Column("recipients", types.json_object()))
     op.add_column("export_jobs", sa.Column("destination", sa.String(64)))
     op.add_column("export_parts", sa.Column("delivered_bytes", sa.BigInteger()))
     op.add_column("export_parts", sa.Column("sha256_delivered", sa.String(64)))
     op.create_table(
         "webhooks",
-        sa.Column("id", kbaudit.store.types.UuidText(), nullable=False),
+        sa.Column("id", types.uuid_text(), nullable=False),
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("url", sa.String(2048), nullable=False),
-        sa.Column("events", kbaudit.store.types.JsonObject(), nullable=False),
+        sa.Column("events", types.json_object(), nullable=False),
         sa.Column("description", sa.String(500)),
         sa.Column("kek_version", sa.Integer(), nullable=False),
         sa.Column("wrapped_secret", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", kbaudit.store.types.Instant(), nullable=False),
+        sa.Column("created_at", types.instant(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
     )
     op.create_index(op.f("ix_webhooks_org_id"), "webhooks", ["org_id"])
@@ -49,8 +49,8 @@ def upgrade() -> None:
         sa.Column("access_key_id", sa.String(256), nullable=False),
         sa.Column("kek_version", sa.Integer(), nullable=False),
         sa.Column("wrapped_secret", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", kbaudit.store.types.Instant(), nullable=False),
-        sa.Column("updated_at", kbaudit.store.types.Instant(), nullable=False),
+        sa.Column("created_at", types.instant(), nullable=False),
+        sa.Column("updated_at", types.instant(), nullable=False),
         sa.PrimaryKeyConstraint("org_id", "name", name=op.f("pk_destinations")),
     )
     op.create_table(
@@ -59,16 +59,16 @@ def upgrade() -> None:
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("target", sa.String(64), nullable=False),
-        sa.Column("export_id", kbaudit.store.types.UuidText(), nullable=False),
+        sa.Column("export_id", types.uuid_text(), nullable=False),
         sa.Column("event_type", sa.String(32), nullable=False),
         sa.Column("body", sa.LargeBinary()),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", kbaudit.store.types.Instant()),
+        sa.Column("next_attempt_at", types.instant()),
         sa.Column("last_status_code", sa.Integer()),
         sa.Column("last_error", sa.String(500)),
-        sa.Column("created_at", kbaudit.store.types.Instant(), nullable=False),
-        sa.Column("ended_at", kbaudit.store.types.Instant()),
+        sa.Column("created_at", types.instant(), nullable=False),
+        sa.Column("ended_at", types.instant()),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
     op.create_index(

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from kbaudit.store.migrations.frozen import types
 
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
 
-# An instant as the store keeps one: fixed-width UTC text on SQLite, timestamptz on PostgreSQL.
-INSTANT = sa.String(27).with_variant(postgresql.TIMESTAMP(timezone=True), "postgresql")
-
 
 def upgrade() -> None:
-    op.add_column("export_jobs", sa.Column("files_deleted_at", INSTANT))
+    op.add_column("export_jobs", sa.Column("files_deleted_at", types.instant()))
 
 
 def downgrade() -> None:

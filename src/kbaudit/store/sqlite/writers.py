@@ -14,9 +14,11 @@
 from __future__ import annotations
 
 import fcntl
+import math
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import BinaryIO
@@ -47,9 +49,11 @@ class WriterLock:
         if database is not None:
             self._file = open(database.with_name(database.name + ".writer-lock"), "ab")  # noqa: SIM115
 
-    def acquire(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        if not self._threads.acquire(timeout=timeout):
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        """As ``threading.Lock.acquire``: ``timeout`` None waits as long as it takes."""
+        wait = (-1 if timeout is None else timeout) if blocking else 0
+        deadline = time.monotonic() + (math.inf if wait < 0 else wait)
+        if not self._threads.acquire(timeout=wait):
             return False
         if self._file is None:
             return True
@@ -68,12 +72,17 @@ class WriterLock:
             fcntl.flock(self._file, fcntl.LOCK_UN)
         self._threads.release()
 
+    @property
+    def held(self) -> bool:
+        """Whether a writer of this process holds the lock."""
+        return self._threads.locked()
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
 
 
-def _copy_log(connection: sqlite3.Connection) -> int:
+def copy_log(connection: sqlite3.Connection) -> int:
     """Copy the log into the database; returns how many frames the log holds. PASSIVE never
     waits for readers or writers: it copies what it can, and what a reader still needs waits
     for the next one."""
@@ -96,11 +105,19 @@ class Checkpointer:
     """
 
     def __init__(
-        self, database: Path, writers: WriterLock, idle: float = CHECKPOINTER_IDLE
+        self,
+        database: Path,
+        writers: WriterLock,
+        idle: float = CHECKPOINTER_IDLE,
+        *,
+        long_log: int = LONG_LOG_FRAMES,
+        copy: Callable[[sqlite3.Connection], int] = copy_log,
     ) -> None:
         self._database = database
         self._writers = writers
         self._idle = idle
+        self._long_log = long_log
+        self._copy_log = copy
         self._due = threading.Event()
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -125,11 +142,11 @@ class Checkpointer:
         self._copy(_driver(connection))
 
     def _copy(self, connection: sqlite3.Connection) -> None:
-        if _copy_log(connection) < LONG_LOG_FRAMES:
+        if self._copy_log(connection) < self._long_log:
             return
         if self._writers.acquire(timeout=LONG_LOG_LOCK_WAIT):
             try:
-                _copy_log(connection)
+                self._copy_log(connection)
             finally:
                 self._writers.release()
 

@@ -4,38 +4,15 @@ when retention has passed them by."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
 from kbaudit.document import micros
+from kbaudit.store.models import Month
+from kbaudit.store.postgres.locks import PARTITION_LOCK
 
 RECORD_TABLES = ("records", "record_kbs")
-PARTITION_LOCK = 7_241_001  # an advisory lock, beside those in store/postgres.py
-
-
-@dataclass(frozen=True, order=True)
-class Month:
-    year: int
-    month: int
-
-    @classmethod
-    def of(cls, instant: datetime) -> Month:
-        instant = instant.astimezone(UTC)
-        return cls(instant.year, instant.month)
-
-    @property
-    def start(self) -> datetime:
-        return datetime(self.year, self.month, 1, tzinfo=UTC)
-
-    @property
-    def end(self) -> datetime:
-        after = Month(self.year + self.month // 12, self.month % 12 + 1)
-        return after.start
-
-    def table(self, base: str) -> str:
-        return f"{base}_p{self.year:04d}_{self.month:02d}"
 
 
 def ensure_partitions(connection: Connection, instants: Iterable[datetime]) -> list[Month]:

@@ -1,0 +1,1 @@
+"""The store on PostgreSQL: many hosts, advisory locks, monthly partitions, COPY."""

@@ -1,0 +1,24 @@
+"""Retention on PostgreSQL: a month past everyone's retention is dropped whole."""
+
+from __future__ import annotations
+
+from kbaudit.document import micros
+from kbaudit.domain import OrgId
+from kbaudit.store.models import Month
+from kbaudit.store.postgres import partitions
+from kbaudit.store.records import HOUR
+from kbaudit.store.retention import RetentionRepository
+from kbaudit.store.stats import drop_hours
+
+
+class PostgresRetention(RetentionRepository):
+    def record_months(self) -> list[Month]:
+        return partitions.months_present(self._connection)
+
+    def organizations_in(self, month: Month) -> list[OrgId]:
+        return [OrgId(org) for org in partitions.organizations_in(self._connection, month)]
+
+    def drop_month(self, month: Month) -> int:
+        dropped = partitions.drop_month(self._connection, month)
+        drop_hours(self._connection, micros(month.start) // HOUR, micros(month.end) // HOUR)
+        return dropped
