@@ -210,11 +210,25 @@ def id_named_by(text: str) -> uuid.UUID | None:
         return None
 
 
+Edge = Literal["api", "console", "cli"]
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """Where a call came in: the edge, and the route (method and path template) it took
+    there, as the edge names it; services never name routes themselves."""
+
+    edge: Edge
+    route: str
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: an API key, its organization, what it may do and from where."""
+    """Who is calling: an API key, its organization, what it may do, from which address and
+    through which route (``None``: code calling the services directly)."""
 
     org_id: OrgId
     key_id: KeyId
     scopes: frozenset[str]
     client_address: str | None = None
+    via: Via | None = None

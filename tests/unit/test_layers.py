@@ -202,3 +202,23 @@ def test_the_migration_check_sees_live_code(tmp_path: Path) -> None:
         "from kbaudit.store.migrations.frozen import types\n"
     )
     assert unfrozen_imports(revision) == ["kbaudit.document"]
+
+
+def routes_named(folder: Path) -> list[str]:
+    """Lines under ``folder`` that spell a URL of kbaudit's (the API's or the console's)."""
+    found = []
+    for path in folder.rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if "/v1/" in line or "/console" in line:
+                found.append(f"{path.relative_to(PACKAGE)}:{number}")
+    return found
+
+
+def test_services_name_no_routes() -> None:
+    """An edge says which of its routes a call came in by (Caller.via); services log that,
+    and never name a URL of their own."""
+    assert routes_named(PACKAGE / "services") == []
+
+
+def test_the_route_check_sees_a_url() -> None:
+    assert routes_named(PACKAGE / "api" / "console") != []

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from kbaudit.container import Container
-from kbaudit.domain import Caller
+from kbaudit.domain import Caller, Edge, Via
 from kbaudit.errors import InsufficientScope
 
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False)
@@ -19,13 +19,23 @@ def container_of(request: Request) -> Container:
     return container
 
 
+def via(request: Request, edge: Edge) -> Via:
+    """The edge and the route template the request came in by: the access log's words."""
+    route = request.scope.get("route")
+    template = getattr(route, "path_format", request.url.path)
+    return Via(edge, f"{request.method} {template}")
+
+
+def authenticated(request: Request, api_key: str | None, edge: Edge) -> Caller:
+    address = request.client.host if request.client else None
+    return container_of(request).authenticate(api_key, address, via(request, edge))
+
+
 def require_scope(scope: str) -> Callable[..., Caller]:
     """A dependency that authenticates the caller and insists on one scope."""
 
     def dependency(request: Request, api_key: str | None = Depends(api_key_header)) -> Caller:
-        container = container_of(request)
-        address = request.client.host if request.client else None
-        caller = container.authenticate(api_key, address)
+        caller = authenticated(request, api_key, "api")
         if scope not in caller.scopes:
             raise InsufficientScope(f"this API key lacks the {scope} scope")
         return caller

@@ -15,17 +15,18 @@ def record_access(
     clock: Clock,
     caller: Caller,
     action: str,
-    route: str,
     *,
     result_count: int | None = None,
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
 ) -> None:
+    """Log what ``caller`` did, under the route it came in by (its edge's own)."""
     entry = AccessEntry(
         org_id=caller.org_id,
         key_id=caller.key_id,
         action=action,
-        route=route,
+        route=caller.via.route if caller.via else "",
+        edge=caller.via.edge if caller.via else None,
         at=clock(),
         outcome=outcome,
         result_count=result_count,
@@ -36,7 +37,7 @@ def record_access(
 
 
 def newest_entries(
-    store: Store, clock: Clock, caller: Caller, route: str, before: int | None, limit: int = 100
+    store: Store, clock: Clock, caller: Caller, before: int | None, limit: int = 100
 ) -> list[AccessEntry]:
     """The organization's access log, newest first: who read or took what, when, from where.
     Reading it is logged too."""
@@ -48,7 +49,6 @@ def newest_entries(
         clock,
         caller,
         "access_log",
-        route,
         result_count=len(entries),
         details={"before": before},
     )

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from kbaudit.crypto.keyring import Keyring
-from kbaudit.domain import SCOPES, Caller, KeyId
+from kbaudit.domain import SCOPES, Caller, KeyId, Via
 from kbaudit.errors import AuthenticationRequired, ConfigurationError, InvalidRequest, NotFound
 from kbaudit.services.clock import Clock
 from kbaudit.store.keys import KeyRepository, Organization, StoredKey
@@ -76,7 +76,9 @@ class Authenticator:
         self._clock = clock
         self._known: dict[str, tuple[float, StoredKey]] = {}
 
-    def __call__(self, presented: str | None, client_address: str | None = None) -> Caller:
+    def __call__(
+        self, presented: str | None, client_address: str | None = None, via: Via | None = None
+    ) -> Caller:
         refused = AuthenticationRequired("a valid x-api-key header is required")
         if not presented or len(presented) > MAX_PRESENTED_KEY_LENGTH:
             raise refused
@@ -89,7 +91,7 @@ class Authenticator:
         matches = hmac.compare_digest(expected, _digest(secret))
         if stored is None or stored.revoked or not matches:
             raise refused
-        return Caller(stored.org_id, stored.id, stored.scopes, client_address)
+        return Caller(stored.org_id, stored.id, stored.scopes, client_address, via)
 
     def _stored(self, key_id: str) -> StoredKey | None:
         now = self._clock()

@@ -23,7 +23,6 @@ from kbaudit.services.clock import Clock
 from kbaudit.store.records import StoredRecord
 from kbaudit.store.unit_of_work import Store, UnitOfWork
 
-PROOF_ROUTE = "GET /v1/knowledge-base/audit/retrievals/{ref}/proof"
 Write = tuple[StoredRecord | None, RecordDocument]  # (the record as stored before, if it was)
 
 
@@ -89,7 +88,6 @@ def record_proofs(
         clock,
         caller,
         "proof",
-        PROOF_ROUTE,
         result_count=len(within),
         outcome="ok" if within else "not_found",
         details={"ref": ref_or_id[:128], "tree_size": size},

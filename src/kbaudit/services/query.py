@@ -21,8 +21,6 @@ from kbaudit.services.access import record_access
 from kbaudit.services.clock import Clock
 from kbaudit.store.unit_of_work import Store
 
-QUERY_ROUTE = "GET /v1/knowledge-base/audit/retrievals"
-DETAIL_ROUTE = "GET /v1/knowledge-base/audit/retrievals/{ref}"
 MAX_LIMIT = 200
 MAX_CURSOR_LENGTH = 512
 
@@ -106,7 +104,6 @@ def query_records(
         clock,
         caller,
         "query",
-        QUERY_ROUTE,
         result_count=len(items),
         details={"filters": filters.describe(), "limit": limit, "page": bool(cursor)},
     )
@@ -121,7 +118,6 @@ def record_detail(store: Store, clock: Clock, caller: Caller, ref: str) -> Recor
         clock,
         caller,
         "detail",
-        DETAIL_ROUTE,
         result_count=int(found is not None),
         outcome="ok" if found is not None else "not_found",
         details={"ref": ref[:128]},

@@ -33,7 +33,6 @@ log = structlog.get_logger("kbaudit.retention")
 DEFAULT_RETENTION_DAYS = 365
 MIN_RETENTION_DAYS = 90
 MAX_RETENTION_DAYS = 36_500
-POLICY_ROUTE = "PUT /v1/knowledge-base/retention-policy"
 _PRINCIPALS = uuid.UUID("6f1b7a52-3c2e-4d0a-9b7e-2f5d8c1a9e40")
 
 
@@ -80,7 +79,6 @@ def update_policy(
             clock,
             caller,
             "retention_policy_changed",
-            POLICY_ROUTE,
             details={
                 "old": {name: _plain(before[name]) for name in names},
                 "new": {name: _plain(after[name]) for name in names},

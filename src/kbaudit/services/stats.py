@@ -27,7 +27,6 @@ from kbaudit.store.records import HOUR
 from kbaudit.store.stats import DIMENSIONS, Tally, bin_bounds
 from kbaudit.store.unit_of_work import Store
 
-STATS_ROUTE = "GET /v1/knowledge-base/audit/stats"
 Interval = Literal["hour", "day"]
 INTERVALS: dict[str, int] = {"hour": HOUR, "day": 24 * HOUR}
 HOURLY_UP_TO = 48 * HOUR  # the interval chosen when none is asked for: hours up to two days
@@ -93,7 +92,6 @@ def retrieval_stats(
         clock,
         caller,
         "stats",
-        STATS_ROUTE,
         result_count=sum(tally.count for tally in tallies),
         details={"filters": filters.describe(), "interval": chosen, "group_by": group_by},
     )

@@ -19,12 +19,13 @@ class AccessEntry:
     org_id: OrgId
     key_id: KeyId
     action: str
-    route: str
+    route: str  # as the edge named it: "GET /console/records/{ref}"
     at: datetime
     outcome: str = "ok"
     result_count: int | None = None
     client_address: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    edge: str | None = None  # api, console or cli; none before kbaudit kept it
     id: int | None = None  # once stored
 
 
@@ -41,6 +42,7 @@ class AccessLogRepository:
                     "key_id": entry.key_id,
                     "action": entry.action,
                     "route": entry.route,
+                    "edge": entry.edge,
                     "details": entry.details,
                     "result_count": entry.result_count,
                     "outcome": entry.outcome,
@@ -86,6 +88,7 @@ def _entry(row: Row[Any]) -> AccessEntry:
         key_id=KeyId(row.key_id),
         action=row.action,
         route=row.route,
+        edge=row.edge,
         at=row.at,
         outcome=row.outcome,
         result_count=row.result_count,

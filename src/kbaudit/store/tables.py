@@ -202,6 +202,7 @@ access_log = Table(
     Column("key_id", String(32), nullable=False),
     Column("action", String(32), nullable=False),
     Column("route", String(200), nullable=False),
+    Column("edge", String(16)),
     Column("details", JsonObject),
     Column("result_count", Integer),
     Column("outcome", String(32), nullable=False),

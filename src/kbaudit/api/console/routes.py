@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from kbaudit.api.auth import container_of
+from kbaudit.api.auth import authenticated, container_of
 from kbaudit.api.console.forms import TEXT_FILTERS, ExportForm, RecordQuery, RetentionForm, Window
 from kbaudit.api.console.session import COOKIE, LIFETIME_SECONDS, Session, SessionSeal
 from kbaudit.api.errors import status_for
@@ -130,8 +130,7 @@ def signed_in(request: Request, scope: str | None = READ) -> tuple[Caller, Sessi
     session = seal_of(request).open(request.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired
-    address = request.client.host if request.client else None
-    caller = container_of(request).authenticate(session.api_key, address)
+    caller = authenticated(request, session.api_key, "console")
     if scope is not None and scope not in caller.scopes:
         raise InsufficientScope(f"this API key lacks the {scope} scope this page needs")
     return caller, session
@@ -498,11 +497,7 @@ def access_page(request: Request) -> Response:
     container = container_of(request)
     before = request.query_params.get("before", "")
     entries = newest_entries(
-        container.store,
-        container.clock,
-        caller,
-        "GET /console/access",
-        int(before) if before.isdigit() else None,
+        container.store, container.clock, caller, int(before) if before.isdigit() else None
     )
     older = entries[-1].id if len(entries) == 100 else None
     return page(request, "access.html", {"entries": entries, "older": older}, caller, session)

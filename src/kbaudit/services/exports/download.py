@@ -20,9 +20,6 @@ from kbaudit.services.exports.jobs import signed_files
 from kbaudit.services.exports.parts import file_context
 from kbaudit.store.models import ExportJob, ExportPart, PartStatus
 
-DOWNLOAD_ROUTE = "GET /v1/knowledge-base/audit/exports/{export_id}/download/{file_name}"
-
-
 # A byte range as asked for: (first, last) inclusive, (first, None) to the end, or
 # (None, n) for the last n bytes (RFC 9110 section 14.1.2).
 Wanted = tuple[int | None, int | None]
@@ -203,7 +200,6 @@ def _log(deps: ExportDeps, caller: Caller, entry: dict[str, str], outcome: str, 
         deps.clock,
         caller,
         "export_downloaded",
-        DOWNLOAD_ROUTE,
         outcome=outcome,
         details={**entry, "bytes": sent},
     )

@@ -25,7 +25,6 @@ from kbaudit.services.query import CursorCodec
 from kbaudit.store.models import ExportJob, PartStatus
 from kbaudit.store.unit_of_work import UnitOfWork
 
-CREATE_ROUTE = "POST /v1/knowledge-base/audit/exports"
 CONTRACT_FIELDS = (
     "id",
     "status",
@@ -173,7 +172,6 @@ def create_export(
         deps.clock,
         caller,
         "export_requested",
-        CREATE_ROUTE,
         details={
             "export_id": job_id,
             "format": spec.export_format,
