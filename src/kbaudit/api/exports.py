@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -14,9 +12,10 @@ from fastapi.responses import StreamingResponse
 from kbaudit.api.auth import container_of, require_scope
 from kbaudit.api.retrievals import ERROR_RESPONSES
 from kbaudit.api.schemas import CursorPage, ErrorResponse, ExportJobResponse, ExportRequest
+from kbaudit.api.streaming import accepts_zstd, file_headers, one_ahead, parse_range
 from kbaudit.api.strict_json import StrictJsonRoute
 from kbaudit.domain import Caller, JobStatus
-from kbaudit.services.exports.download import Download, Wanted, open_download
+from kbaudit.services.exports.download import open_download
 from kbaudit.services.exports.jobs import (
     ExportView,
     create_export,
@@ -124,12 +123,7 @@ async def download_export_file(
         head=head,
         zstd_accepted=accepts_zstd(request),
     )
-    headers = {
-        "Content-Disposition": f'attachment; filename="{download.file_name}"',
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "no-store",
-        **coding_headers(download),
-    }
+    headers = {**file_headers(download), "Accept-Ranges": "bytes", "Cache-Control": "no-store"}
     status = 200
     if download.partial:
         status = 206
@@ -149,70 +143,3 @@ async def download_export_file(
 
 # The same handler answers HEAD, outside the OpenAPI document (one operation a route there).
 router.add_api_route(DOWNLOAD_PATH, download_export_file, methods=["HEAD"], include_in_schema=False)
-
-
-# RFC 9110 section 12.4.2: a weight of zero, "q=0" to "q=0.000", refuses the coding.
-_REFUSED = re.compile(r"q=0(\.0{0,3})?")
-
-
-def accepts_zstd(request: Request) -> bool:
-    """Whether the request's ``Accept-Encoding`` names zstd without refusing it."""
-    for coding in request.headers.get("accept-encoding", "").split(","):
-        name, _, weight = coding.partition(";")
-        if name.strip().lower() == "zstd":
-            return not _REFUSED.fullmatch(weight.strip().lower().replace(" ", ""))
-    return False
-
-
-def coding_headers(download: Download) -> dict[str, str]:
-    """The headers that depend on the content coding. A zstd-coded file is a representation
-    of its own: its length is unknown until it is sent, and its ETag differs from the decoded
-    file's (RFC 9110 section 8.8.3)."""
-    if download.encoding is None:
-        return {
-            "Vary": "Accept-Encoding",
-            "Content-Length": str(download.stop - download.start),
-            "ETag": f'"{download.sha256}"',
-        }
-    return {
-        "Vary": "Accept-Encoding",
-        "Content-Encoding": download.encoding,
-        "ETag": f'"{download.sha256}+{download.encoding}"',
-    }
-
-
-def parse_range(header: str | None) -> Wanted | None:
-    """One ``bytes=`` range, else None (the whole file: several ranges, other units and
-    malformed headers are ignored, as RFC 9110 lets a server do)."""
-    if not header or not header.startswith("bytes=") or "," in header:
-        return None
-    first, dash, last = header.removeprefix("bytes=").strip().partition("-")
-    if not dash or not (first or last) or not (first + last).isdigit():
-        return None
-    if not first:
-        return None, int(last)
-    return int(first), int(last) if last else None
-
-
-async def one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[memoryview]:
-    """Decrypt the next chunk in a thread while the current one is on the wire. The thread is
-    handed the work before the chunk goes to the server, not when the loop next gets control:
-    after the send, decrypting and sending would take turns."""
-    loop = asyncio.get_running_loop()
-    pending = loop.run_in_executor(None, next, chunks, None)
-    try:
-        while (chunk := await pending) is not None:
-            pending = loop.run_in_executor(None, next, chunks, None)
-            # A view: the loop's transport slices off what the socket took, and slicing 8 MB
-            # of bytes would copy the rest once more (2-5 points of raw speed).
-            yield memoryview(chunk)
-    finally:
-        if not pending.done():
-            await asyncio.wait([pending])
-        await asyncio.to_thread(_close, chunks)
-
-
-def _close(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        close()
