@@ -3,6 +3,7 @@ answers as the test scripts it to."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,7 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 
@@ -29,7 +32,13 @@ class Receiver:
     code, ``"slow"`` (waits ``slow_seconds``, then 200), ``"redirect:URL"``, or a barrier
     (200 once as many requests wait at it as it has parties, 500 after 5 s without)."""
 
-    def __init__(self, answers: list[Answer], slow_seconds: float = 3.0) -> None:
+    def __init__(
+        self,
+        answers: list[Answer],
+        slow_seconds: float = 3.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.answers = list(answers)
         self.slow_seconds = slow_seconds
         self.received: list[Received] = []
@@ -38,7 +47,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                arrived = Received(dict(self.headers.items()), body, time.time())
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                arrived = Received(headers, body, time.time())
                 receiver.received.append(arrived)
                 answer = receiver._next()
                 if isinstance(answer, threading.Barrier):
@@ -61,9 +71,10 @@ class Receiver:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self.port = self._server.server_address[1]
+        self.url = f"http://{host}:{self.port}/hook"
 
     def _next(self) -> Answer:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -78,8 +89,10 @@ class Receiver:
 
 
 @contextmanager
-def receiving(answers: list[Answer], slow_seconds: float = 3.0) -> Iterator[Receiver]:
-    receiver = Receiver(answers, slow_seconds).start()
+def receiving(
+    answers: list[Answer], slow_seconds: float = 3.0, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[Receiver]:
+    receiver = Receiver(answers, slow_seconds, host, port).start()
     try:
         yield receiver
     finally:
@@ -92,3 +105,20 @@ def signed_by(secret: str, received: Received) -> bool:
     sent_at = datetime.fromtimestamp(int(headers["webhook-timestamp"]), UTC)
     expected = Webhook(secret).sign(headers["webhook-id"], sent_at, received.body.decode())
     return expected in headers["webhook-signature"].split(" ")
+
+
+def rebinding(monkeypatch: pytest.MonkeyPatch, name: str, first: str, then: str) -> list[str]:
+    """Make the process's resolver answer ``first`` for ``name`` the first time it is asked,
+    and ``then`` every time after, as a name an attacker controls would (DNS rebinding);
+    other names resolve as ever. Returns the answers given, as they are given."""
+    real = socket.getaddrinfo
+    given: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        given.append(then if given else first)
+        return real(given[-1], port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return given

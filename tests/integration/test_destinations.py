@@ -8,6 +8,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import obstore
 import orjson
@@ -19,7 +20,7 @@ from kbaudit.services.delivery.outbox import deliver_due
 from tests.backends import customer_bucket
 from tests.conftest import Api
 from tests.helpers import DEMO_WINDOW, EXPORTS, download_all, seed_demo, start_export, view_export
-from tests.receiver import receiving
+from tests.receiver import rebinding, receiving
 
 pytestmark = pytest.mark.scaleout
 DESTINATIONS = "/v1/knowledge-base/audit/destinations"
@@ -108,6 +109,19 @@ def test_a_private_endpoint_is_refused_unless_allowed(make_api: Callable[..., Ap
     response = strict.client.put(f"{DESTINATIONS}/x", json=body(), headers=strict.key())
     assert response.status_code == 422
     assert "https" in response.text
+
+
+def test_a_bucket_is_reached_at_the_address_its_check_saw(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint's name is resolved once, by the check; the store's client never looks it
+    up (it could not: only the check's resolver knows it), and signs for the name."""
+    port = urlsplit(customer_bucket()[0]).port
+    answers = rebinding(monkeypatch, "bucket.rebinding.test", "127.0.0.1", "127.0.0.2")
+    sent = body(endpoint=f"http://bucket.rebinding.test:{port}")
+    response = api.client.put(f"{DESTINATIONS}/rebound", json=sent, headers=api.key())
+    assert response.status_code == 200, response.text
+    assert answers == ["127.0.0.1"]
 
 
 def test_an_export_arrives_in_the_bucket_as_downloaded(api: Api) -> None:

@@ -18,7 +18,7 @@ from kbaudit.services.delivery.outbox import deliver_due
 from kbaudit.services.exports.sweep import sweep
 from tests.conftest import Api, ManualClock
 from tests.helpers import seed_demo, start_export
-from tests.receiver import receiving, signed_by
+from tests.receiver import rebinding, receiving, signed_by
 
 HOOKS = "/v1/knowledge-base/audit/webhooks"
 
@@ -248,6 +248,26 @@ def test_the_address_is_checked_again_when_sending(api: Api) -> None:
     assert receiver.received == []
     [pending] = deliveries(api, key, hook["id"])
     assert "refused" in pending["last_error"]
+
+
+def test_a_send_connects_to_the_address_its_check_saw(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name answers one address to the check and another to any later lookup: the
+    request still goes to the one checked, with the name as its Host."""
+    key = api.key()
+    with (
+        receiving([200]) as checked,
+        receiving([200], host="127.0.0.2", port=checked.port) as rebound,
+    ):
+        answers = rebinding(monkeypatch, "hooks.rebinding.test", "127.0.0.1", "127.0.0.2")
+        register(api, key, f"http://hooks.rebinding.test:{checked.port}/hook")
+        exported(api, key)
+        deliver_due(api.container.delivery)
+    assert answers == ["127.0.0.1"]  # the check's lookup, and no other
+    [received] = checked.received
+    assert received.headers["host"] == f"hooks.rebinding.test:{checked.port}"
+    assert rebound.received == []
 
 
 def test_unknown_events_are_refused(api: Api) -> None:

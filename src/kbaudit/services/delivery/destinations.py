@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,14 +18,16 @@ from obstore.store import S3Store
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.domain import Caller
 from kbaudit.errors import DestinationCheckFailed, InvalidRequest, NotFound
-from kbaudit.services.delivery.addresses import RefusedAddress, check_url
+from kbaudit.services.delivery.addresses import RefusedAddress, target
 from kbaudit.services.delivery.deps import DeliveryDeps
+from kbaudit.services.delivery.tunnel import Tunnel
 from kbaudit.services.exports.download import delivered_chunks
 from kbaudit.services.exports.jobs import signed_files
 from kbaudit.store.models import Destination, OutboxItem, PartStatus
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 UPLOAD_CHUNK = 8 * 1024 * 1024
+COPY_TIMEOUT_SECONDS = 60.0
 _S3_CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
 _S3_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 
@@ -44,12 +48,11 @@ def put_destination(
     """Check the bucket with a probe object, then save (or replace) the destination."""
     if not NAME.match(name):
         raise InvalidRequest("a destination's name is 1-64 of A-Z a-z 0-9 _ . -", field=("path",))
-    if spec.endpoint is not None:
-        try:
-            check_url(spec.endpoint, deps.config.allow_private)
-        except RefusedAddress as exc:
-            raise InvalidRequest(f"endpoint {exc}", field=("body", "endpoint")) from exc
-    _preflight(_store(deps, spec, fast=True))
+    try:
+        with _connected(deps, spec, fast=True) as store:
+            _preflight(store)
+    except RefusedAddress as exc:
+        raise InvalidRequest(f"endpoint {exc}", field=("body", "endpoint")) from exc
     now = deps.clock()
     with deps.store.writing() as uow:
         org_uuid = uow.keys.organization(caller.org_id).uuid
@@ -115,8 +118,6 @@ def copy_export(deps: DeliveryDeps, item: OutboxItem) -> str | None:
         return f"the destination {item.target!r} was removed"
     if job is None or job.wrapped_keyset is None:
         return "the export has expired; its files are deleted"
-    if destination.endpoint is not None:
-        check_url(destination.endpoint, deps.config.allow_private)
     secret = deps.keys.unwrap_secret(
         org_uuid,
         _purpose(destination.name),
@@ -130,17 +131,17 @@ def copy_export(deps: DeliveryDeps, item: OutboxItem) -> str | None:
         destination.access_key_id,
         secret.decode(),
     )
-    store = _store(deps, credentials)
-    for part in parts:
-        if part.status is PartStatus.DONE:
-            chunks = delivered_chunks(deps.keys, deps.blobs, job, org_uuid, part)
-            with obstore.open_writer(
-                store, f"{job.id}/{part.file_name}", buffer_size=UPLOAD_CHUNK
-            ) as sink:
-                for chunk in chunks:
-                    sink.write(chunk)
-    for name, content in signed_files(job):
-        obstore.put(store, f"{job.id}/{name}", content)
+    with _connected(deps, credentials) as store:
+        for part in parts:
+            if part.status is PartStatus.DONE:
+                chunks = delivered_chunks(deps.keys, deps.blobs, job, org_uuid, part)
+                with obstore.open_writer(
+                    store, f"{job.id}/{part.file_name}", buffer_size=UPLOAD_CHUNK
+                ) as sink:
+                    for chunk in chunks:
+                        sink.write(chunk)
+        for name, content in signed_files(job):
+            obstore.put(store, f"{job.id}/{name}", content)
     return None
 
 
@@ -170,15 +171,36 @@ def _preflight(store: S3Store) -> None:
         raise DestinationCheckFailed(f"{step}: {describe_store_error(exc)}") from exc
 
 
-def _store(deps: DeliveryDeps, spec: DestinationSpec, *, fast: bool = False) -> S3Store:
-    """``fast``: a preflight answers a request, so it tries once and waits little."""
+@contextmanager
+def _connected(
+    deps: DeliveryDeps, spec: DestinationSpec, *, fast: bool = False
+) -> Iterator[S3Store]:
+    """The destination's bucket. A customer's endpoint is checked, and every connection goes
+    to the address that passed (tunnel.py); without one, the store is AWS's, and its hosts
+    are obstore's choice. ``fast``: a preflight answers a request, so it tries once and
+    waits little."""
+    timeout = deps.config.timeout_seconds if fast else COPY_TIMEOUT_SECONDS
+    if spec.endpoint is None:
+        yield _store(spec, timeout, fast=fast)
+        return
+    checked = target(spec.endpoint, deps.config.allow_private)
+    with Tunnel(checked, timeout) as proxy:
+        yield _store(spec, timeout, fast=fast, proxy=proxy)
+
+
+def _store(
+    spec: DestinationSpec, timeout: float, *, fast: bool, proxy: str | None = None
+) -> S3Store:
     endpoint = spec.endpoint
+    client: dict[str, Any] = {
+        "allow_http": bool(endpoint and endpoint.startswith("http://")),
+        "connect_timeout": timedelta(seconds=5),
+        "timeout": timedelta(seconds=timeout),
+    }
+    if proxy is not None:
+        client["proxy_url"] = proxy
     options: dict[str, Any] = {
-        "client_options": {
-            "allow_http": bool(endpoint and endpoint.startswith("http://")),
-            "connect_timeout": timedelta(seconds=5),
-            "timeout": timedelta(seconds=deps.config.timeout_seconds if fast else 60),
-        },
+        "client_options": client,
         "retry_config": {
             "max_retries": 0 if fast else 4,
             "retry_timeout": timedelta(seconds=10 if fast else 60),

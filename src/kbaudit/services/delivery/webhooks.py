@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx2
+import httpx
 from standardwebhooks.webhooks import Webhook as Signer
 
 from kbaudit.crypto.envelope import WrappedKeyset
 from kbaudit.domain import Caller
 from kbaudit.errors import InvalidRequest, NotFound
-from kbaudit.services.delivery.addresses import RefusedAddress, check_url
+from kbaudit.services.delivery.addresses import RefusedAddress, check_url, target
 from kbaudit.services.delivery.deps import DeliveryDeps
 from kbaudit.services.delivery.events import EVENT_TYPES
+from kbaudit.services.delivery.tunnel import Tunnel
 from kbaudit.store.models import OutboxItem, OutboxKind, OutboxStatus, Webhook
 
 SECRET_BYTES = 32
@@ -123,7 +124,8 @@ def webhook_view(hook: Webhook) -> dict[str, Any]:
 
 def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
     """One try: sign the stored body and POST it; any 2xx delivers it. Redirects are not
-    followed (a 3xx is a failed try), and the address is checked again before sending."""
+    followed (a 3xx is a failed try), and the address is checked again before sending, and
+    is the one connected to."""
     with deps.store.reading() as uow:
         hook = uow.delivery.webhook(item.org_id, item.target)
         org_uuid = uow.keys.organization(item.org_id).uuid
@@ -131,7 +133,7 @@ def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
         return Attempt(False, error="the webhook was removed", final=True)
     assert item.body is not None
     try:
-        check_url(hook.url, deps.config.allow_private)
+        checked = target(hook.url, deps.config.allow_private)
     except RefusedAddress as exc:
         return Attempt(False, error=f"refused: {exc}")
     secret = deps.keys.unwrap_secret(
@@ -145,16 +147,19 @@ def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Signer(secret).sign(item.id, now, body),
     }
+    timeout = deps.config.timeout_seconds
     try:
-        response = httpx2.post(
-            hook.url,
-            content=item.body,
-            headers=headers,
-            timeout=deps.config.timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,  # straight to the checked address, through no proxy
-        )
-    except httpx2.HTTPError as exc:
+        with Tunnel(checked, timeout) as proxy:
+            response = httpx.post(
+                hook.url,
+                content=item.body,
+                headers=headers,
+                timeout=timeout,
+                follow_redirects=False,
+                proxy=proxy,  # to the checked address, and through no other proxy:
+                trust_env=False,
+            )
+    except httpx.HTTPError as exc:
         return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:500])
     if 200 <= response.status_code < 300:
         return Attempt(True, response.status_code)

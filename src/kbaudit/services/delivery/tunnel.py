@@ -1,0 +1,132 @@
+"""Sending to the address that was checked, whatever the name answers next.
+
+HTTP clients resolve a URL's name again when they connect; between kbaudit's check and that
+second lookup, the name may have come to answer with an address the check would have refused
+(DNS rebinding). So a client is given a proxy of kbaudit's own, on 127.0.0.1, that takes
+requests for the checked host and port alone and opens every connection to the checked
+address. The client keeps the name for everything else: ``CONNECT host:port`` and its own
+TLS to the host for https (SNI and the certificate check are the name's), the absolute URL
+and ``Host`` for plain http. httpx and obstore both take a proxy URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import socketserver
+import threading
+from types import TracebackType
+from urllib.parse import urlsplit
+
+from kbaudit.services.delivery.addresses import Target
+
+MAX_HEAD = 64 * 1024
+CHUNK = 64 * 1024
+IDLE_MARGIN_SECONDS = 5.0
+
+
+class Tunnel:
+    """``with Tunnel(target, timeout) as proxy_url:`` a proxy for ``target`` while the block
+    runs. ``timeout`` is the client's: it bounds connecting, and the tunnel waits for bytes
+    a little longer than that, so that the client's own timeout is the one that fires."""
+
+    def __init__(self, target: Target, timeout: float) -> None:
+        tunnel = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                tunnel._serve(self.request)
+
+        self._target = target
+        self._timeout = timeout
+        self._idle = timeout + IDLE_MARGIN_SECONDS
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="kbaudit-tunnel", daemon=True
+        )
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def _serve(self, client: socket.socket) -> None:
+        client.settimeout(self._idle)
+        head = _head(client)
+        if head is None:
+            return
+        method, _, rest = head.partition(b" ")
+        request_target = rest.partition(b" ")[0].decode("latin-1")
+        authority = request_target if method == b"CONNECT" else urlsplit(request_target).netloc
+        if not self._is_target(authority):
+            client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        address = (str(self._target.address), self._target.port)
+        try:
+            upstream = socket.create_connection(address, timeout=self._timeout)
+        except OSError:
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            return
+        with upstream:
+            upstream.settimeout(self._idle)
+            if method == b"CONNECT":
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                upstream.sendall(head.partition(b"\r\n\r\n")[2])
+            else:
+                # The absolute URL as it came: a server must take it (RFC 9112 3.2.2).
+                upstream.sendall(head)
+            _pipe(client, upstream)
+
+    def _is_target(self, authority: str) -> bool:
+        parts = urlsplit(f"//{authority}")
+        try:
+            port = parts.port
+        except ValueError:
+            return False
+        host = (parts.hostname or "").lower()
+        return host == self._target.host.lower() and port in (self._target.port, None)
+
+
+def _head(client: socket.socket) -> bytes | None:
+    """What the client sent up to the end of its request's head (and perhaps a little of
+    what follows); None when it sent no whole head within bounds."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        try:
+            chunk = client.recv(CHUNK)
+        except OSError:
+            return None
+        if not chunk or len(received) + len(chunk) > MAX_HEAD:
+            return None
+        received += chunk
+    return received
+
+
+def _pipe(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy both ways until either side is done or silent for the timeout."""
+    back = threading.Thread(target=_copy, args=(upstream, client), daemon=True)
+    back.start()
+    _copy(client, upstream)
+    back.join()
+
+
+def _copy(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(CHUNK):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for side in (sink, source):
+            with contextlib.suppress(OSError):  # the other copy may have shut it already
+                side.shutdown(socket.SHUT_RDWR)
