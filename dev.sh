@@ -26,7 +26,9 @@ ensure_venv() {
 
 install() {
   ensure_venv
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".$1" 2>&1 \
+  # kbaudit's commands read through the SDK, its own distribution under sdk/: both install
+  # from this checkout together, so that pip never looks for kbaudit-sdk anywhere else.
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ./sdk -e ".$1" 2>&1 \
     | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import kbaudit" # fail here, not later, when the install did not take
 }
@@ -61,7 +63,6 @@ case "${1:-}" in
   test)
     shift
     install "[dev]"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e ./sdk
     "$VENV/bin/ruff" check src tests bench sdk
     "$VENV/bin/ruff" format --check src tests bench sdk
     "$VENV/bin/mypy"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -93,9 +93,9 @@ class Serve:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
-            except httpx2.TransportError:
+            except httpx.TransportError:
                 time.sleep(0.1)
         self.process.kill()
         raise AssertionError(f"kbaudit serve did not come up: {self.process.communicate()[1]}")

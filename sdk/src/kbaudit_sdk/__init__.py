@@ -8,7 +8,7 @@ with AuditWriter("http://127.0.0.1:8000", api_key) as audit:
         retrieval.served(refs=[{"chunk_id": c.id, "rank": n} for n, c in enumerate(chunks)])
 """
 
-from kbaudit_sdk._reader import AuditReader
+from kbaudit_sdk._reader import AuditReader, IntegrityError
 from kbaudit_sdk._sending import AuditError, Retry, Stats
 from kbaudit_sdk._writer import AsyncAuditWriter, AuditWriter, Retrieval
 
@@ -17,6 +17,7 @@ __all__ = [
     "AuditError",
     "AuditReader",
     "AuditWriter",
+    "IntegrityError",
     "Retrieval",
     "Retry",
     "Stats",

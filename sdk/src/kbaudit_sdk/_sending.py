@@ -16,7 +16,7 @@ RECORDS = "/v1/knowledge-base/audit/retrievals"
 
 
 class AuditError(Exception):
-    """The server refused a batch for good (a 4xx that retrying cannot change)."""
+    """The server refused a request for good (a 4xx that retrying cannot change)."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(f"{status} {body.get('error', '')}: {body.get('message', body)}")

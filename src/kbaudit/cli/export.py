@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx2
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -17,11 +16,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from kbaudit.cli.log import Keys, load_keys, say
-from kbaudit.client import ClientError, ExportClient
-from kbaudit.crypto.signing import SignatureError
+from kbaudit.cli.log import Keys, fail_on_error, load_keys, say
 from kbaudit.domain import JobStatus
 from kbaudit.services.verify import VerificationFailed, verify_export
+from kbaudit_sdk import AuditReader
 
 export_app = typer.Typer(no_args_is_help=True, help="Create, follow and download exports.")
 err = Console(stderr=True)
@@ -29,8 +27,8 @@ Url = Annotated[str, typer.Option(envvar="KBAUDIT_URL", help="Base URL of the kb
 Key = Annotated[str, typer.Option(envvar="KBAUDIT_API_KEY", help="API key.", show_default=False)]
 
 
-def _client(url: str, key: str) -> ExportClient:
-    return ExportClient(url, key)
+def _client(url: str, key: str) -> AuditReader:
+    return AuditReader(url, key)
 
 
 @export_app.command("create")
@@ -53,7 +51,7 @@ def create(
     destination: Annotated[str | None, typer.Option(help="Destination to copy to.")] = None,
 ) -> None:
     """Request an export; its id alone is the last line on standard output."""
-    body: dict[str, Any] = {"start": start, "end": end, "export_format": export_format}
+    body: dict[str, Any] = {}
     for name, value in (
         ("kb_ids", kb_id),
         ("statuses", status),
@@ -64,9 +62,15 @@ def create(
     ):
         if value:
             body[name] = value
-    job = _run(lambda: _client(url, api_key).create(body, idempotency_key))
-    err.print(f"export {job['id']} is {job['status']}")
-    print(job["id"])
+    with _client(url, api_key) as reader:
+        export_id = fail_on_error(
+            lambda: reader.export(
+                start, end, export_format, idempotency_key=idempotency_key, **body
+            )
+        )
+        job = fail_on_error(lambda: reader.job(export_id))
+    err.print(f"export {export_id} is {job['status']}")
+    print(export_id)
 
 
 @export_app.command("wait")
@@ -92,7 +96,8 @@ def wait(export_id: str, api_key: Key, url: Url = "http://127.0.0.1:8000") -> No
                 rows=parts.get("rows_written", 0),
             )
 
-        job = _run(lambda: _client(url, api_key).wait(export_id, show))
+        with _client(url, api_key) as reader:
+            job = fail_on_error(lambda: reader.wait(export_id, show))
     err.print(
         f"export {export_id}: {job['status']}, {job['total_rows']} rows, "
         f"{job['partial_count']} not finalized, {job['failed_count']} failed"
@@ -113,44 +118,31 @@ def download(
         bool, typer.Option("--verify/--no-verify", help="Verify the signed manifest after.")
     ] = True,
 ) -> None:
-    """Download every file, each checked against its SHA-256; then verify the whole
-    export against its signed manifest, as ``kbaudit verify`` does."""
-    client = _client(url, api_key)
-    with Progress(
-        TextColumn("downloading"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    """Download every file, each checked against its SHA-256 (a download cut short resumes
+    where it stopped); then verify the whole export against its signed manifest, as
+    ``kbaudit verify`` does."""
+    with (
+        _client(url, api_key) as reader,
+        Progress(
+            TextColumn("downloading"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=err,
+            transient=True,
+        ) as progress,
+    ):
         task = progress.add_task("downloading", total=None)
-        saved = _run(lambda: client.download(export_id, out, lambda n: progress.advance(task, n)))
+        saved = fail_on_error(
+            lambda: reader.download(export_id, out, lambda n: progress.advance(task, n))
+        )
+        trusted = fail_on_error(lambda: load_keys(keys, url, reader)) if check else []
     for path in saved:
         print(path)
     if check:
-        trusted = _run(lambda: load_keys(keys, url, client))
         try:
             verified = verify_export(out, trusted, export_id=export_id)
         except VerificationFailed as exc:
             say(f"NOT verified: {exc}")
             raise typer.Exit(1) from exc
         say(verified.summary())
-
-
-def _run(action: Any) -> Any:
-    """A refusal, a server that cannot be reached or a disk that is full: one line on
-    standard error and exit status 1."""
-    try:
-        return action()
-    except (ClientError, SignatureError, httpx2.HTTPError, OSError) as exc:
-        say(f"error: {_plainly(exc)}")
-        raise typer.Exit(1) from exc
-
-
-def _plainly(exc: Exception) -> str:
-    if isinstance(exc, httpx2.TransportError):
-        return f"the kbaudit server cannot be reached ({type(exc).__name__}: {exc})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc)

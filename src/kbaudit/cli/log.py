@@ -9,16 +9,16 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx2
+import httpx
 import orjson
 import typer
 from rich.console import Console
 
-from kbaudit.client import ClientError, ExportClient
 from kbaudit.crypto import merkle
 from kbaudit.crypto.checkpoint import Checkpoint, open_checkpoint
 from kbaudit.crypto.signing import PublicKey, SignatureError
 from kbaudit.services.verify import VerificationFailed, read_keys, verify_export
+from kbaudit_sdk import AuditError, AuditReader, IntegrityError
 
 log_app = typer.Typer(no_args_is_help=True, help="The tamper-evident log of records.")
 err = Console(stderr=True)
@@ -34,6 +34,10 @@ Keys = Annotated[
     ),
 ]
 DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class CheckFailed(Exception):
+    """What the server sent does not prove what it should: a proof, a grown log."""
 
 
 def verify(
@@ -58,7 +62,7 @@ def verify(
 @log_app.command("checkpoint")
 def checkpoint(api_key: Key, url: Url = DEFAULT_URL) -> None:
     """Print the organization's current checkpoint (a signed note)."""
-    print(fail_on_error(lambda: ExportClient(url, api_key).checkpoint()), end="")
+    print(fail_on_error(lambda: AuditReader(url, api_key).checkpoint()), end="")
 
 
 @log_app.command("prove")
@@ -69,7 +73,7 @@ def prove(
     keys: Keys = None,
 ) -> None:
     """Prove that every write of a record is in the log of the current signed checkpoint."""
-    client = ExportClient(url, api_key)
+    client = AuditReader(url, api_key)
 
     def proved() -> str:
         head, _ = open_checkpoint(client.checkpoint(), load_keys(keys, url, client))
@@ -78,7 +82,7 @@ def prove(
             leaf = merkle.leaf_hash(base64.b64decode(entry["leaf"]))
             path = [base64.b64decode(h) for h in entry["inclusion_proof"]]
             if not merkle.verify_inclusion(entry["leaf_index"], head.size, leaf, path, head.root):
-                raise ClientError(f"the proof of leaf {entry['leaf_index']} does not verify")
+                raise CheckFailed(f"the proof of leaf {entry['leaf_index']} does not verify")
         indexes = ", ".join(str(entry["leaf_index"]) for entry in answer["entries"])
         return f"{ref}: in the log at index {indexes} of {head.size}, proofs verified"
 
@@ -98,7 +102,7 @@ def watch(
 ) -> None:
     """Check each new checkpoint against the last one seen: the log may only have grown.
     Fails loudly on a fork or a shrunken tree. The keys are pinned at the first look."""
-    client = ExportClient(url, api_key)
+    client = AuditReader(url, api_key)
     while True:
         fail_on_error(lambda: print(witness(client, state, keys, url)))
         if once:
@@ -106,7 +110,7 @@ def watch(
         time.sleep(interval)
 
 
-def witness(client: ExportClient, state_file: Path, keys: str | None, url: str) -> str:
+def witness(client: AuditReader, state_file: Path, keys: str | None, url: str) -> str:
     """One look: the new checkpoint must be signed and consistent with the last one kept."""
     state: dict[str, Any] = orjson.loads(state_file.read_bytes()) if state_file.exists() else {}
     if keys is not None or "keys" not in state:
@@ -127,24 +131,24 @@ def witness(client: ExportClient, state_file: Path, keys: str | None, url: str) 
     return said
 
 
-def _check_grown(client: ExportClient, old: Checkpoint, new: Checkpoint) -> None:
+def _check_grown(client: AuditReader, old: Checkpoint, new: Checkpoint) -> None:
     if new.size < old.size:
-        raise ClientError(f"the log shrank from {old.size} to {new.size} leaves")
+        raise CheckFailed(f"the log shrank from {old.size} to {new.size} leaves")
     answer = client.consistency(old.size, new.size)
     proof = [base64.b64decode(h) for h in answer["proof"]]
     if not merkle.verify_consistency(old.size, new.size, old.root, new.root, proof):
-        raise ClientError(
+        raise CheckFailed(
             f"FORK: the log at {new.size} leaves is not an extension of the one at {old.size}"
         )
 
 
-def load_keys(source: str | None, url: str, client: ExportClient | None = None) -> list[PublicKey]:
+def load_keys(source: str | None, url: str, client: AuditReader | None = None) -> list[PublicKey]:
     if source is None:
-        text = (client or ExportClient(url, "")).signing_keys()
+        text = (client or AuditReader(url, "")).signing_keys()
     elif source.startswith(("https://", "http://")):
-        response = httpx2.get(source, timeout=30)
+        response = httpx.get(source, timeout=30)
         if response.status_code != 200:
-            raise ClientError(f"{source}: {response.status_code}")
+            raise CheckFailed(f"{source}: {response.status_code}")
         text = response.text
     else:
         text = Path(source).read_text()
@@ -157,10 +161,26 @@ def say(line: str) -> None:
 
 
 def fail_on_error(action: Any) -> Any:
-    """Run a command's work; a refusal, a bad signature or an unreachable server is one line
-    on standard error and exit status 1."""
+    """Run a command's work; a refusal, a check that fails, a bad signature, a server that
+    cannot be reached or a disk that is full is one line on standard error and exit
+    status 1."""
     try:
         return action()
-    except (ClientError, SignatureError, OSError, httpx2.HTTPError) as exc:
-        say(f"error: {exc}")
+    except (
+        AuditError,
+        IntegrityError,
+        CheckFailed,
+        SignatureError,
+        OSError,
+        httpx.HTTPError,
+    ) as exc:
+        say(f"error: {_plainly(exc)}")
         raise typer.Exit(1) from exc
+
+
+def _plainly(exc: Exception) -> str:
+    if isinstance(exc, httpx.TransportError):
+        return f"the kbaudit server cannot be reached ({type(exc).__name__}: {exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
