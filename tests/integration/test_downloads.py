@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
 
 import pytest
 import zstandard
 
+from kbaudit.blobs import BlobStore
 from kbaudit.domain import SCOPES, Caller, KeyId, OrgId
 from kbaudit.services.exports import parts
-from kbaudit.services.exports.jobs import get_export
+from kbaudit.services.exports.jobs import list_exports
 from kbaudit.services.exports.parts import blob_prefix, tidy
 from tests.conftest import Api
 from tests.helpers import EXPORTS, download_all, seed_demo, start_export, view_export
@@ -184,23 +186,39 @@ def test_what_attempts_left_behind_goes_when_the_job_ends(
     assert len(files) == 3
 
 
+class LookingWhenStored:
+    """A blob store that calls ``look`` once a file is stored: after its part has written
+    every row and before the part is recorded done."""
+
+    def __init__(self, blobs: BlobStore, look: Callable[[], None]) -> None:
+        self._blobs, self._look = blobs, look
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blobs, name)
+
+    @contextmanager
+    def writer(self, key: str) -> Iterator[BinaryIO]:
+        with self._blobs.writer(key) as sink:
+            yield sink
+        self._look()
+
+
 def test_a_running_part_reports_the_rows_it_has_written(
     make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = make_api()
     key = api.key()
     seed_demo(api, key, 30)
-    monkeypatch.setattr(parts, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(parts, "PROGRESS_SECONDS", 0.0)  # a heartbeat after every batch
     seen: list[tuple[int, int]] = []
-    beat = parts._Heartbeat.beat
+    deps = api.container.exports
 
-    def beat_and_look(self: Any, rows: int) -> None:
-        beat(self, rows)
+    def look() -> None:
         caller = Caller(OrgId(1), KeyId("k"), frozenset(SCOPES), None)
-        view = get_export(api.container.exports, caller, self._job_id)
-        seen.append((view.parts_done, view.rows_written))
+        [job] = list_exports(deps, api.container.cursor_codec, caller, None, 1, None).items
+        seen.append((job.parts_done, job.rows_written))
 
-    monkeypatch.setattr(parts._Heartbeat, "beat", beat_and_look)
+    deps.blobs = LookingWhenStored(deps.blobs, look)
     job = view_export(api, key, start_export(api, key)["id"])
     assert seen == [(0, 30)]  # while the only part ran: none done, 30 rows written
     assert job["progress"]["rows_written"] == 30

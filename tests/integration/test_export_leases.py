@@ -167,7 +167,7 @@ def test_a_plan_counts_exactly_the_records_under_its_snapshot_seq(
         assert job.snapshot_seq is not None
         planned = sum(part.planned_rows for part in uow.exports.parts(job_id))
         under = select(func.count()).where(records.c.seq <= job.snapshot_seq)
-        assert planned == uow.records._connection.execute(under).scalar_one()
+        assert planned == uow.connection.execute(under).scalar_one()
     assert planned in (20, 25)
 
 

@@ -47,7 +47,7 @@ def plan(container: Container, filters: RecordFilters, after: Any) -> str:
         ingest_records(container.store, OrgId(1), [_record_in_january()])
     with container.store.reading() as uow:
         statement = uow.records.page_statement(OrgId(1), filters, after, 51)
-        return explain(uow.records._connection, statement)
+        return explain(uow.connection, statement)
 
 
 def _record_in_january() -> RecordIn:
@@ -121,7 +121,7 @@ def test_the_plan_check_can_see_a_scan(container: Container) -> None:
     unindexed = select(records.c.id).order_by(records.c.document)
     plan(container, RecordFilters.window(START, END), None)  # makes the partition on PostgreSQL
     with container.store.reading() as uow:
-        text = explain(uow.records._connection, unindexed)
+        text = explain(uow.connection, unindexed)
     with pytest.raises(AssertionError):
         assert_walks_index(text, "ix_records_org_time", container.store.engine.dialect.name)
 
@@ -130,14 +130,14 @@ def test_ingest_finds_a_batchs_ids_through_the_unique_index(container: Container
     """A write looks up every id of its batch first. On PostgreSQL, in a month partition its
     own first write had just made, the planner guessed an organization held 0.5% of the
     rows and read all of them instead of walking the index, at a cost that grew with the
-    table (see store/partitions.py). The first write now leaves statistics that know better.
+    table (see store/postgres/partitions.py). The first write now leaves statistics that know better.
     """
     create_key(container.store, container.clock, "acme", SCOPES)
     first = [_record_in_january() for _ in range(BATCH_ROWS)]
     ingest_records(container.store, OrgId(1), first)
     batch = [record.id for record in first[:100]] + [uuid.uuid4() for _ in range(100)]
     with container.store.reading() as uow:
-        connection = uow.records._connection
+        connection = uow.connection
         if connection.dialect.name == "postgresql":
             guess = connection.exec_driver_sql(
                 "EXPLAIN (FORMAT JSON) SELECT 1 FROM records_p2026_01 WHERE org_id = 1"
@@ -154,7 +154,7 @@ def test_planning_an_export_reads_the_time_index_alone(container: Container) -> 
     which every index holds.)"""
     plan(container, RecordFilters.window(START, END), None)  # makes the partition on PostgreSQL
     with container.store.streaming() as uow:
-        connection = uow.records._connection
+        connection = uow.connection
         plans = explain_sent(
             connection,
             lambda: uow.records.part_bounds(OrgId(1), RecordFilters.window(START, END), 10),

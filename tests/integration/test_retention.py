@@ -44,7 +44,7 @@ def kb_rows(api: Api) -> int:
     """Rows of record_kbs, the one table beside the records."""
     with api.container.store.reading() as uow:
         count = select(func.count()).select_from(record_kbs)
-        return int(uow.records._connection.execute(count).scalar_one())
+        return int(uow.connection.execute(count).scalar_one())
 
 
 def test_get_creates_the_defaults(api: Api) -> None:

@@ -78,7 +78,7 @@ def _eight_megabytes(store: Store, *, bulk: bool, database: Path) -> int:
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     size_before = database.stat().st_size
     with store.writing(bulk=bulk) as uow:
-        connection = uow._connection
+        connection = uow.connection
         assert connection is not None
         for _ in range(2000):
             connection.execute(text("INSERT INTO pages VALUES (randomblob(4000))"))

@@ -46,7 +46,7 @@ def test_a_connection_cut_mid_unit_of_work_is_store_unavailable(pg_api: Api) -> 
 
     def cut_mid_unit_of_work() -> None:
         with store.reading() as uow:
-            connection = uow.records._connection
+            connection = uow.connection
             pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
             terminate(store.engine.url, pid)
             connection.exec_driver_sql("SELECT 1")

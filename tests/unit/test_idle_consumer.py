@@ -17,7 +17,7 @@ def test_an_idle_worker_of_a_polled_queue_waits_at_most_the_idle_poll(
     huey = build_huey(None, tmp_path)  # SQLite: polled, unlike Redis
     assert not huey.storage.blocking
     workers = Workers(huey, 1, lambda: None, 3600, lambda: None, 3600)
-    worker = workers._consumer._create_worker()
+    worker = workers.consumer._create_worker()  # Huey's: a worker as its consumer makes one
     waits: list[float] = []
     monkeypatch.setattr(worker.stop_flag, "wait", waits.append)
     for _ in range(60):  # a quiet minute and more, under Huey's own backoff

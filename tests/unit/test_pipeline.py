@@ -44,4 +44,4 @@ def test_a_failure_in_the_caller_still_stops_the_thread() -> None:
     behind: WriteBehind[int] = WriteBehind(lambda _n: None)
     with pytest.raises(KeyError):
         fail_in_the_caller(behind)
-    assert not behind._thread.is_alive()
+    assert not behind.running

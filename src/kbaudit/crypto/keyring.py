@@ -36,6 +36,12 @@ class Keyring:
     def __repr__(self) -> str:
         return f"Keyring(versions={sorted(self._versions)})"
 
+    @classmethod
+    def ephemeral(cls) -> Keyring:
+        """One random key, held in memory only: for service tests, whose sealed data need
+        not outlive the process."""
+        return cls({1: secrets.token_bytes(KEY_BYTES)})
+
     @property
     def current(self) -> int:
         return max(self._versions)

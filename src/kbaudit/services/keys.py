@@ -93,6 +93,11 @@ class Authenticator:
             raise refused
         return Caller(stored.org_id, stored.id, stored.scopes, client_address, via)
 
+    @property
+    def remembered(self) -> int:
+        """How many stored keys are remembered now."""
+        return len(self._known)
+
     def _stored(self, key_id: str) -> StoredKey | None:
         now = self._clock()
         remembered = self._known.get(key_id)

@@ -98,7 +98,7 @@ def purge(
 ) -> int:
     """Apply every organization's policy; returns how many records were deleted.
     ``on_batch`` hears of each batch written (organization, records deleted)."""
-    # The store's engine sets the pace (store/adapters.py).
+    # The store's engine sets the pace (its adapter: store/sqlite/, store/postgres/).
     batch_size = batch_size or store.adapter.purge_batch_size
     if pause_seconds is None:
         pause_seconds = store.adapter.purge_pause_seconds

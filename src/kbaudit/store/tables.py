@@ -211,7 +211,7 @@ access_log = Table(
     Index("ix_access_log_org_at", "org_id", "at"),
 )
 
-# The spool files (store/access_spool.py) whose entries are in access_log: a file is moved
+# The spool files (store/sqlite/access_spool.py) whose entries are in access_log: a file is moved
 # once, even when its mover died before deleting it.
 access_spools = Table(
     "access_spools",

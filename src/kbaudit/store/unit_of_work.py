@@ -107,6 +107,13 @@ class UnitOfWork:
         assert self._connection is not None, "commit outside the unit of work"
         self._connection.commit()
 
+    @property
+    def connection(self) -> Connection:
+        """The transaction's connection, for SQL no repository offers: tests and maintenance
+        that must see what the unit of work sees. Services never need it."""
+        assert self._connection is not None, "a connection outside the unit of work"
+        return self._connection
+
     def pin_snapshot(self) -> None:
         """Take the transaction's snapshot now: PostgreSQL takes it at the first query."""
         assert self._connection is not None, "a snapshot outside the unit of work"

@@ -77,9 +77,9 @@ def lower_thread_priority(by: int) -> None:
 
 
 class Workers:
-    """Consumer threads for the queue, ``upkeep`` every ``interval`` seconds, and ``deliver``
-    (the outbox) every ``delivery_interval`` seconds: polling the outbox, not a queue
-    message, is what makes a delivery survive any crash."""
+    """Consumer threads for the queue (``consumer``, Huey's), ``upkeep`` every ``interval``
+    seconds, and ``deliver`` (the outbox) every ``delivery_interval`` seconds: polling the
+    outbox, not a queue message, is what makes a delivery survive any crash."""
 
     def __init__(
         self,
@@ -90,14 +90,14 @@ class Workers:
         deliver: Callable[[], object],
         delivery_interval: float,
     ):
-        self._consumer = _QuietConsumer(
+        self.consumer = _QuietConsumer(
             huey, workers=threads, periodic=False, worker_type="thread", max_delay=IDLE_POLL_SECONDS
         )
         self._sweeper = Sweeper(upkeep, interval)
         self._deliverer = Sweeper(deliver, delivery_interval, "kbaudit-delivery", niceness=0)
 
     def start(self) -> None:
-        self._consumer.start()
+        self.consumer.start()
         self._sweeper.start()
         self._deliverer.start()
         log.info("workers_started")
@@ -106,5 +106,5 @@ class Workers:
         """Let running parts finish (their leases would hand them on otherwise), then stop."""
         self._deliverer.stop()
         self._sweeper.stop()
-        self._consumer.stop(graceful=True)
+        self.consumer.stop(graceful=True)
         log.info("workers_stopped")

@@ -314,7 +314,7 @@ def view_of(
         files=files,
         parts_total=len(parts),
         parts_done=sum(1 for part in parts if part.status is PartStatus.DONE),
-        # Running parts report the rows they have written so far (see parts._Heartbeat).
+        # Running parts report the rows they have written so far (see parts.Heartbeat).
         rows_written=sum(
             part.rows_written or 0
             for part in parts

@@ -93,7 +93,7 @@ def _write(
         org_uuid, job.id, WrappedKeyset(job.kek_version, job.wrapped_keyset)
     )
     blob_key = f"{blob_prefix(org_uuid, job.id)}/{part.file_name}.{owner.rsplit(':', 1)[-1]}"
-    heartbeat = _Heartbeat(deps, job.id, part.part_no, owner)
+    heartbeat = Heartbeat(deps, job.id, part.part_no, owner)
     rows = partial_rows = 0
     context = file_context(org_uuid, job.id, part.file_name)
     rendering = export_format.rendering()
@@ -142,7 +142,7 @@ def _delivered_form(
     return nullcontext(out)
 
 
-class _Heartbeat:
+class Heartbeat:
     """Extends the lease (at least a third of the way through it) and records the rows
     written so far, for the job's progress; notices when the lease was taken away."""
 

@@ -35,6 +35,11 @@ class WriteBehind(Generic[Item]):
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        """Whether its thread is still at work."""
+        return self._thread.is_alive()
+
     def put(self, item: Item) -> None:
         if self._failure is not None:
             raise self._failure

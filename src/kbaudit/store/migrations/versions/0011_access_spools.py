@@ -5,7 +5,7 @@ Revises: 0010
 Create Date: 2026-12-02
 
 On SQLite, access-log entries are appended to a file of each process's own and moved into
-``access_log`` in batches (store/access_spool.py). The move of a file records its name in
+``access_log`` in batches (store/sqlite/access_spool.py). The move of a file records its name in
 the same transaction, so that a file left behind by a mover that died before deleting it is
 not moved twice. PostgreSQL commits entries directly and leaves the table empty.
 """
