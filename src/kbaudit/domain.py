@@ -18,10 +18,11 @@ import msgspec
 OrgId = NewType("OrgId", int)
 KeyId = NewType("KeyId", str)
 
-RETRIEVAL_STATUSES: Final = ("hit", "miss", "blocked", "error")
-AUDIT_WRITE_STATUSES: Final = ("intent_recorded", "finalize_failed", "finalized")
 RetrievalStatus = Literal["hit", "miss", "blocked", "error"]
+# In the order a write may move forward: a finalized record never changes.
 AuditWriteStatus = Literal["intent_recorded", "finalize_failed", "finalized"]
+RETRIEVAL_STATUSES: Final[tuple[RetrievalStatus, ...]] = get_args(RetrievalStatus)
+AUDIT_WRITE_STATUSES: Final[tuple[AuditWriteStatus, ...]] = get_args(AuditWriteStatus)
 
 SCOPES: Final = ("kb_audit:read", "kb_audit:export", "kb_audit:write", "kb_audit:admin")
 

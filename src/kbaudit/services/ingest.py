@@ -21,7 +21,7 @@ from kbaudit.services.log import Write, append_writes
 from kbaudit.store.records import StoredRecord
 from kbaudit.store.unit_of_work import Store
 
-_PROGRESS = {status: rank for rank, status in enumerate(AUDIT_WRITE_STATUSES)}
+_PROGRESS: dict[str, int] = {status: rank for rank, status in enumerate(AUDIT_WRITE_STATUSES)}
 
 
 class Outcome(StrEnum):
