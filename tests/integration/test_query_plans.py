@@ -130,7 +130,8 @@ def test_ingest_finds_a_batchs_ids_through_the_unique_index(container: Container
     """A write looks up every id of its batch first. On PostgreSQL, in a month partition its
     own first write had just made, the planner guessed an organization held 0.5% of the
     rows and read all of them instead of walking the index, at a cost that grew with the
-    table (see store/postgres/partitions.py). The first write now leaves statistics that know better.
+    table (see store/postgres/partitions.py). The first write now leaves statistics that
+    know better.
     """
     create_key(container.store, container.clock, "acme", SCOPES)
     first = [_record_in_january() for _ in range(BATCH_ROWS)]
