@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import msgspec
 import orjson
 
@@ -82,9 +82,9 @@ class Server:
         )
         for _ in range(300):
             try:
-                httpx.get(f"{self.url}/healthz", timeout=1)
+                httpx2.get(f"{self.url}/healthz", timeout=1)
                 return
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 time.sleep(0.1)
         raise RuntimeError("kbaudit serve did not start")
 

@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
+import httpx2
 import orjson
 from tests.receiver import Receiver
 
@@ -75,9 +75,9 @@ def webhook_latency(exports: int) -> None:
     try:
         # Webhooks of earlier runs point at receivers that are gone: their retries would be
         # measured too.
-        for old in httpx.get(hooks, headers=headers).json():
-            httpx.delete(f"{hooks}/{old['id']}", headers=headers).raise_for_status()
-        hook = httpx.post(
+        for old in httpx2.get(hooks, headers=headers).json():
+            httpx2.delete(f"{hooks}/{old['id']}", headers=headers).raise_for_status()
+        hook = httpx2.post(
             hooks,
             json={"url": receiver.url, "events": ["export.succeeded"]},
             headers=headers,
@@ -89,7 +89,7 @@ def webhook_latency(exports: int) -> None:
                 "start": f"2026-10-{day:02d}T00:00:00Z",
                 "end": f"2026-10-{day:02d}T06:00:00Z",
             }
-            job = httpx.post(f"{server.url}{EXPORTS}", json=window, headers=headers).json()
+            job = httpx2.post(f"{server.url}{EXPORTS}", json=window, headers=headers).json()
             seen_by_poller = _poll(server.url, headers, job["id"])
             while len(receiver.received) <= number:
                 time.sleep(0.01)
@@ -111,7 +111,7 @@ def webhook_latency(exports: int) -> None:
 def _poll(url: str, headers: dict[str, str], job_id: str) -> float:
     """What a user without webhooks does: ask once a second until the job has ended."""
     while True:
-        view = httpx.get(f"{url}{EXPORTS}/{job_id}", headers=headers).json()
+        view = httpx2.get(f"{url}{EXPORTS}/{job_id}", headers=headers).json()
         if view["status"] not in ("pending", "running"):
             return time.time()
         time.sleep(POLL_SECONDS)

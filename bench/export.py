@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
-import httpx
+import httpx2
 import zstandard
 from tink.streaming_aead import StreamingAead
 
@@ -124,7 +124,7 @@ def download_rates(
     server = Server(env)
     raw, http, coded = [], [], []
     try:
-        view = httpx.get(
+        view = httpx2.get(
             f"{server.url}/v1/knowledge-base/audit/exports/{export_id}",
             headers={"x-api-key": key},
         ).json()

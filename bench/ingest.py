@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from bench import plain
 from bench.common import OUT, Server, dataset, fresh_env, kbaudit
@@ -40,7 +40,7 @@ def http_rate(path: Path, records: int, clients: int, processes: int) -> float:
     ]
     server = Server(env, processes)
     try:
-        with httpx.Client(
+        with httpx2.Client(
             headers={"x-api-key": key, "content-type": "application/json"}, timeout=120
         ) as client:
             post = f"{server.url}/v1/knowledge-base/audit/retrievals"

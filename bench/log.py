@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import httpx
+import httpx2
 import orjson
 
 from bench import plain
@@ -162,7 +162,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _get(server: Server, key: str, path: str) -> str:
-    response = httpx.get(server.url + path, headers={"x-api-key": key}, timeout=60)
+    response = httpx2.get(server.url + path, headers={"x-api-key": key}, timeout=60)
     response.raise_for_status()
     return response.text
 

@@ -29,7 +29,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -111,7 +111,7 @@ def query_latencies(url: str, key: str, stop: Event, seconds: float) -> list[flo
     params = [as_params(mix) for mix in mixes(world).values()]
     samples = []
     deadline = time.perf_counter() + seconds
-    with httpx.Client(headers={"x-api-key": key}, timeout=60) as client:
+    with httpx2.Client(headers={"x-api-key": key}, timeout=60) as client:
         while not stop.is_set() and time.perf_counter() < deadline:
             started = time.perf_counter()
             client.get(url, params=random.choice(params))

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import obstore
 import psycopg
 from obstore.store import S3Store
@@ -298,7 +298,7 @@ def service_export(
     try:
         before = cpu_seconds()
         started = time.perf_counter()
-        job = httpx.post(
+        job = httpx2.post(
             f"{server.url}{ROUTE}/exports",
             json={
                 "start": WINDOW[0].isoformat(),
@@ -310,7 +310,7 @@ def service_export(
         seen = dict(_watch(engine, job["id"], started))
         elapsed = time.perf_counter() - started
         used = {name: seconds - before[name] for name, seconds in cpu_seconds().items()}
-        view = httpx.get(
+        view = httpx2.get(
             f"{server.url}{ROUTE}/exports/{job['id']}", headers={"x-api-key": key}
         ).json()
     finally:
@@ -399,7 +399,7 @@ def query_latencies(env: dict[str, str], requests: int) -> tuple[float, float]:
     server = Server(env)
     samples: list[float] = []
     try:
-        with httpx.Client(headers={"x-api-key": key}, timeout=60) as client:
+        with httpx2.Client(headers={"x-api-key": key}, timeout=60) as client:
             questions = [
                 as_params(mix) for mix in mixes(DemoWorld.build(random.Random(7))).values()
             ]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
+import httpx2
 
 from bench import plain
 from bench.common import END, OUT, Server, dataset
@@ -96,7 +96,7 @@ def main() -> None:
     server = Server(env)
     try:
         started = time.perf_counter()
-        first = httpx.get(
+        first = httpx2.get(
             server.url + paths["30 days by day, by status"], headers={"x-api-key": key}, timeout=600
         )
         first.raise_for_status()

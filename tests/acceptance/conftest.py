@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -93,9 +93,9 @@ class Serve:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 time.sleep(0.1)
         self.process.kill()
         raise AssertionError(f"kbaudit serve did not come up: {self.process.communicate()[1]}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
+import httpx2
 
 from tests.acceptance.conftest import Cli, Serve
 from tests.conftest import WINDOW
@@ -20,7 +20,7 @@ def logged_queries(cli: Cli) -> int:
 def test_an_answered_querys_entry_survives_sigkill(cli: Cli, serve: Callable[[], Serve]) -> None:
     key = cli.key("acme", "kb_audit:read")
     killed = serve()
-    response = httpx.get(f"{killed.url}{RECORDS}", params=WINDOW, headers={"x-api-key": key})
+    response = httpx2.get(f"{killed.url}{RECORDS}", params=WINDOW, headers={"x-api-key": key})
     assert response.status_code == 200, response.text
     killed.kill()
     serve()  # on SQLite, the next process moves what the killed one had spooled

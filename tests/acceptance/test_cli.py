@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import httpx2
 import msgspec
 import pytest
 
@@ -33,9 +33,9 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(cli: Cli, server: str
     key = result.stdout.splitlines()[-1]
     assert key.startswith("kba_")
     assert key not in result.stderr
-    ok = httpx.get(f"{server}{RECORDS}", params=WIDE, headers={"x-api-key": key})
+    ok = httpx2.get(f"{server}{RECORDS}", params=WIDE, headers={"x-api-key": key})
     assert ok.status_code == 200
-    denied = httpx.post(
+    denied = httpx2.post(
         f"{server}{RECORDS}", json={"items": [record()]}, headers={"x-api-key": key}
     )
     assert denied.status_code == 403
@@ -68,7 +68,7 @@ def test_import_loads_good_lines_and_reports_bad_ones(
     assert "line 2:" in result.stderr
     assert "line 5:" in result.stderr
     assert "line 7: conflict" in result.stderr
-    stored = httpx.get(f"{server}{RECORDS}", params=WIDE, headers={"x-api-key": key}).json()
+    stored = httpx2.get(f"{server}{RECORDS}", params=WIDE, headers={"x-api-key": key}).json()
     assert len(stored["items"]) == 5
 
 
@@ -94,7 +94,7 @@ def test_demo_fills_the_store_and_prints_a_working_key(cli: Cli, server: str) ->
     seen: list[dict[str, object]] = []
     cursor = None
     while True:
-        page = httpx.get(
+        page = httpx2.get(
             f"{server}{RECORDS}", params={**window, "cursor": cursor}, headers={"x-api-key": key}
         ).json()
         seen += page["items"]
@@ -105,7 +105,7 @@ def test_demo_fills_the_store_and_prints_a_working_key(cli: Cli, server: str) ->
     statuses = {row["retrieval_status"] for row in seen}
     assert statuses == {"hit", "miss", "blocked", "error"}
     assert {row["audit_write_status"] for row in seen} == {"finalized", "intent_recorded"}
-    detail = httpx.get(f"{server}{RECORDS}/{seen[0]['ref']}", headers={"x-api-key": key}).json()
+    detail = httpx2.get(f"{server}{RECORDS}/{seen[0]['ref']}", headers={"x-api-key": key}).json()
     assert detail["scopes"]
     uuid.UUID(detail["log"]["id"])
 
@@ -129,12 +129,12 @@ def test_demo_starts_over_a_record_dated_at_the_end_of_time(cli: Cli) -> None:
 
 
 def test_health_readiness_and_metrics(server: str) -> None:
-    assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{server}/readyz")
+    assert httpx2.get(f"{server}/healthz").json() == {"status": "ok"}
+    ready = httpx2.get(f"{server}/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "blob_store": "ok", "queue": "ok"}
-    httpx.get(f"{server}{RECORDS}", params=WIDE)
-    metrics = httpx.get(f"{server}/metrics").text
+    httpx2.get(f"{server}{RECORDS}", params=WIDE)
+    metrics = httpx2.get(f"{server}/metrics").text
     assert (
         'kbaudit_http_requests_total{method="GET",route="/v1/knowledge-base/audit/retrievals",status="401"}'
         in metrics
@@ -255,7 +255,7 @@ def test_slow_headers_and_bodies_time_out(cli: Cli, serve: Callable[..., Serve])
         answer = _read_all(stingy)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b"request_timeout" in answer
-    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    assert httpx2.get(f"{server.url}/healthz").status_code == 200
 
 
 def _read_all(connection: socket.socket) -> bytes:

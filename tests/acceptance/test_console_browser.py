@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
+import httpx2
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
@@ -111,7 +111,7 @@ def test_an_auditor_works_through_the_console(
     page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_text("Litigation 2026-114")).to_be_visible()
     browser.shot("retention")
-    policy = httpx.get(f"{url}{POLICY}", headers={"x-api-key": key}).json()
+    policy = httpx2.get(f"{url}{POLICY}", headers={"x-api-key": key}).json()
     assert (policy["retention_days"], policy["legal_hold_enabled"]) == (400, True)
 
     page.get_by_role("link", name="Access log").click()
@@ -152,7 +152,7 @@ def api_refs(url: str, key: str, params: dict[str, str]) -> list[str]:
     refs: list[str] = []
     cursor = None
     while True:
-        page = httpx.get(
+        page = httpx2.get(
             f"{url}{RECORDS}",
             params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})},
             headers={"x-api-key": key},

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+import httpx2
 import msgspec
 import orjson
 
@@ -76,7 +76,7 @@ def test_create_wait_download_with_the_cli(
 
     # Offline, with the keys saved once: a changed file is named.
     keys = tmp_path / "keys.json"
-    keys.write_text(httpx.get(f"{server.url}/v1/knowledge-base/audit/signing-keys").text)
+    keys.write_text(httpx2.get(f"{server.url}/v1/knowledge-base/audit/signing-keys").text)
     server.stop()
     assert "verified" in cli.run("verify", str(out), "--keys", str(keys)).stdout
     (out / "kb-audit-00002.csv").write_text("id\n")
@@ -113,7 +113,7 @@ def test_the_api_processes_share_the_connections_and_the_port_is_theirs(
     children = serving_children(server.process.pid)
     assert len(children) == 2
     wait_until_all_listen(children, server.port)
-    clients = [httpx.Client(base_url=server.url) for _ in range(16)]
+    clients = [httpx2.Client(base_url=server.url) for _ in range(16)]
     try:
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda client: client.get("/healthz"), clients))
@@ -134,7 +134,7 @@ def test_the_api_processes_share_the_connections_and_the_port_is_theirs(
     )
     assert refused.returncode == 2
     assert f"cannot listen on 127.0.0.1:{server.port}" in refused.stderr
-    assert httpx.get(f"{server.url}/healthz").status_code == 200
+    assert httpx2.get(f"{server.url}/healthz").status_code == 200
 
 
 ESTABLISHED, LISTENING = "01", "0A"  # the states /proc/net/tcp names

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import httpx2
 import msgspec
 
 from kbaudit.demo import demo_records
@@ -41,7 +41,7 @@ def test_a_purge_killed_midway_never_deletes_without_an_archive(
 
     server = serve()
     policy = {"retention_days": 90, "archive_before_delete": True}
-    response = httpx.put(
+    response = httpx2.put(
         f"{server.url}/v1/knowledge-base/retention-policy", json=policy, headers={"x-api-key": key}
     )
     assert response.status_code == 200, response.text

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pyrage
 import pytest
 from pyrage import x25519
@@ -48,7 +48,7 @@ class FlakyProxy:
                     self._answer(503, b'{"error":"overloaded","retryable":true,"retry_after":0.05}')
                     return
                 time.sleep(proxy.delay)
-                answer = httpx.post(
+                answer = httpx2.post(
                     upstream + self.path, content=body, headers=dict(self.headers), timeout=30
                 )
                 self._answer(answer.status_code, answer.content)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import orjson
 
 from tests.acceptance.conftest import Cli, Serve
@@ -37,16 +37,16 @@ def test_an_event_left_by_a_killed_server_is_sent_by_the_next(
     }
     items = [record(created_at="2026-05-01T10:00:00Z") for _ in range(3)]
     assert (
-        httpx.post(f"{first.url}{RECORDS}", json={"items": items}, headers=key).status_code == 200
+        httpx2.post(f"{first.url}{RECORDS}", json={"items": items}, headers=key).status_code == 200
     )
     with receiving([200]) as receiver:
-        hook = httpx.post(
+        hook = httpx2.post(
             f"{first.url}/v1/knowledge-base/audit/webhooks", json={"url": receiver.url}, headers=key
         ).json()
-        job = httpx.post(f"{first.url}{EXPORTS}", json=DEMO_WINDOW, headers=key).json()
+        job = httpx2.post(f"{first.url}{EXPORTS}", json=DEMO_WINDOW, headers=key).json()
 
         def ended() -> bool:
-            view = httpx.get(f"{first.url}{EXPORTS}/{job['id']}", headers=key).json()
+            view = httpx2.get(f"{first.url}{EXPORTS}/{job['id']}", headers=key).json()
             return bool(view["status"] == "succeeded")
 
         wait_for(ended, 60, "the export to end")

@@ -1,4 +1,4 @@
-"""The SDK's reader against httpx's MockTransport: what it does with what a server sends."""
+"""The SDK's reader against httpx2's MockTransport: what it does with what a server sends."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from kbaudit_sdk import AuditReader, IntegrityError
@@ -19,7 +19,7 @@ def sha(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
 
 
-def server(manifest_sha: str) -> httpx.MockTransport:
+def server(manifest_sha: str) -> httpx2.MockTransport:
     """A finished export of one data file, whose manifest lists ``manifest_sha`` for it."""
     manifest = json.dumps({"files": [{"name": "a.csv", "sha256_plaintext": manifest_sha}]})
     files = {"a.csv": DATA, "manifest.json": manifest.encode()}
@@ -31,16 +31,17 @@ def server(manifest_sha: str) -> httpx.MockTransport:
         ],
     }
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: httpx2.Request) -> httpx2.Response:
         if request.url.path == EXPORT:
-            return httpx.Response(200, json=view)
-        return httpx.Response(200, content=files[request.url.path.rsplit("/", 1)[1]])
+            return httpx2.Response(200, json=view)
+        return httpx2.Response(200, content=files[request.url.path.rsplit("/", 1)[1]])
 
-    return httpx.MockTransport(answer)
+    return httpx2.MockTransport(answer)
 
 
-def reader(transport: httpx.MockTransport) -> AuditReader:
-    return AuditReader("", "key", http=httpx.Client(base_url="http://kbaudit", transport=transport))
+def reader(transport: httpx2.MockTransport) -> AuditReader:
+    client = httpx2.Client(base_url="http://kbaudit", transport=transport)
+    return AuditReader("", "key", http=client)
 
 
 def test_files_that_match_the_manifest_are_kept(tmp_path: Path) -> None:

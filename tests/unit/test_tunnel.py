@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-import httpx
+import httpx2
 
 from kbaudit.services.delivery.addresses import Target
 from kbaudit.services.delivery.tunnel import Tunnel
@@ -17,7 +17,7 @@ def test_a_request_for_the_checked_name_reaches_the_checked_address() -> None:
         checked = Target("hooks.example.test", receiver.port, ipaddress.ip_address("127.0.0.1"))
         with Tunnel(checked, timeout=5) as proxy:
             url = f"http://hooks.example.test:{receiver.port}/hook"
-            response = httpx.post(url, content=b"{}", proxy=proxy, trust_env=False)
+            response = httpx2.post(url, content=b"{}", proxy=proxy, trust_env=False)
     assert response.status_code == 204
     [received] = receiver.received
     assert received.headers["host"] == f"hooks.example.test:{receiver.port}"
@@ -28,7 +28,7 @@ def test_any_other_host_or_port_is_refused() -> None:
         checked = Target("hooks.example.test", receiver.port, ipaddress.ip_address("127.0.0.1"))
         with (
             Tunnel(checked, timeout=5) as proxy,
-            httpx.Client(proxy=proxy, trust_env=False) as http,
+            httpx2.Client(proxy=proxy, trust_env=False) as http,
         ):
             other_host = http.post(f"http://elsewhere.test:{receiver.port}/hook")
             other_port = http.post(f"http://hooks.example.test:{receiver.port + 1}/hook")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import httpx2
 
 from kbaudit_sdk._sending import AuditError
 
@@ -41,9 +41,9 @@ class AuditReader:
         api_key: str,
         *,
         timeout: float = 60,
-        http: httpx.Client | None = None,
+        http: httpx2.Client | None = None,
     ) -> None:
-        self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self._http = http or httpx2.Client(base_url=base_url, timeout=timeout)
         self._http.headers["x-api-key"] = api_key
 
     def __enter__(self) -> AuditReader:
@@ -197,12 +197,12 @@ class AuditReader:
         params = {"first": first, "second": second}
         return self._json(self._http.get(f"{AUDIT}/log/consistency", params=params))
 
-    def _text(self, response: httpx.Response) -> str:
+    def _text(self, response: httpx2.Response) -> str:
         if response.status_code >= 400:
             raise _refused(response)
         return response.text
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
+    def _json(self, response: httpx2.Response) -> dict[str, Any]:
         if response.status_code >= 400:
             raise _refused(response)
         body: dict[str, Any] = response.json()
@@ -213,10 +213,10 @@ class _TokenExpired(Exception):
     pass
 
 
-def _decoded(answer: httpx.Response) -> Iterator[bytes]:
-    """The file's bytes. A zstd-coded one is decompressed here, across the many frames of
-    the stream kbaudit stores: httpx's own decoder fails where a frame ends at the end of
-    a chunk. A stream cut short fails the caller's SHA-256 check."""
+def _decoded(answer: httpx2.Response) -> Iterator[bytes]:
+    """The file's bytes. A zstd-coded one is decompressed here (httpx2 has no zstd decoder),
+    across the many frames of the stream kbaudit stores. A stream cut short fails the
+    caller's SHA-256 check."""
     if answer.headers.get("content-encoding") != "zstd":
         yield from answer.iter_bytes()
         return
@@ -238,7 +238,7 @@ def _check_manifest(folder: Path, saved: list[Path]) -> None:
             raise IntegrityError(f"{path.name} does not match the manifest; it was not kept")
 
 
-def _refused(response: httpx.Response) -> AuditError:
+def _refused(response: httpx2.Response) -> AuditError:
     try:
         body = response.json()
     except ValueError:

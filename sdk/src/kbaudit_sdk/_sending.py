@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 
 RECORDS = "/v1/knowledge-base/audit/retrievals"
 
@@ -49,7 +49,7 @@ class Stats:
     errors: list[str] = field(default_factory=list)
 
 
-def _verdict(response: httpx.Response) -> tuple[bool, float | None]:
+def _verdict(response: httpx2.Response) -> tuple[bool, float | None]:
     """(worth retrying, seconds the server asked to wait)."""
     try:
         body = response.json()
@@ -65,7 +65,7 @@ def _verdict(response: httpx.Response) -> tuple[bool, float | None]:
     return retryable, after
 
 
-def _refusal(response: httpx.Response) -> AuditError:
+def _refusal(response: httpx2.Response) -> AuditError:
     try:
         body = response.json()
     except ValueError:
@@ -73,7 +73,7 @@ def _refusal(response: httpx.Response) -> AuditError:
     return AuditError(response.status_code, body if isinstance(body, dict) else {"body": body})
 
 
-def _judge(response: httpx.Response | None, count: int, stats: Stats) -> tuple[bool, float | None]:
+def _judge(response: httpx2.Response | None, count: int, stats: Stats) -> tuple[bool, float | None]:
     """(the batch is written, seconds the server asked to wait); raises on a refusal that
     retrying cannot change. ``None``: the connection failed."""
     if response is None:
@@ -87,11 +87,11 @@ def _judge(response: httpx.Response | None, count: int, stats: Stats) -> tuple[b
     return False, asked
 
 
-def send(client: httpx.Client, items: list[dict[str, Any]], retry: Retry, stats: Stats) -> None:
+def send(client: httpx2.Client, items: list[dict[str, Any]], retry: Retry, stats: Stats) -> None:
     for attempt in range(retry.attempts):
         try:
-            response: httpx.Response | None = client.post(RECORDS, json={"items": items})
-        except httpx.TransportError:
+            response: httpx2.Response | None = client.post(RECORDS, json={"items": items})
+        except httpx2.TransportError:
             response = None
         done, asked = _judge(response, len(items), stats)
         if done:
@@ -103,12 +103,12 @@ def send(client: httpx.Client, items: list[dict[str, Any]], retry: Retry, stats:
 
 
 async def send_async(
-    client: httpx.AsyncClient, items: list[dict[str, Any]], retry: Retry, stats: Stats
+    client: httpx2.AsyncClient, items: list[dict[str, Any]], retry: Retry, stats: Stats
 ) -> None:
     for attempt in range(retry.attempts):
         try:
-            response: httpx.Response | None = await client.post(RECORDS, json={"items": items})
-        except httpx.TransportError:
+            response: httpx2.Response | None = await client.post(RECORDS, json={"items": items})
+        except httpx2.TransportError:
             response = None
         done, asked = _judge(response, len(items), stats)
         if done:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import httpx
+import httpx2
 
 from kbaudit_sdk._sending import AuditError, Retry, Stats, send, send_async
 
@@ -103,11 +103,11 @@ class AuditWriter(_Batching):
         queue_size: int = 10_000,
         on_full: OnFull = "block",
         retry: Retry | None = None,
-        http: httpx.Client | None = None,
+        http: httpx2.Client | None = None,
     ) -> None:
         super().__init__(batch_size, flush_interval, on_full, retry)
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
-        self._http = http or httpx.Client(base_url=base_url, timeout=30)
+        self._http = http or httpx2.Client(base_url=base_url, timeout=30)
         self._http.headers["x-api-key"] = api_key
         self._flushed = threading.Condition()
         self._pending = 0
@@ -198,11 +198,11 @@ class AsyncAuditWriter(_Batching):
         queue_size: int = 10_000,
         on_full: OnFull = "block",
         retry: Retry | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: httpx2.AsyncClient | None = None,
     ) -> None:
         super().__init__(batch_size, flush_interval, on_full, retry)
         self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
-        self._http = http or httpx.AsyncClient(base_url=base_url, timeout=30)
+        self._http = http or httpx2.AsyncClient(base_url=base_url, timeout=30)
         self._http.headers["x-api-key"] = api_key
         self._task: asyncio.Task[None] | None = None
 

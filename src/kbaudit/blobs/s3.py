@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any, BinaryIO, Literal, cast
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import obstore
 from obstore.store import S3Store
 
@@ -123,7 +123,7 @@ class S3BlobStore:
         """A request on the bucket itself, signed by obstore; (status, S3 error code)."""
         try:
             url = obstore.sign(self._bucket, method, "", timedelta(minutes=1))
-            answer = httpx.request(method, url, timeout=10)
+            answer = httpx2.request(method, url, timeout=10)
         except Exception as exc:  # unreachable endpoint, no credentials to sign with
             return 0, type(exc).__name__
         code = re.search(r"<Code>([^<]{1,64})</Code>", answer.text)

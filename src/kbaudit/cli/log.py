@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
+import httpx2
 import orjson
 import typer
 from rich.console import Console
@@ -146,7 +146,7 @@ def load_keys(source: str | None, url: str, client: AuditReader | None = None) -
     if source is None:
         text = (client or AuditReader(url, "")).signing_keys()
     elif source.startswith(("https://", "http://")):
-        response = httpx.get(source, timeout=30)
+        response = httpx2.get(source, timeout=30)
         if response.status_code != 200:
             raise CheckFailed(f"{source}: {response.status_code}")
         text = response.text
@@ -172,14 +172,14 @@ def fail_on_error(action: Any) -> Any:
         CheckFailed,
         SignatureError,
         OSError,
-        httpx.HTTPError,
+        httpx2.HTTPError,
     ) as exc:
         say(f"error: {_plainly(exc)}")
         raise typer.Exit(1) from exc
 
 
 def _plainly(exc: Exception) -> str:
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, httpx2.TransportError):
         return f"the kbaudit server cannot be reached ({type(exc).__name__}: {exc})"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror

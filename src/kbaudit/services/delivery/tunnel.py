@@ -6,7 +6,7 @@ second lookup, the name may have come to answer with an address the check would 
 requests for the checked host and port alone and opens every connection to the checked
 address. The client keeps the name for everything else: ``CONNECT host:port`` and its own
 TLS to the host for https (SNI and the certificate check are the name's), the absolute URL
-and ``Host`` for plain http. httpx and obstore both take a proxy URL.
+and ``Host`` for plain http. httpx2 and obstore both take a proxy URL.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpx2
 from standardwebhooks.webhooks import Webhook as Signer
 
 from kbaudit.crypto.envelope import WrappedKeyset
@@ -150,7 +150,7 @@ def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
     timeout = deps.config.timeout_seconds
     try:
         with Tunnel(checked, timeout) as proxy:
-            response = httpx.post(
+            response = httpx2.post(
                 hook.url,
                 content=item.body,
                 headers=headers,
@@ -159,7 +159,7 @@ def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
                 proxy=proxy,  # to the checked address, and through no other proxy:
                 trust_env=False,
             )
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:500])
     if 200 <= response.status_code < 300:
         return Attempt(True, response.status_code)
