@@ -4,6 +4,7 @@ answers as the test scripts it to."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ class Receiver:
         slow_seconds: float = 3.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.answers = list(answers)
         self.slow_seconds = slow_seconds
@@ -73,6 +75,8 @@ class Receiver:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self.url = f"http://{host}:{self.port}/hook"
 
@@ -90,9 +94,13 @@ class Receiver:
 
 @contextmanager
 def receiving(
-    answers: list[Answer], slow_seconds: float = 3.0, host: str = "127.0.0.1", port: int = 0
+    answers: list[Answer],
+    slow_seconds: float = 3.0,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[Receiver]:
-    receiver = Receiver(answers, slow_seconds, host, port).start()
+    receiver = Receiver(answers, slow_seconds, host, port, tls).start()
     try:
         yield receiver
     finally:
