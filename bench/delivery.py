@@ -12,23 +12,36 @@ Webhooks: a real ``kbaudit serve`` on the embedded default runs ``--exports`` sm
 one after another, with a webhook to a receiver on 127.0.0.1. Latency is from the job's
 ``finalized_at`` to the event's arrival. The baseline is what a user without webhooks writes:
 a script polling ``GET /exports/{id}`` once a second, from the same end to when it sees it.
+
+Sends: ``--sends`` events sent one after another by the delivery service's ``send_event``
+(the address checked, a tunnel to it, the body signed), against a plain script that signs
+the same bodies and POSTs them over one kept-open httpx2 client.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
 import orjson
-from tests.receiver import Receiver
+from standardwebhooks.webhooks import Webhook as Signer
+from tests.receiver import Receiver, receiving
 
 from bench.common import OUT, Server, kbaudit, percentile
 from bench.export import baseline_rate, service_in_child
 from bench.query import prepare
+from kbaudit.config import Settings
+from kbaudit.container import build_container
+from kbaudit.domain import Caller, KeyId, OrgId
+from kbaudit.services.delivery.webhooks import add_webhook, send_event
+from kbaudit.services.keys import create_key
+from kbaudit.store.models import OutboxItem, OutboxKind, OutboxStatus
 
 EXPORTS = "/v1/knowledge-base/audit/exports"
 POLL_SECONDS = 1.0
@@ -117,13 +130,67 @@ def _poll(url: str, headers: dict[str, str], job_id: str) -> float:
         time.sleep(POLL_SECONDS)
 
 
+def webhook_sends(count: int) -> None:
+    with tempfile.TemporaryDirectory() as folder, receiving([200]) as receiver:
+        settings = Settings(data_dir=Path(folder), queue_url="inline", webhook_allow_private=True)
+        container = build_container(settings)
+        create_key(container.store, container.clock, "bench", ("kb_audit:admin",))
+        caller = Caller(OrgId(1), KeyId("bench"), frozenset({"kb_audit:admin"}))
+        hook = add_webhook(container.delivery, caller, receiver.url, None, None)
+        body = orjson.dumps({"type": "export.succeeded", "data": {"id": str(uuid.uuid4())}})
+        items = [_item(hook["id"], body) for _ in range(count)]
+        now = container.clock()
+        started = time.perf_counter()
+        for item in items:
+            assert send_event(container.delivery, item, now).ok
+        kbaudit_rate = count / (time.perf_counter() - started)
+        signer = Signer(hook["secret"])
+        started = time.perf_counter()
+        with httpx2.Client() as client:
+            for item in items:
+                headers = {
+                    "webhook-id": item.id,
+                    "webhook-timestamp": str(int(now.timestamp())),
+                    "webhook-signature": signer.sign(item.id, now, body.decode()),
+                }
+                client.post(receiver.url, content=body, headers=headers).raise_for_status()
+        plain_rate = count / (time.perf_counter() - started)
+        container.close()
+    print(
+        f"  webhook sends one after another, {count}: kbaudit {kbaudit_rate:,.0f}/s, "
+        f"a plain signing script over one open client {plain_rate:,.0f}/s "
+        f"({kbaudit_rate / plain_rate:.2f}x)"
+    )
+
+
+def _item(hook_id: str, body: bytes) -> OutboxItem:
+    return OutboxItem(
+        id=f"msg_{uuid.uuid4().hex}",
+        org_id=OrgId(1),
+        kind=OutboxKind.WEBHOOK,
+        target=hook_id,
+        export_id=str(uuid.uuid4()),
+        event_type="export.succeeded",
+        body=body,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        next_attempt_at=None,
+        created_at=datetime.now(UTC),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--exports", type=int, default=30)
     parser.add_argument("--skip-parquet", action="store_true")
+    parser.add_argument("--sends", type=int, default=300)
+    parser.add_argument("--only-sends", action="store_true")
     args = parser.parse_args()
+    webhook_sends(args.sends)
+    if args.only_sends:
+        return
     if not args.skip_parquet:
         env, _ = prepare(args.records, OUT / f"export-{args.records}")
         print(f"delivery benchmark on {env['KBAUDIT_DATA_DIR']}")

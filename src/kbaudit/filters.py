@@ -108,6 +108,8 @@ class RecordFilters(BaseModel):
     def only_filters(self) -> RecordFilters:
         """These filters alone, without what a model built on them adds (an export's
         format, say)."""
+        if type(self) is RecordFilters:
+            return self
         names = RecordFilters.model_fields
         return RecordFilters.model_construct(**{name: getattr(self, name) for name in names})
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import socketserver
 import threading
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -31,24 +30,15 @@ class Tunnel:
     a little longer than that, so that the client's own timeout is the one that fires."""
 
     def __init__(self, target: Target, timeout: float) -> None:
-        tunnel = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                tunnel._serve(self.request)
-
         self._target = target
         self._timeout = timeout
         self._idle = timeout + IDLE_MARGIN_SECONDS
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="kbaudit-tunnel", daemon=True
-        )
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._thread = threading.Thread(target=self._accept, name="kbaudit-tunnel", daemon=True)
 
     def __enter__(self) -> str:
         self._thread.start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def __exit__(
         self,
@@ -56,9 +46,24 @@ class Tunnel:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        # Shutting the listener down wakes its accept at once; connections still open end
+        # with their client, or after the idle wait.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
         self._thread.join()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # shut down
+                return
+            threading.Thread(target=self._serve_and_close, args=(client,), daemon=True).start()
+
+    def _serve_and_close(self, client: socket.socket) -> None:
+        with client:
+            self._serve(client)
 
     def _serve(self, client: socket.socket) -> None:
         client.settimeout(self._idle)
