@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from kbaudit.cli.log import Keys, fail_on_error, load_keys, say
-from kbaudit.domain import JobStatus
+from kbaudit.domain import EXPORT_FORMATS, RETRIEVAL_STATUSES, JobStatus
 from kbaudit.services.verify import VerificationFailed, verify_export
 from kbaudit_sdk import AuditReader
 
@@ -37,10 +37,12 @@ def create(
     end: Annotated[str, typer.Option(help="Window end (exclusive).")],
     api_key: Key,
     url: Url = "http://127.0.0.1:8000",
-    export_format: Annotated[str, typer.Option("--format", help="csv, ndjson or parquet")] = "csv",
+    export_format: Annotated[
+        str, typer.Option("--format", help=" | ".join(EXPORT_FORMATS))
+    ] = "csv",
     kb_id: Annotated[list[str] | None, typer.Option(help="Knowledge base id (repeatable).")] = None,
     status: Annotated[
-        list[str] | None, typer.Option(help="hit|miss|blocked|error (repeatable).")
+        list[str] | None, typer.Option(help=f"{'|'.join(RETRIEVAL_STATUSES)} (repeatable).")
     ] = None,
     actor: Annotated[str | None, typer.Option(help="Actor user id.")] = None,
     session: Annotated[str | None, typer.Option(help="Session id.")] = None,
