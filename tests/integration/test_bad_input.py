@@ -258,3 +258,121 @@ def test_a_key_given_twice_is_a_422_naming_it(
     assert api.client.get(RECORDS, params=WINDOW, headers=headers).json()["items"] == []
     policy = api.client.get("/v1/knowledge-base/retention-policy", headers=headers).json()
     assert policy["retention_days"] == 365
+
+
+POLICY = "/v1/knowledge-base/retention-policy"
+HOOKS = "/v1/knowledge-base/audit/webhooks"
+NUMBERS = {"NaN": b"NaN", "Infinity": b"-Infinity", "an overflowing float": b"1e999"}
+NUMBER_BODIES = {
+    f"{name} in {where}": (method, route, template % number)
+    for name, number in NUMBERS.items()
+    for where, method, route, template in (
+        ("an export", "post", EXPORTS, b'{"start":"2026-01-01T00:00:00Z","end":%s}'),
+        ("a policy", "put", POLICY, b'{"retention_days":%s}'),
+        ("a webhook", "post", HOOKS, b'{"url":"https://example.com/","events":%s}'),
+        ("a write", "post", RECORDS, b'{"items":[{"duration_ms":%s}]}'),
+    )
+}
+NUMBER_BODIES["a 5,000-digit integer in a write"] = (
+    "post",
+    RECORDS,
+    b'{"items":[{"id":"%s","created_at":"2026-05-01T10:00:00Z","retrieval_status":"hit",'
+    b'"duration_ms":%s}]}' % (str(uuid.uuid4()).encode(), b"9" * 5000),
+)
+NUMBER_BODIES["a 5,000-digit integer in a policy"] = (
+    "put",
+    POLICY,
+    b'{"retention_days":%s}' % (b"9" * 5000),
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "raw"), NUMBER_BODIES.values(), ids=NUMBER_BODIES.keys()
+)
+def test_numbers_no_column_holds_are_a_422(api: Api, method: str, route: str, raw: bytes) -> None:
+    headers = {**api.key(), "content-type": "application/json"}
+    response = api.client.request(method, route, content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert api.client.get(RECORDS, params=WINDOW, headers=headers).json()["items"] == []
+    assert api.client.get(POLICY, headers=headers).json()["retention_days"] == 365
+
+
+NUL_BODIES = {
+    "a legal hold reason": (
+        "put",
+        POLICY,
+        b'{"legal_hold_enabled":true,"legal_hold_reason":"case\\u0000 1"}',
+    ),
+    "a webhook description": (
+        "post",
+        HOOKS,
+        b'{"url":"https://example.com/","description":"a\\u0000b"}',
+    ),
+    "an export filter": (
+        "post",
+        EXPORTS,
+        b'{"start":"2026-01-01T00:00:00Z","end":"2026-02-01T00:00:00Z","statuses":["\\\\\\u0000"]}',
+    ),
+}
+
+
+@pytest.mark.parametrize(("method", "route", "raw"), NUL_BODIES.values(), ids=NUL_BODIES.keys())
+def test_nul_in_any_json_body_is_a_422(api: Api, method: str, route: str, raw: bytes) -> None:
+    headers = {**api.key(), "content-type": "application/json"}
+    response = api.client.request(method, route, content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.text
+    assert api.client.get(POLICY, headers=headers).json()["legal_hold_enabled"] is False
+
+
+def test_a_backslash_before_u0000_is_text_not_nul(api: Api) -> None:
+    key = api.key()
+    sent = record(request_id="C:\\u0000")  # JSON: "C:\\\\u0000", a backslash and u0000
+    response = api.client.post(RECORDS, json={"items": [sent]}, headers=key)
+    assert response.status_code == 200, response.text
+    [stored] = stored_rows(api, key)
+    assert stored["request_id"] == "C:\\u0000"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{RECORDS}/a%00b",
+        f"{RECORDS}/a%00b/proof",
+        f"{RECORDS}?start=2026-01-01T00:00:00Z%00&end=2026-02-01T00:00:00Z",
+        "/console/records/a%00b",
+        "/console/records?actor_user_id=%00",
+    ],
+)
+def test_nul_in_a_url_is_a_400(api: Api, path: str) -> None:
+    response = api.client.get(path, headers=api.key())
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://[::1/hook", "https://example.com:99999/", "https://example.com:0/", "https://h:-1/"],
+)
+def test_a_webhook_url_that_does_not_parse_is_a_422(api: Api, url: str) -> None:
+    key = api.key()
+    response = api.client.post(HOOKS, json={"url": url}, headers=key)
+    assert response.status_code == 422, response.text
+    assert api.client.get(HOOKS, headers=key).json() == []
+
+
+def test_a_failure_closes_its_connection(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from kbaudit.api import retrievals
+    from kbaudit.api.app import create_app
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(retrievals, "query_records", broken)
+    client = TestClient(create_app(api.container, run_workers=False), raise_server_exceptions=False)
+    response = client.get(RECORDS, params=WINDOW, headers=api.key())
+    assert response.status_code == 500
+    assert response.headers["connection"] == "close"
+    assert "a bug" not in response.text

@@ -88,15 +88,38 @@ def test_a_range_resumes_a_download(
                 f"bytes {first}-{first + len(expected) - 1}/{size}"
             )
         assert int(response.headers["content-length"]) == len(expected)
-    outside = fetch(api, key, job, index, range=f"bytes={size}-")
-    assert outside.status_code == 416
-    assert outside.json()["error"] == "range_not_satisfiable"
+    for unsatisfiable in (f"bytes={size}-", "bytes=-0"):
+        outside = fetch(api, key, job, index, range=unsatisfiable)
+        assert outside.status_code == 416, unsatisfiable
+        assert outside.json()["error"] == "range_not_satisfiable"
     # Another version of the file than the client has: the whole of it, not a piece.
     stale = fetch(api, key, job, index, range="bytes=10-", **{"if-range": '"0000"'})
     assert (stale.status_code, stale.content) == (200, whole)
     # Several ranges or other units: the whole file, as RFC 9110 allows.
     assert fetch(api, key, job, index, range="bytes=0-1,5-6").content == whole
     assert fetch(api, key, job, index, range="lines=1-2").content == whole
+    # Digits int() refuses or would read (a superscript two), and more than any file has.
+    for odd in ("bytes=\u00b2-", "bytes=-\u00b9", f"bytes={'9' * 40}-"):
+        response = api.client.get(
+            f"{EXPORTS}/{job['id']}/download/{job['files'][index]['name']}",
+            params={"token": job["files"][index]["download_token"]},
+            headers={**key, "range": odd.encode("latin-1")},
+        )
+        assert (response.status_code, response.content) == (200, whole), odd
+
+
+def test_a_token_with_digits_of_another_script_is_refused(
+    finished: tuple[Api, dict[str, str], dict[str, Any]],
+) -> None:
+    api, _, job = finished
+    file = job["files"][0]
+    expiry, version, mac = file["download_token"].split(".")
+    for token in (f"\u00b2.{version}.{mac}", f"{expiry}.\u0663.{mac}", f"{'9' * 5000}.1.{mac}"):
+        response = api.client.get(
+            f"{EXPORTS}/{job['id']}/download/{file['name']}", params={"token": token}
+        )
+        assert response.status_code == 401, token
+        assert response.json()["error"] in ("invalid_download_token", "authentication_required")
 
 
 @pytest.mark.parametrize("accept", ["zstd", "gzip, ZSTD;q=0.5", "br;q=1.0, zstd ; q=1"])

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import structlog
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -27,7 +28,7 @@ from kbaudit.api import (
     transparency,
 )
 from kbaudit.api.console import routes as console
-from kbaudit.api.errors import install_error_handlers
+from kbaudit.api.errors import error_body, install_error_handlers
 from kbaudit.config import Settings
 from kbaudit.container import Container, build_container
 from kbaudit.domain import RecordBatch
@@ -65,6 +66,7 @@ def create_app(container: Container, *, run_workers: bool = True) -> FastAPI:
     app.mount("/console/static", console.static_files, name="console-static")
     install_error_handlers(app)
     app.add_middleware(BodyDeadline, seconds=container.settings.body_timeout_seconds)
+    app.add_middleware(RefuseNulInUrl)
     app.add_middleware(_Observe)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -98,23 +100,31 @@ def app_of_a_serving_process() -> FastAPI:
     return app
 
 
-HEADER_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+def _bare_answer(status: str) -> bytes:
+    return f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".encode()
+
+
+HEADER_TIMEOUT = _bare_answer("408 Request Timeout")
+HEADERS_TOO_LARGE = _bare_answer("431 Request Header Fields Too Large")
 
 
 class NoDelayHttp(HttpToolsProtocol):
     """uvicorn's HTTP protocol, with Nagle's algorithm off on every connection, and a
-    deadline for each request's headers.
+    deadline and a size limit for each request's headers.
 
     asyncio turns Nagle off only for sockets it knows to be TCP, and a listening socket
     handed to the processes of ``serve --processes N`` comes without its protocol number:
     each answer's second write then waited for the client's delayed acknowledgement, and
     every small answer took 44 ms. uvicorn itself bounds only the idle time between
     requests: a client sending its headers a byte at a time would hold a connection for
-    ever.
+    ever. And its httptools parser keeps a request line and headers of any length (a 70 MiB
+    header line was taken whole).
     """
 
     header_seconds = 10.0  # serve sets it from KBAUDIT_HEADER_TIMEOUT_SECONDS
+    header_bytes = 64 * 1024
     _header_deadline: asyncio.TimerHandle | None = None
+    _header_bytes_seen = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         connection = transport.get_extra_info("socket")
@@ -122,6 +132,14 @@ class NoDelayHttp(HttpToolsProtocol):
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
         self._arm_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._header_deadline is None:  # between a request's headers and the next's
+            return
+        self._header_bytes_seen += len(data)
+        if self._header_bytes_seen > self.header_bytes:
+            self._refuse(HEADERS_TOO_LARGE)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -137,6 +155,7 @@ class NoDelayHttp(HttpToolsProtocol):
 
     def _arm_header_deadline(self) -> None:
         self._disarm_header_deadline()
+        self._header_bytes_seen = 0
         loop = asyncio.get_running_loop()
         self._header_deadline = loop.call_later(self.header_seconds, self._headers_too_slow)
 
@@ -146,15 +165,21 @@ class NoDelayHttp(HttpToolsProtocol):
             self._header_deadline = None
 
     def _headers_too_slow(self) -> None:
+        self._refuse(HEADER_TIMEOUT)
+
+    def _refuse(self, answer: bytes) -> None:
+        self._disarm_header_deadline()
         if not self.transport.is_closing():
-            self.transport.write(HEADER_TIMEOUT)
+            self.transport.write(answer)
             self.transport.close()
 
 
 class BodyDeadline:
-    """A request body must arrive within ``seconds`` of asking for it; otherwise the
-    request ends with a 408 (``RequestTimeout``). Waiting for the client to disconnect
-    once the body is in (as streaming answers do) is not bounded."""
+    """A request body must arrive whole within ``seconds`` of asking for its first byte;
+    otherwise the request ends with a 408 (``RequestTimeout``). The deadline is the whole
+    body's, not each chunk's: a client sending a byte every few seconds would otherwise hold
+    a request for as long as it liked. Waiting for the client to disconnect once the body is
+    in (as streaming answers do) is not bounded."""
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app, self.seconds = app, seconds
@@ -163,14 +188,16 @@ class BodyDeadline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body_done = False
+        loop = asyncio.get_running_loop()
+        body_done, deadline = False, 0.0
 
         async def bounded_receive() -> Message:
-            nonlocal body_done
+            nonlocal body_done, deadline
             if body_done:
                 return await receive()
+            deadline = deadline or loop.time() + self.seconds
             try:
-                message = await asyncio.wait_for(receive(), self.seconds)
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise RequestTimeout(
                     f"the request body did not arrive within {self.seconds:g} seconds"
@@ -179,6 +206,21 @@ class BodyDeadline:
             return message
 
         await self.app(scope, bounded_receive, send)
+
+
+class RefuseNulInUrl:
+    """A 400 for a path or query string holding NUL (``%00``): no store keeps NUL in text
+    (PostgreSQL refuses it), and no identifier or filter has one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            body = error_body("invalid_request", "URLs may not contain NUL characters (%00)")
+            await JSONResponse(body, status_code=400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class _Observe:
@@ -199,6 +241,8 @@ class _Observe:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status >= 500:
+                    message = _closing(message)
             await send(message)
 
         try:
@@ -219,6 +263,16 @@ class _Observe:
             status=status,
             ms=round(elapsed * 1000, 2),
         )
+
+
+def _closing(start: Message) -> Message:
+    """A failed answer ends its connection, and says so: whatever failed may have left the
+    connection's state unknown, and a client told nothing would send its next request on a
+    connection that is about to drop."""
+    kept = [
+        (name, value) for name, value in start.get("headers", []) if name.lower() != b"connection"
+    ]
+    return {**start, "headers": [*kept, (b"connection", b"close")]}
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

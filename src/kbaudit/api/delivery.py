@@ -12,14 +12,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from kbaudit.api.auth import container_of, require_scope
+from kbaudit.api.bodies import KIB, json_route
 from kbaudit.api.retrievals import ERROR_RESPONSES
-from kbaudit.api.strict_json import StrictJsonRoute
 from kbaudit.domain import Caller
 from kbaudit.services.delivery import destinations, webhooks
 from kbaudit.services.delivery.events import EVENT_TYPES
 
 router = APIRouter(
-    route_class=StrictJsonRoute,
+    route_class=json_route(64 * KIB),
     prefix="/v1/knowledge-base/audit",
     tags=["kbaudit-delivery"],
     responses=ERROR_RESPONSES,

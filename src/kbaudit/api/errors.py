@@ -72,7 +72,7 @@ def from_msgspec(exc: msgspec.ValidationError | msgspec.DecodeError) -> Exceptio
     loc: list[str | int] = ["body"]
     for name, index in _MSGSPEC_PATH.findall(path.rstrip("`")):
         loc.append(name if name else int(index))
-    kind = "json_invalid" if isinstance(exc, msgspec.DecodeError) else "value_error"
+    kind = "json_invalid" if not isinstance(exc, msgspec.ValidationError) else "value_error"
     return RequestValidationError([{"type": kind, "loc": tuple(loc), "msg": message}])
 
 
@@ -125,4 +125,5 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body("internal_error", "the server failed; the failure was logged"),
             status_code=500,
+            headers={"Connection": "close"},  # see api/app.py _closing
         )

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from kbaudit.api.auth import container_of, require_scope
+from kbaudit.api.bodies import KIB, json_route
 from kbaudit.api.retrievals import ERROR_RESPONSES
 from kbaudit.api.schemas import CursorPage, ErrorResponse, ExportJobResponse, ExportRequest
 from kbaudit.api.streaming import accepts_zstd, file_headers, one_ahead, parse_range
-from kbaudit.api.strict_json import StrictJsonRoute
 from kbaudit.domain import Caller, JobStatus
 from kbaudit.services.exports.download import open_download
 from kbaudit.services.exports.jobs import (
@@ -25,7 +25,9 @@ from kbaudit.services.exports.jobs import (
 
 DOWNLOAD_PATH = "/exports/{export_id}/download/{file_name}"
 router = APIRouter(
-    route_class=StrictJsonRoute, prefix="/v1/knowledge-base/audit", tags=["knowledge-base-audit"]
+    route_class=json_route(1024 * KIB),
+    prefix="/v1/knowledge-base/audit",
+    tags=["knowledge-base-audit"],
 )
 
 

@@ -7,13 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from kbaudit.api.auth import container_of, require_scope
+from kbaudit.api.bodies import KIB, json_route
 from kbaudit.api.schemas import RetentionPolicyResponse, RetentionPolicyUpdateRequest
-from kbaudit.api.strict_json import StrictJsonRoute
 from kbaudit.domain import Caller
 from kbaudit.services.retention import get_policy, update_policy
 
 router = APIRouter(
-    route_class=StrictJsonRoute, prefix="/v1/knowledge-base", tags=["knowledge-base-governance"]
+    route_class=json_route(16 * KIB),
+    prefix="/v1/knowledge-base",
+    tags=["knowledge-base-governance"],
 )
 ADMIN = Depends(require_scope("kb_audit:admin"))
 # Fields a null leaves as they are; for the others a null clears the value.

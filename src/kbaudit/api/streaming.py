@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from fastapi import Request
 
+from kbaudit.decoding import whole_number
 from kbaudit.services.exports.download import Download, Wanted
 
 
@@ -57,11 +58,10 @@ def parse_range(header: str | None) -> Wanted | None:
     if not header or not header.startswith("bytes=") or "," in header:
         return None
     first, dash, last = header.removeprefix("bytes=").strip().partition("-")
-    if not dash or not (first or last) or not (first + last).isdigit():
+    start, stop = whole_number(first), whole_number(last)
+    if not dash or not (first or last) or (first and start is None) or (last and stop is None):
         return None
-    if not first:
-        return None, int(last)
-    return int(first), int(last) if last else None
+    return start, stop
 
 
 async def one_ahead(chunks: Iterator[bytes]) -> AsyncIterator[memoryview]:

@@ -30,7 +30,8 @@ class Checkpoint:
         if len(lines) < 4 or lines[-1] != "":
             raise SignatureError("a checkpoint has an origin, a size and a root hash")
         origin, size, root = lines[0], lines[1], lines[2]
-        if not origin or not size.isdigit() or (size.startswith("0") and size != "0"):
+        canonical = size.isascii() and size.isdigit() and not (size.startswith("0") and size != "0")
+        if not origin or not canonical:
             raise SignatureError("the checkpoint's origin or tree size is malformed")
         try:
             digest = base64.b64decode(root, validate=True)

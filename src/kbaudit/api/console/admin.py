@@ -12,6 +12,7 @@ from kbaudit.api.auth import container_of
 from kbaudit.api.console.forms import RetentionForm
 from kbaudit.api.console.guard import console_router, posted_form, signed_in
 from kbaudit.api.console.rendering import ADMIN, page, refusal
+from kbaudit.decoding import whole_number
 from kbaudit.errors import KbAuditError
 from kbaudit.services.access import newest_entries
 from kbaudit.services.retention import get_policy, update_policy
@@ -52,9 +53,7 @@ async def change_retention(request: Request) -> Response:
 def access_page(request: Request) -> Response:
     caller, session = signed_in(request, ADMIN)
     container = container_of(request)
-    before = request.query_params.get("before", "")
-    entries = newest_entries(
-        container.store, container.clock, caller, int(before) if before.isdigit() else None
-    )
+    before = whole_number(request.query_params.get("before", ""))
+    entries = newest_entries(container.store, container.clock, caller, before)
     older = entries[-1].id if len(entries) == 100 else None
     return page(request, "access.html", {"entries": entries, "older": older}, caller, session)

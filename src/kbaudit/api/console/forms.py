@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
 from kbaudit.api.schemas import ExportRequest
+from kbaudit.decoding import whole_number
 from kbaudit.domain import EXPORT_FORMATS
 from kbaudit.errors import InvalidRequest
 from kbaudit.filters import FILTER_NAMES, MANY_VALUED, RecordFilters
@@ -201,10 +202,11 @@ class RetentionForm:
         return None
 
     def changes(self, policy: Mapping[str, Any]) -> dict[str, Any]:
-        if not self.retention_days.isdigit():
+        days = whole_number(self.retention_days)
+        if days is None:
             raise InvalidRequest("retention days must be a whole number")
         changes: dict[str, Any] = {
-            "retention_days": int(self.retention_days),
+            "retention_days": days,
             "archive_before_delete": self.archive_before_delete,
         }
         if self.changes_hold(policy):

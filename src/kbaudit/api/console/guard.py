@@ -17,8 +17,15 @@ from starlette.datastructures import FormData
 from kbaudit.api.auth import authenticated, container_of
 from kbaudit.api.console.rendering import READ, error_page
 from kbaudit.api.console.session import COOKIE, Session, SessionSeal
+from kbaudit.decoding import has_nul, whole_number
 from kbaudit.domain import Caller
-from kbaudit.errors import AuthenticationRequired, InsufficientScope, KbAuditError, PayloadTooLarge
+from kbaudit.errors import (
+    AuthenticationRequired,
+    InsufficientScope,
+    InvalidRequest,
+    KbAuditError,
+    PayloadTooLarge,
+)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -102,9 +109,12 @@ async def bounded_form(request: Request) -> FormData:
     """The posted form, refused unless it says how long it is and is small: sign-in is open
     to anyone, and parsing would otherwise hold whatever was sent."""
     declared = request.headers.get("content-length", "")
-    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+    if (whole_number(declared) or MAX_FORM_BYTES + 1) > MAX_FORM_BYTES:
         raise PayloadTooLarge(f"console forms are limited to {MAX_FORM_BYTES} bytes")
-    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    if any(has_nul(str(value)) for value in form.values()):
+        raise InvalidRequest("form fields may not contain NUL characters")
+    return form
 
 
 def same_origin(request: Request) -> None:

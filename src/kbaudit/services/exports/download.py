@@ -147,8 +147,10 @@ def _span(wanted: Wanted | None, size: int) -> tuple[int, int]:
     if wanted is None:
         return 0, size
     first, last = wanted
-    if first is None:  # the last n bytes
-        return max(0, size - (last or 0)), size
+    if first is None:  # the last n bytes; none of them is no range at all (RFC 9110 14.1.1)
+        if not last:
+            raise RangeNotSatisfiable("a range of the last 0 bytes holds nothing")
+        return max(0, size - last), size
     if first >= size or (last is not None and last < first):
         raise RangeNotSatisfiable(f"the file has {size} bytes; that range is outside it")
     return first, size if last is None else min(last + 1, size)

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 
 from kbaudit.crypto.keyring import Keyring
+from kbaudit.decoding import whole_number
 from kbaudit.errors import DownloadTokenExpired, InvalidDownloadToken
 from kbaudit.services.clock import Clock
 
@@ -31,10 +32,10 @@ class DownloadTokens:
     def check(self, token: str, org_id: int, export_id: str, file_name: str) -> None:
         invalid = InvalidDownloadToken("the download token is not valid for this file")
         parts = token.split(".") if len(token) <= MAX_TOKEN_LENGTH else []
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        if len(parts) != 3:
             raise invalid
-        expiry, version = int(parts[0]), int(parts[1])
-        if version not in self._keyring.versions:
+        expiry, version = whole_number(parts[0]), whole_number(parts[1])
+        if expiry is None or version not in self._keyring.versions:
             raise invalid
         try:
             presented = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
