@@ -26,12 +26,15 @@ class Received:
 
 
 Answer = int | str | threading.Barrier
+HUGE = 400 * 1024 * 1024
 
 
 class Receiver:
     """Answers each POST with the next of ``answers`` (the last one repeats): a status
-    code, ``"slow"`` (waits ``slow_seconds``, then 200), ``"redirect:URL"``, or a barrier
-    (200 once as many requests wait at it as it has parties, 500 after 5 s without)."""
+    code, ``"slow"`` (waits ``slow_seconds``, then 200), ``"redirect:URL"``, a barrier
+    (200 once as many requests wait at it as it has parties, 500 after 5 s without),
+    ``"drip"`` (a header a byte every 0.2 s, for up to a minute) or ``"huge"`` (200 with a
+    body of 400 MiB; ``sent`` counts the bytes the sender took)."""
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class Receiver:
         self.answers = list(answers)
         self.slow_seconds = slow_seconds
         self.received: list[Received] = []
+        self.sent = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,6 +66,9 @@ class Receiver:
                 if answer == "slow":
                     time.sleep(receiver.slow_seconds)
                     answer = 200
+                if answer in ("drip", "huge"):
+                    self._hostile(str(answer))
+                    return
                 if isinstance(answer, str) and answer.startswith("redirect:"):
                     self.send_response(302)
                     self.send_header("location", answer.removeprefix("redirect:"))
@@ -72,6 +79,24 @@ class Receiver:
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
+
+            def _hostile(self, answer: str) -> None:
+                self.close_connection = True
+                try:
+                    if answer == "drip":
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                        for byte in b"x-slow: " + b"." * 300:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                        return
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % HUGE)
+                    chunk = b"x" * 65536
+                    while receiver.sent < HUGE:
+                        self.wfile.write(chunk)
+                        receiver.sent += len(chunk)
+                except OSError:
+                    pass  # the sender hung up, as it should
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from kbaudit.services.delivery.outbox import deliver_due
 from kbaudit.services.exports.sweep import sweep
 from tests.conftest import Api, ManualClock
 from tests.helpers import seed_demo, start_export
-from tests.receiver import rebinding, receiving, signed_by
+from tests.receiver import HUGE, rebinding, receiving, signed_by
 
 HOOKS = "/v1/knowledge-base/audit/webhooks"
 
@@ -141,8 +142,38 @@ def test_a_receiver_that_does_not_answer_in_time_is_tried_again(api: Api) -> Non
         deliver_due(delivery)
     [pending] = deliveries(api, key, hook["id"])
     assert pending["status"] == "pending"
-    assert "Timeout" in pending["last_error"]
+    assert pending["last_error"] == "the receiver took more than 0.5 s to answer"
     assert pending["last_status_code"] is None
+
+
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_timeout(api: Api) -> None:
+    """A byte every 0.2 s is inside every read's timeout; the attempt as a whole is not."""
+    key = api.key()
+    delivery = api.container.delivery
+    delivery.config = replace(delivery.config, timeout_seconds=1.0)
+    with receiving(["drip"]) as receiver:
+        hook = register(api, key, receiver.url)
+        exported(api, key)
+        started = time.monotonic()
+        deliver_due(delivery)
+        took = time.monotonic() - started
+    [pending] = deliveries(api, key, hook["id"])
+    assert pending["status"] == "pending"
+    assert pending["last_error"] == "the receiver took more than 1 s to answer"
+    assert took < 5, took
+
+
+def test_a_receivers_answer_is_not_read_past_its_status(api: Api) -> None:
+    key = api.key()
+    with receiving(["huge"]) as receiver:
+        hook = register(api, key, receiver.url)
+        exported(api, key)
+        deliver_due(api.container.delivery)
+        [delivered] = deliveries(api, key, hook["id"])
+        time.sleep(0.5)  # the receiver writes until the closed connection stops it
+        assert receiver.sent < HUGE / 10, receiver.sent
+    assert delivered["status"] == "delivered"
+    assert delivered["last_status_code"] == 200
 
 
 def test_events_are_sent_side_by_side(api: Api) -> None:

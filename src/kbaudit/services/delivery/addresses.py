@@ -1,8 +1,10 @@
 """Where kbaudit agrees to send things: never to itself or its neighbours (SSRF).
 
 A URL must be https, and every address its host resolves to must be a global one: not
-loopback, private, link-local (which holds the clouds' metadata services), shared or
-reserved. ``allow_private`` lifts both rules, for development and tests.
+loopback, private, link-local (which holds the clouds' metadata services), shared, reserved
+or multicast; nor an IPv6 address that carries one of those as IPv4 (IPv4-compatible
+``[::127.0.0.1]`` and NAT64 ``64:ff9b::/96`` are reserved; 6to4 and Teredo are unwrapped).
+``allow_private`` lifts both rules, for development and tests.
 
 The name is resolved once, when it is checked; the connection then goes to the address
 that passed (``tunnel.py``), so that a name answering differently a moment later (DNS
@@ -46,13 +48,26 @@ def target(url: str, allow_private: bool) -> Target:
     host, port = _host_and_port(url, allow_private)
     addresses = _addresses(host, port)
     for address in addresses if not allow_private else ():
-        if not address.is_global:
-            raise RefusedAddress(f"{host} resolves to {address}, a {_kind(address)} address")
+        for inner in _carried(address):
+            if not inner.is_global or inner.is_reserved or inner.is_multicast:
+                raise RefusedAddress(f"{host} resolves to {address}, a {_kind(inner)} address")
     return Target(host, port, addresses[0])
 
 
+def _carried(address: Address) -> list[Address]:
+    """The address and the IPv4 addresses it carries, which a relay would reach."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return [address]
+    teredo = list(address.teredo or ())
+    six_to_four = [address.sixtofour] if address.sixtofour else []
+    return [address, *teredo, *six_to_four]
+
+
 def _host_and_port(url: str, allow_private: bool) -> tuple[str, int]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # a broken IPv6 literal: "https://[::1"
+        raise RefusedAddress("is not a URL (its host is malformed)") from exc
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise RefusedAddress("must be an absolute https:// URL")
     if parts.username or parts.password:
@@ -60,9 +75,12 @@ def _host_and_port(url: str, allow_private: bool) -> tuple[str, int]:
     if not allow_private and parts.scheme != "https":
         raise RefusedAddress("must use https")
     try:
-        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError as exc:
-        raise RefusedAddress("has no valid port") from exc
+        raise RefusedAddress("has no valid port (1 to 65535)") from exc
+    if port == 0:
+        raise RefusedAddress("has no valid port (1 to 65535)")
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 def _addresses(host: str, port: int) -> list[Address]:
@@ -83,7 +101,7 @@ def _addresses(host: str, port: int) -> list[Address]:
 
 
 def _kind(address: Address) -> str:
-    for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
+    for kind in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
     return "non-global"

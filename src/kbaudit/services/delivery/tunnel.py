@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -27,17 +28,27 @@ IDLE_MARGIN_SECONDS = 5.0
 class Tunnel:
     """``with Tunnel(target, timeout) as proxy_url:`` a proxy for ``target`` while the block
     runs. ``timeout`` is the client's: it bounds connecting, and the tunnel waits for bytes
-    a little longer than that, so that the client's own timeout is the one that fires."""
+    a little longer than that, so that the client's own timeout is the one that fires.
 
-    def __init__(self, target: Target, timeout: float) -> None:
+    ``deadline`` bounds the whole block: when it passes, every connection is cut. A client's
+    timeouts bound each read, and a receiver sending a byte just inside each would hold
+    the client as long as it liked; ``cut_off`` then says that is what happened."""
+
+    def __init__(self, target: Target, timeout: float, *, deadline: float | None = None) -> None:
         self._target = target
         self._timeout = timeout
         self._idle = timeout + IDLE_MARGIN_SECONDS
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._thread = threading.Thread(target=self._accept, name="kbaudit-tunnel", daemon=True)
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(deadline, self._cut) if deadline else None
+        self.cut_off = False
 
     def __enter__(self) -> str:
         self._thread.start()
+        if self._timer is not None:
+            self._timer.start()
         return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def __exit__(
@@ -46,6 +57,8 @@ class Tunnel:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         # Shutting the listener down wakes its accept at once; connections still open end
         # with their client, or after the idle wait.
         with contextlib.suppress(OSError):
@@ -62,8 +75,27 @@ class Tunnel:
             threading.Thread(target=self._serve_and_close, args=(client,), daemon=True).start()
 
     def _serve_and_close(self, client: socket.socket) -> None:
-        with client:
+        with client, self._holding(client):
             self._serve(client)
+
+    @contextlib.contextmanager
+    def _holding(self, connection: socket.socket) -> Iterator[None]:
+        with self._lock:
+            self._open.add(connection)
+        try:
+            if self.cut_off:
+                _shut(connection)
+            yield
+        finally:
+            with self._lock:
+                self._open.discard(connection)
+
+    def _cut(self) -> None:
+        self.cut_off = True
+        with self._lock:
+            held = list(self._open)
+        for connection in held:
+            _shut(connection)
 
     def _serve(self, client: socket.socket) -> None:
         client.settimeout(self._idle)
@@ -82,7 +114,7 @@ class Tunnel:
         except OSError:
             client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
             return
-        with upstream:
+        with upstream, self._holding(upstream):
             upstream.settimeout(self._idle)
             if method == b"CONNECT":
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -133,5 +165,9 @@ def _copy(source: socket.socket, sink: socket.socket) -> None:
         pass
     finally:
         for side in (sink, source):
-            with contextlib.suppress(OSError):  # the other copy may have shut it already
-                side.shutdown(socket.SHUT_RDWR)
+            _shut(side)
+
+
+def _shut(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # the other copy may have shut it already
+        connection.shutdown(socket.SHUT_RDWR)

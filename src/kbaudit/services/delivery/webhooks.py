@@ -150,9 +150,14 @@ def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
         "webhook-signature": Signer(secret).sign(item.id, now, body),
     }
     timeout = deps.config.timeout_seconds
+    tunnel = Tunnel(checked, timeout, deadline=timeout)
     try:
-        with Tunnel(checked, timeout) as proxy:
-            response = httpx2.post(
+        # Streamed and left unread: only the status matters, and a receiver's answer may be
+        # of any size.
+        with (
+            tunnel as proxy,
+            httpx2.stream(
+                "POST",
                 hook.url,
                 content=item.body,
                 headers=headers,
@@ -161,13 +166,17 @@ def send_event(deps: DeliveryDeps, item: OutboxItem, now: datetime) -> Attempt:
                 proxy=proxy,  # to the checked address, and through no other proxy:
                 trust_env=False,
                 verify=tls_context(),
-            )
+            ) as response,
+        ):
+            status = response.status_code
     except httpx2.HTTPError as exc:
+        if tunnel.cut_off or isinstance(exc, httpx2.TimeoutException):
+            return Attempt(False, error=f"the receiver took more than {timeout:g} s to answer")
         return Attempt(False, error=f"{type(exc).__name__}: {exc}"[:500])
-    if 200 <= response.status_code < 300:
-        return Attempt(True, response.status_code)
-    reason = "redirects are not followed" if 300 <= response.status_code < 400 else "not a 2xx"
-    return Attempt(False, response.status_code, f"HTTP {response.status_code}: {reason}")
+    if 200 <= status < 300:
+        return Attempt(True, status)
+    reason = "redirects are not followed" if 300 <= status < 400 else "not a 2xx"
+    return Attempt(False, status, f"HTTP {status}: {reason}")
 
 
 @functools.cache
