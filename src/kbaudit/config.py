@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     header_timeout_seconds: float = Field(10.0, gt=0)
     body_timeout_seconds: float = Field(30.0, gt=0)
+    # Addresses of the proxies in front of kbaudit (comma-separated); only from these is
+    # X-Forwarded-For believed. None by default: any client could otherwise name its own
+    # address in the access log and the sign-in throttle.
+    trusted_proxies: str = Field("", pattern=r"^[0-9A-Fa-f.:/, ]*$")
     log_level: str = "info"
 
     @property

@@ -109,6 +109,8 @@ def serve(
         "http": NoDelayHttp,
         "log_level": "warning",
         "access_log": False,
+        "proxy_headers": bool(container.settings.trusted_proxies),
+        "forwarded_allow_ips": container.settings.trusted_proxies or None,
     }
     if processes == 1:
         # uvicorn shuts down gracefully, then re-raises the signal to the handler it found:
