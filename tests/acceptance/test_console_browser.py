@@ -184,3 +184,16 @@ def request_and_download_export(page: Page, tmp_path: Path) -> None:
     page.get_by_role("link", name="Exports").click()
     expect(page.get_by_text("signed, verified")).to_be_visible()
     assert page.locator("#export-rows a[download]").all_inner_texts() == names
+
+
+@pytest.mark.parametrize(("page", "rendered"), [("/docs", ".opblock"), ("/redoc", "h2")])
+def test_the_api_docs_render_under_their_content_security_policy(
+    running: tuple[str, str], browser: Browser, page: str, rendered: str
+) -> None:
+    url, _ = running
+    response = browser.page.goto(url + page)
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(browser.page.locator(rendered).first).to_be_visible(timeout=15_000)
+    assert browser.problems == []
+    assert all(urlsplit(seen).hostname == "127.0.0.1" for seen in browser.requested)

@@ -45,6 +45,11 @@ def test_the_api_docs_need_no_internet(api: Api) -> None:
             assert api.client.get(source).status_code == 200, source
         assert "fonts.googleapis" not in html
     assert '"validatorUrl": null' in api.client.get("/docs").text
+    for page in ("/docs", "/redoc"):
+        policy = api.client.get(page).headers["content-security-policy"]
+        assert policy.startswith("default-src 'none'; script-src 'self'"), page
+        assert "unsafe-eval" not in policy
+        assert "connect-src 'self'" in policy
     assert api.client.get("/openapi.json").json()["info"]["title"] == "kbaudit"
 
 
