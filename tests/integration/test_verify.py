@@ -106,6 +106,21 @@ def test_a_flipped_byte_fails(exported: tuple[Api, Path, dict[str, Any]]) -> Non
     fails(folder, trusted(api), "kb-audit-00002.ndjson does not match its SHA-256")
 
 
+def test_a_byte_that_is_not_utf8_in_a_csv_file_fails_plainly(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    api = make_api()
+    key = api.key()
+    seed_demo(api, key, 5)
+    export_to(api, key, tmp_path / "csv")
+    path = tmp_path / "csv" / "kb-audit-00001.csv"
+    content = bytearray(path.read_bytes())
+    content[content.index(b"\n") + 3] = 0xFF
+    path.write_bytes(bytes(content))
+    with pytest.raises(VerificationFailed, match=r"kb-audit-00001.csv"):
+        verify_export(tmp_path / "csv", trusted(api))
+
+
 def test_a_truncated_file_fails(exported: tuple[Api, Path, dict[str, Any]]) -> None:
     api, folder, _ = exported
     path = folder / "kb-audit-00003.ndjson"

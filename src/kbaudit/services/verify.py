@@ -300,12 +300,16 @@ class Rows:
     def feed(self, chunk: bytes, name: str, export_format: str) -> None:
         lines = (self._rest + chunk).split(b"\n")
         self._rest = lines.pop()
-        if export_format == "ndjson":
-            self._ndjson(lines, name)
-        elif export_format == "csv":
-            self._csv(lines, name)
-        else:
-            raise VerificationFailed(f"kbaudit cannot read {export_format} files")
+        try:
+            if export_format == "ndjson":
+                self._ndjson(lines, name)
+            elif export_format == "csv":
+                self._csv(lines, name)
+            else:
+                raise VerificationFailed(f"kbaudit cannot read {export_format} files")
+        except (UnicodeDecodeError, csv.Error) as exc:
+            # Files are hashed while they are read: a corrupt byte can show here first.
+            raise VerificationFailed(f"{name}: row {self.count + 1} is not CSV text") from exc
 
     def end_of_file(self, name: str, export_format: str) -> None:
         if self._rest:
