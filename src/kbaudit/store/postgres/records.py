@@ -45,7 +45,9 @@ class PostgresRecords(RecordRepository):
     def _insert_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         copy_in(self._connection, metadata.tables[table], columns, rows)
 
-    def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
+    def _export_batches(
+        self, query: Select[Any], batch_rows: int, batch_bytes: int
+    ) -> Iterator[ExportBatch]:
         """COPY's values, not rows: a server-side cursor fetching rows is several times
         slower, and parsing COPY's rows took a third of a part's time. The records not
         finalized are counted by the server, in the unit of work's snapshot
@@ -57,6 +59,6 @@ class PostgresRecords(RecordRepository):
             .order_by(None)
         ).scalar_one()
         documents = query.with_only_columns(r.document)
-        for text, rows in copy_out_lines(self._connection, documents, batch_size):
+        for text, rows in copy_out_lines(self._connection, documents, batch_rows, batch_bytes):
             yield ExportBatch(lines=text, rows=rows, unfinalized=unfinalized)
             unfinalized = 0

@@ -11,11 +11,14 @@ from kbaudit.store.records import ExportBatch, RecordRepository
 
 CACHE_KB = 65536  # SQLite's page cache per connection
 STREAM_CACHE_KB = 4096
+FETCH_ROWS = 4  # of the largest records, about 6 MB
 
 
 class SqliteRecords(RecordRepository):
-    def _export_batches(self, query: Select[Any], batch_size: int) -> Iterator[ExportBatch]:
-        for rows in self._stream(query, batch_size):
+    def _export_batches(
+        self, query: Select[Any], batch_rows: int, batch_bytes: int
+    ) -> Iterator[ExportBatch]:
+        for rows in self._stream(query, batch_rows, batch_bytes):
             yield ExportBatch(
                 lines=b"\n".join([row[0] for row in rows]) + b"\n",
                 rows=len(rows),
@@ -40,14 +43,26 @@ class SqliteRecords(RecordRepository):
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
         self._driver().executemany(sql, rows)
 
-    def _stream(self, query: Select[Any], batch_size: int) -> Iterator[Sequence[Sequence[Any]]]:
+    def _stream(
+        self, query: Select[Any], batch_rows: int, batch_bytes: int
+    ) -> Iterator[list[Sequence[Any]]]:
+        """The rows in batches. SQLite hands over as many rows as asked for, whatever their
+        size: a batch is gathered a few rows at a time, up to its rows or its bytes."""
         cursor = self._driver()
         # A part reads each page once: a page cache would only hold memory (64 MB of it).
         cursor.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KB}")
         try:
             self._execute_on(cursor, query)
-            while rows := cursor.fetchmany(batch_size):
-                yield rows
+            batch: list[Sequence[Any]] = []
+            size = 0
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                batch += rows
+                size += sum(len(row[0]) for row in rows)
+                if len(batch) >= batch_rows or size >= batch_bytes:
+                    yield batch
+                    batch, size = [], 0
+            if batch:
+                yield batch
         finally:
             cursor.execute(f"PRAGMA cache_size = -{CACHE_KB}")
 
