@@ -127,12 +127,15 @@ def build_container(
         ),
         followers=[follow_export],
     )
+    metrics = Metrics()
     return Container(
         settings=settings,
         store=store,
         keyring=keyring,
+        authenticate=Authenticator(
+            store, on_refusal=lambda outcome: metrics.refused_keys.labels(outcome).inc()
+        ),
         # The oldest version: rotating the keyring must not break a client's paging.
-        authenticate=Authenticator(store),
         cursor_codec=CursorCodec(keyring.derive("cursor/v1", keyring.versions[0])),
         clock=clock,
         huey=huey,
@@ -141,6 +144,7 @@ def build_container(
             store, blobs, keys, clock, DeliveryConfig(allow_private=settings.webhook_allow_private)
         ),
         archiver=Archiver(blobs, keys, clock),
+        metrics=metrics,
     )
 
 

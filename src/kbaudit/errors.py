@@ -86,6 +86,17 @@ class ExportExpired(KbAuditError):
     code = "export_expired"
 
 
+class TooManyAttempts(KbAuditError):
+    """Too many failed authentications from one client address, or for one key id."""
+
+    code = "too_many_attempts"
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class RequestTimeout(KbAuditError):
     code = "request_timeout"
     retryable = True

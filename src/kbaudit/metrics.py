@@ -21,6 +21,13 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
             registry=self.registry,
         )
+        self.refused_keys = Counter(
+            "kbaudit_refused_keys",
+            "API keys refused, at the API or the console's sign-in: refused (wrong, unknown"
+            " or revoked) or throttled (too many wrong ones from one address or for one key).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.records_written = Counter(
             "kbaudit_records_written",
             "Retrieval audit records received by the write route, by outcome.",

@@ -376,3 +376,19 @@ def test_a_failure_closes_its_connection(api: Api, monkeypatch: pytest.MonkeyPat
     assert response.status_code == 500
     assert response.headers["connection"] == "close"
     assert "a bug" not in response.text
+
+
+def test_a_client_that_keeps_sending_wrong_keys_is_throttled(api: Api) -> None:
+    good = api.key()
+    for n in range(20):
+        wrong = {"x-api-key": f"kba_guess{n}_nothing"}
+        assert api.client.get(RECORDS, params=WINDOW, headers=wrong).status_code == 401
+    throttled = api.client.get(RECORDS, params=WINDOW, headers=good)
+    assert throttled.status_code == 429
+    assert throttled.json()["error"] == "too_many_attempts"
+    assert 0 < int(throttled.headers["retry-after"]) <= 60
+    signing_in = api.client.post("/console/sign-in", data={"api_key": good["x-api-key"]})
+    assert signing_in.status_code == 429
+    assert "try again in" in signing_in.text
+    metrics = api.client.get("/metrics").text
+    assert 'kbaudit_refused_keys_total{outcome="refused"} 20.0' in metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -23,6 +24,7 @@ STATUS_BY_ERROR: dict[type[errors.KbAuditError], int] = {
     errors.NotFound: 404,
     errors.RangeNotSatisfiable: 416,
     errors.RequestTimeout: 408,
+    errors.TooManyAttempts: 429,
     errors.InvalidCursor: 400,
     errors.CursorMismatch: 400,
     errors.InvalidRequest: 422,
@@ -110,8 +112,9 @@ def install_error_handlers(app: FastAPI) -> None:
         body = error_body(exc.code, exc.message, retryable=exc.retryable)
         headers = {}
         if exc.retryable:
-            body["retry_after"] = 1
-            headers["Retry-After"] = "1"
+            wait = math.ceil(getattr(exc, "retry_after", 1))
+            body["retry_after"] = wait
+            headers["Retry-After"] = str(wait)
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)

@@ -16,8 +16,15 @@ from collections.abc import Callable, Iterable
 
 from kbaudit.crypto.keyring import Keyring
 from kbaudit.domain import SCOPES, Caller, KeyId, Via
-from kbaudit.errors import AuthenticationRequired, ConfigurationError, InvalidRequest, NotFound
+from kbaudit.errors import (
+    AuthenticationRequired,
+    ConfigurationError,
+    InvalidRequest,
+    NotFound,
+    TooManyAttempts,
+)
 from kbaudit.services.clock import Clock
+from kbaudit.services.throttle import FailureThrottle
 from kbaudit.store.keys import KeyRepository, Organization, StoredKey
 from kbaudit.store.unit_of_work import Store
 
@@ -66,32 +73,55 @@ class Authenticator:
     is not a database transaction of its own: a key revoked in the database stops working
     within that time. Unknown key ids are looked up every time and never remembered, so
     that made-up keys cannot fill the memory. The secret is checked on every call.
+
+    Wrong keys are counted (``throttle``): a client address past the limit is refused
+    whatever it presents, until its window ends; a key id past it is refused with a wrong
+    secret only, so that someone else's guesses never lock a key's owner out.
+    ``on_refusal`` hears ``"refused"`` or ``"throttled"`` for each (the metrics count them).
     """
 
     def __init__(
-        self, store: Store, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+        self,
+        store: Store,
+        ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        throttle: FailureThrottle | None = None,
+        on_refusal: Callable[[str], None] = lambda _: None,
     ) -> None:
         self._store = store
         self._ttl = ttl
         self._clock = clock
         self._known: dict[str, tuple[float, StoredKey]] = {}
+        self._throttle = throttle or FailureThrottle(clock=clock)
+        self._on_refusal = on_refusal
 
     def __call__(
         self, presented: str | None, client_address: str | None = None, via: Via | None = None
     ) -> Caller:
-        refused = AuthenticationRequired("a valid x-api-key header is required")
-        if not presented or len(presented) > MAX_PRESENTED_KEY_LENGTH:
-            raise refused
+        if not presented:
+            raise AuthenticationRequired("a valid x-api-key header is required")
+        address = f"address {client_address}"
+        self._refuse_if_throttled(address)
         prefix, _, rest = presented.partition("_")
         key_id, _, secret = rest.partition("_")
-        if prefix != KEY_PREFIX or not key_id or not secret:
-            raise refused
-        stored = self._stored(key_id)
+        valid_form = len(presented) <= MAX_PRESENTED_KEY_LENGTH and prefix == KEY_PREFIX
+        stored = self._stored(key_id) if valid_form and key_id and secret else None
         expected = stored.secret_hash if stored else _digest("no such key")
         matches = hmac.compare_digest(expected, _digest(secret))
         if stored is None or stored.revoked or not matches:
-            raise refused
+            self._refuse_if_throttled(f"key {key_id[:32]}")
+            self._throttle.failed(address)
+            self._throttle.failed(f"key {key_id[:32]}")
+            self._on_refusal("refused")
+            raise AuthenticationRequired("a valid x-api-key header is required")
         return Caller(stored.org_id, stored.id, stored.scopes, client_address, via)
+
+    def _refuse_if_throttled(self, name: str) -> None:
+        if (wait := self._throttle.wait(name)) is not None:
+            self._on_refusal("throttled")
+            raise TooManyAttempts(
+                "too many wrong API keys; try again after the Retry-After seconds", wait
+            )
 
     @property
     def remembered(self) -> int:

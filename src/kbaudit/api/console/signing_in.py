@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
@@ -15,7 +17,7 @@ from kbaudit.api.console.guard import (
 )
 from kbaudit.api.console.rendering import templates
 from kbaudit.api.console.session import COOKIE, LIFETIME_SECONDS
-from kbaudit.errors import AuthenticationRequired
+from kbaudit.errors import AuthenticationRequired, TooManyAttempts
 
 router = console_router()
 
@@ -33,10 +35,10 @@ async def sign_in(request: Request) -> Response:
     try:
         authenticated(request, api_key, "console")
     except AuthenticationRequired:
-        problem = "That API key was not accepted."
-        return templates.TemplateResponse(
-            request, "sign_in.html", {"problem": problem}, status_code=401
-        )
+        return _refused(request, "That API key was not accepted.", 401)
+    except TooManyAttempts as exc:
+        wait = math.ceil(exc.retry_after)
+        return _refused(request, f"Too many keys were refused; try again in {wait} s.", 429)
     seal = seal_of(request)
     response = RedirectResponse("/console", status_code=303)
     response.set_cookie(
@@ -49,6 +51,12 @@ async def sign_in(request: Request) -> Response:
         samesite="strict",
     )
     return response
+
+
+def _refused(request: Request, problem: str, status: int) -> Response:
+    return templates.TemplateResponse(
+        request, "sign_in.html", {"problem": problem}, status_code=status
+    )
 
 
 @router.post("/sign-out")
