@@ -392,3 +392,13 @@ def test_a_client_that_keeps_sending_wrong_keys_is_throttled(api: Api) -> None:
     assert "try again in" in signing_in.text
     metrics = api.client.get("/metrics").text
     assert 'kbaudit_refused_keys_total{outcome="refused"} 20.0' in metrics
+
+
+def test_a_trailing_slash_is_a_404_not_a_redirect_elsewhere(api: Api) -> None:
+    response = api.client.get(
+        f"{EXPORTS}/?token=secret",
+        headers={**api.key(), "host": "evil.example"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 404
+    assert "location" not in response.headers

@@ -50,6 +50,9 @@ def create_app(container: Container, *, run_workers: bool = True) -> FastAPI:
         description="Knowledge-base retrieval audit records, queries and encrypted exports.",
         docs_url=None,
         redoc_url=None,
+        # A redirect to the path without its slash is built from the Host header a client
+        # sent, and repeats the query string, download tokens included: a 404 instead.
+        redirect_slashes=False,
     )
     app.state.container = container
     app.state.run_workers = run_workers
