@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -165,6 +166,26 @@ def wait_until_all_listen(children: list[int], port: int) -> None:
     while not all(connections_to(child, port, LISTENING) for child in children):
         assert time.monotonic() < deadline, "not every API process listens"
         time.sleep(0.1)
+
+
+def test_an_api_process_that_dies_is_replaced(cli: Cli, serve: Callable[..., Serve]) -> None:
+    server = serve("--processes", "2")
+    assert server.process is not None
+    first = serving_children(server.process.pid)
+    wait_until_all_listen(first, server.port)
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = serving_children(server.process.pid)
+        if len(now) == 2 and first[0] not in now:
+            break
+        time.sleep(0.2)
+    assert len(now) == 2, now
+    assert first[0] not in now
+    assert server.process.poll() is None
+    wait_until_all_listen(now, server.port)
+    assert httpx2.get(f"{server.url}/healthz").status_code == 200
+    server.stop()  # an orderly stop still exits 0
 
 
 def serving_children(pid: int) -> list[int]:

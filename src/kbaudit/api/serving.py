@@ -15,12 +15,18 @@ import multiprocessing
 import signal
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+import structlog
+
 APP = "kbaudit.api.app:app_of_a_serving_process"
 STOP_SECONDS = 30.0
+EARLY_DEATH_SECONDS = 10.0
+EARLY_DEATHS_TO_GIVE_UP = 3
+log = structlog.get_logger("kbaudit.serve")
 
 
 class PortTaken(Exception):
@@ -28,22 +34,33 @@ class PortTaken(Exception):
 
 
 def serve_in_processes(host: str, port: int, count: int, options: dict[str, Any]) -> int:
-    """Run ``count`` API processes until one ends or a stop signal comes; the exit status."""
+    """Run ``count`` API processes until a stop signal comes; the exit status. A process
+    that dies is replaced; one that keeps dying within seconds of its start (a setting
+    that cannot work, a port taken) ends the whole with status 1."""
     _check_free(host, port)
-    spawn = multiprocessing.get_context("spawn")
-    children = [
-        spawn.Process(target=_serve_one, args=(host, port, options), name=f"kbaudit-api-{n}")
-        for n in range(count)
-    ]
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    for child in children:
-        child.start()
+    children = [_start(host, port, options, n) for n in range(count)]
+    early_deaths = [0] * count
     while not stop.wait(0.5):
-        if any(not child.is_alive() for child in children):
-            break
-    return _stop(children, orderly=stop.is_set())
+        for n, (child, started) in enumerate(children):
+            if child.is_alive():
+                continue
+            early = time.monotonic() - started < EARLY_DEATH_SECONDS
+            early_deaths[n] = early_deaths[n] + 1 if early else 0
+            log.error("api_process_died", process=child.name, exit_code=child.exitcode)
+            if early_deaths[n] >= EARLY_DEATHS_TO_GIVE_UP:
+                return _stop([child for child, _ in children], orderly=False)
+            children[n] = _start(host, port, options, n)
+    return _stop([child for child, _ in children], orderly=True)
+
+
+def _start(host: str, port: int, options: dict[str, Any], n: int) -> tuple[BaseProcess, float]:
+    spawn = multiprocessing.get_context("spawn")
+    child = spawn.Process(target=_serve_one, args=(host, port, options), name=f"kbaudit-api-{n}")
+    child.start()
+    return child, time.monotonic()
 
 
 def _stop(children: Sequence[BaseProcess], orderly: bool) -> int:
