@@ -15,7 +15,7 @@ from kbaudit.blobs.local import LocalBlobStore
 from kbaudit.blobs.s3 import S3BlobStore
 from kbaudit.config import Settings
 from kbaudit.crypto.envelope import LocalKeyManager
-from kbaudit.crypto.keyring import Keyring, load_keyring
+from kbaudit.crypto.keyring import KEYRING_FILE, Keyring, load_keyring
 from kbaudit.crypto.signing import SigningKeys
 from kbaudit.errors import ConfigurationError
 from kbaudit.metrics import Metrics
@@ -78,6 +78,19 @@ class Container:
         self.store.close()
 
 
+def _refuse_data_without_its_key(settings: Settings) -> None:
+    """A database in the data folder and no master key for it: making a new key would start
+    a keyring nothing in the database was written with, beside the data it cannot open."""
+    database = settings.data_dir / "kbaudit.db"
+    keys = settings.data_dir / KEYRING_FILE
+    if settings.master_key is None and database.exists() and not keys.exists():
+        raise ConfigurationError(
+            f"{database} is there but {keys} is not: kbaudit will not make a new master key "
+            "beside data written under another. Restore master.keys (or set "
+            "KBAUDIT_MASTER_KEY), or move the data folder away to start afresh"
+        )
+
+
 def build_container(
     settings: Settings, *, clock: Clock = system_clock, apply_migrations: bool = True
 ) -> Container:
@@ -88,6 +101,7 @@ def build_container(
             "KBAUDIT_MASTER_KEY must be set when the database, blob store or queue is shared: "
             "every host has to hold the same master keys (see docs/operations.md)"
         )
+    _refuse_data_without_its_key(settings)
     try:
         keyring = load_keyring(
             settings.data_dir,

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from kbaudit.errors import KbAuditError
+
 router = APIRouter(tags=["operations"])
 
 
@@ -33,6 +35,8 @@ def readyz(request: Request) -> JSONResponse:
 def _probe(probe: Callable[[], object]) -> str:
     try:
         probe()
+    except KbAuditError as exc:  # kbaudit's own words for it, written to be shown
+        return exc.message
     except Exception:  # readiness reports what failed; it never fails itself
         return "unavailable"
     return "ok"

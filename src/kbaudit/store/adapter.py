@@ -79,6 +79,11 @@ class EngineAdapter(ABC):
         """Open a unit of work's transaction."""
 
     @abstractmethod
+    def check_files(self) -> None:
+        """Raise ``StoreUnavailable`` when the files the database lives in are not the ones
+        this process opened (a database in a local folder)."""
+
+    @abstractmethod
     def pin_snapshot(self, snapshot: UnitOfWork, fence: Callable[[], UnitOfWork]) -> int:
         """Fix what ``snapshot`` sees, and return the newest seq it holds: it sees every
         record at or under that seq and none above. ``fence`` opens a short read."""

@@ -58,12 +58,17 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         if not self._gate.acquire(timeout=GATE_WAIT):
             raise StoreUnavailable("the database is busy; try again")
+        connection = None
         try:
             connection = self._engine.connect()
             self._adapter.begin(connection, write=self._write, snapshot=self._snapshot)
-        except OperationalError as exc:
+        except BaseException as exc:
+            if connection is not None:
+                connection.close()
             self._release()
-            raise StoreUnavailable("the database cannot be reached") from exc
+            if isinstance(exc, OperationalError):
+                raise StoreUnavailable("the database cannot be reached") from exc
+            raise
         self._connection = connection
         self.records = self._adapter.records(connection, self._adapter.insert)
         self.keys = KeyRepository(connection, self._adapter.insert)
@@ -99,6 +104,10 @@ class UnitOfWork:
             # A restarted or failed-over server: the client may retry, and the pool has
             # already dropped the dead connection.
             raise StoreUnavailable("the connection to the database was lost; try again") from exc
+        if isinstance(exc, OperationalError):
+            # The database refused to go on: a read-only or full disk, a lock held too long,
+            # a server going down. Nothing was committed; a retry may find it back.
+            raise StoreUnavailable("the database cannot take this now; try again") from exc
 
     def _release(self) -> None:
         self._gate.release()
@@ -199,5 +208,7 @@ class Store:
         return self.adapter.upkeep_turn(self.engine)
 
     def ping(self) -> None:
+        """Raise unless the database answers, and (SQLite) its files are the ones opened."""
+        self.adapter.check_files()
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")

@@ -50,6 +50,9 @@ class PostgresAdapter(EngineAdapter):
         # Concurrent access-log entries share a commit; the server checkpoints on its own.
         return WritePath(Semaphore(64), GroupCommit(write), lambda _bulk: None, lambda: None)
 
+    def check_files(self) -> None:
+        pass  # the server keeps its own files
+
     def begin(self, connection: Connection, *, write: bool, snapshot: bool) -> None:
         connection.begin()
         if snapshot:

@@ -32,6 +32,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import AccessEntry
 
 log = structlog.get_logger("kbaudit.store")
@@ -66,6 +67,8 @@ class _SpoolFile:
         os.rename(making, self.path)
 
     def write(self, line: bytes) -> None:
+        if os.fstat(self.fd).st_nlink == 0:  # deleted, with the data folder perhaps
+            raise FileNotFoundError(f"{self.path} was deleted")
         view = memoryview(line)
         while view:
             view = view[os.write(self.fd, view) :]
@@ -96,9 +99,14 @@ class AccessSpool:
         with self._appending:
             if self._closed:
                 raise RuntimeError("the access log is closed")
-            if self._current is None:
-                self._current = _SpoolFile(self._folder)
-            self._current.write(line)
+            try:
+                if self._current is None:
+                    self._current = _SpoolFile(self._folder)
+                self._current.write(line)
+            except OSError as exc:
+                # An entry that cannot be kept must not be acknowledged: the request that
+                # made it fails, and the client may retry once the folder is back.
+                raise StoreUnavailable(f"the access log cannot be written: {exc}") from exc
 
     def flush(self) -> None:
         self._start_new_file()

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 
+from kbaudit.errors import StoreUnavailable
 from kbaudit.store.access_log import GroupCommit
 from kbaudit.store.adapter import EngineAdapter, MoveSpooled, WriteAccess, WritePath
 from kbaudit.store.retention import RetentionRepository
@@ -52,8 +53,11 @@ class SqliteAdapter(EngineAdapter):
         event.listen(engine, "begin", _on_begin)
         return engine
 
+    _database: SameFile | None = None
+
     def write_path(self, engine: Engine, write: WriteAccess, move: MoveSpooled) -> WritePath:
         database = database_file(engine)
+        self._database = SameFile(database) if database else None
         # Writers take turns on a lock of the whole host, not on SQLite's (writers.py).
         writers = WriterLock(database)
         if database is None:  # in memory: no log to checkpoint, no folder to spool in
@@ -81,8 +85,13 @@ class SqliteAdapter(EngineAdapter):
         # Writers begin IMMEDIATE, to queue on the lock rather than deadlock on upgrading
         # it; a read transaction is one snapshot already.
         if write:
+            self.check_files()
             connection.info["begin"] = "BEGIN IMMEDIATE"
         connection.begin()
+
+    def check_files(self) -> None:
+        if self._database is not None:
+            self._database.check()
 
     def pin_snapshot(self, snapshot: UnitOfWork, fence: Callable[[], UnitOfWork]) -> int:
         return snapshot.records.newest_seq()
@@ -101,6 +110,35 @@ class SqliteAdapter(EngineAdapter):
         with open(lock_dir / "migrate.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # the migrators all run on this host
             yield
+
+
+class SameFile:
+    """The database file as it was when the store opened it. A folder deleted (or a file
+    replaced) under a running server leaves its open connections writing into a file no
+    path leads to any more: every write would be acknowledged, then lost. Each write and
+    each readiness check first makes sure the path still leads to the file first seen."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._seen = _identity(path)
+
+    def check(self) -> None:
+        now = _identity(self._path)
+        if self._seen is None:  # not made yet when the store opened: the first one counts
+            self._seen = now
+        if now is None or now != self._seen:
+            raise StoreUnavailable(
+                f"the database file {self._path.name} is gone or was replaced since kbaudit opened "
+                "it; nothing more is written until it is restored and kbaudit restarted"
+            )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def database_file(engine: Engine) -> Path | None:
