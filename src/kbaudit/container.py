@@ -23,7 +23,7 @@ from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock, system_clock
 from kbaudit.services.delivery.deps import DeliveryConfig, DeliveryDeps
 from kbaudit.services.delivery.events import follow_export
-from kbaudit.services.delivery.outbox import deliver_due
+from kbaudit.services.delivery.outbox import Outbox
 from kbaudit.services.exports.deps import ExportConfig, ExportDeps
 from kbaudit.services.exports.sweep import sweep
 from kbaudit.services.exports.tokens import DownloadTokens
@@ -55,14 +55,16 @@ class Container:
     metrics: Metrics = field(default_factory=Metrics)
 
     def workers(self, threads: int | None = None) -> Workers:
-        """Export workers over this container, with the periodic upkeep."""
+        """Export workers over this container, with the periodic upkeep and deliveries."""
+        outbox = Outbox(self.delivery)
         return Workers(
             self.huey,
             threads or self.settings.worker_threads,
             self._upkeep,
             self.settings.sweep_interval_seconds,
-            lambda: deliver_due(self.delivery),
+            outbox.send_due,
             self.settings.delivery_interval_seconds,
+            after_delivering=outbox.close,
         )
 
     def _upkeep(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kbaudit.services.delivery.outbox import deliver_due
+from kbaudit.services.delivery.outbox import Outbox, deliver_due
 from kbaudit.services.exports.sweep import sweep
 from tests.conftest import Api, ManualClock
 from tests.helpers import seed_demo, start_export
@@ -174,6 +174,30 @@ def test_a_receivers_answer_is_not_read_past_its_status(api: Api) -> None:
         assert receiver.sent < HUGE / 10, receiver.sent
     assert delivered["status"] == "delivered"
     assert delivered["last_status_code"] == 200
+
+
+def test_one_organizations_slow_receivers_do_not_hold_back_anothers(api: Api) -> None:
+    """Ten slow webhooks of one organization would fill every sender for a second; another
+    organization's event goes out at once, and the slow ones all arrive in the end."""
+    slow_org, fast_org = api.key("slow"), api.key("fast")
+    fast_at = None
+    with receiving(["slow"], slow_seconds=1) as slow, receiving([200]) as fast:
+        slow_hooks = [register(api, slow_org, slow.url) for _ in range(10)]
+        exported(api, slow_org)
+        fast_hook = register(api, fast_org, fast.url)
+        exported(api, fast_org)
+        with Outbox(api.container.delivery) as outbox:
+            started = time.monotonic()
+            while time.monotonic() - started < 30 and len(slow.received) < 10:
+                outbox.send_due()
+                if fast.received and fast_at is None:
+                    fast_at = time.monotonic() - started
+                time.sleep(0.05)
+    assert fast_at is not None
+    assert fast_at < 0.5, fast_at
+    assert deliveries(api, fast_org, fast_hook["id"])[0]["status"] == "delivered"
+    for hook in slow_hooks:
+        assert deliveries(api, slow_org, hook["id"])[0]["status"] == "delivered"
 
 
 def test_events_are_sent_side_by_side(api: Api) -> None:

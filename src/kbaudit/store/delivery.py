@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from kbaudit.domain import OrgId
 from kbaudit.store.models import Destination, OutboxItem, OutboxKind, OutboxStatus, Webhook
@@ -97,16 +97,23 @@ class DeliveryRepository:
         row = self._connection.execute(query).first()
         return None if row is None else OutboxItem.of(row)
 
-    def due(self, now: datetime, limit: int) -> list[tuple[str, str]]:
-        """(id, kind) of the items due now, the longest waiting first."""
+    def due(self, now: datetime, limit: int, per_org: int) -> list[tuple[str, str, int]]:
+        """(id, kind, org_id) of the items due now, the longest waiting first, at most
+        ``per_org`` of each organization's: one with thousands waiting cannot fill a round."""
         o = outbox.c
-        query = (
-            select(o.id, o.kind)
+        place = func.row_number().over(partition_by=o.org_id, order_by=o.next_attempt_at).label("n")
+        waiting = (
+            select(o.id, o.kind, o.org_id, o.next_attempt_at, place)
             .where(o.status == OutboxStatus.PENDING, o.next_attempt_at <= now)
-            .order_by(o.next_attempt_at)
+            .subquery()
+        )
+        query = (
+            select(waiting.c.id, waiting.c.kind, waiting.c.org_id)
+            .where(waiting.c.n <= per_org)
+            .order_by(waiting.c.next_attempt_at)
             .limit(limit)
         )
-        return [(row.id, row.kind) for row in self._connection.execute(query)]
+        return [(row.id, row.kind, row.org_id) for row in self._connection.execute(query)]
 
     def claim(self, item_id: str, now: datetime, lease_until: datetime) -> OutboxItem | None:
         """Take a due item for one attempt; its next attempt moves to the lease's end, so it

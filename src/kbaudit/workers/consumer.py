@@ -89,12 +89,14 @@ class Workers:
         interval: float,
         deliver: Callable[[], object],
         delivery_interval: float,
+        after_delivering: Callable[[], object] = lambda: None,
     ):
         self.consumer = _QuietConsumer(
             huey, workers=threads, periodic=False, worker_type="thread", max_delay=IDLE_POLL_SECONDS
         )
         self._sweeper = Sweeper(upkeep, interval)
         self._deliverer = Sweeper(deliver, delivery_interval, "kbaudit-delivery", niceness=0)
+        self._after_delivering = after_delivering
 
     def start(self) -> None:
         self.consumer.start()
@@ -105,6 +107,7 @@ class Workers:
     def stop(self) -> None:
         """Let running parts finish (their leases would hand them on otherwise), then stop."""
         self._deliverer.stop()
+        self._after_delivering()  # the attempts in flight end, and are recorded
         self._sweeper.stop()
         self.consumer.stop(graceful=True)
         log.info("workers_stopped")

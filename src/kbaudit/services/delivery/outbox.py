@@ -1,10 +1,18 @@
 """Working the outbox: every worker host polls for due items and claims them one at a time;
 an item is sent at least once, retried with backoff and jitter, and given up only after
-``retry_for`` (more than a day)."""
+``retry_for`` (more than a day).
+
+Receivers are the customers' own, and some are slow: an attempt takes up to the timeout
+(10 s). ``Outbox`` keeps ``SENDERS`` attempts in flight, at most ``PER_ORG`` of any one
+organization, and starts each as a slot frees rather than round by round: one
+organization's slow receivers hold its own slots only, and every other organization's
+events go out while they wait."""
 
 from __future__ import annotations
 
 import random
+import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -20,22 +28,71 @@ from kbaudit.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger("kbaudit.delivery")
 BATCH = 20
-# Items tried at once: a receiver that never answers holds up one of them for its timeout,
-# not every event behind it.
+# Attempts in flight at once, and of one organization: a receiver that never answers holds
+# one slot for its timeout, not every event behind it.
 SENDERS = 8
+PER_ORG = 2
+
+
+class Outbox:
+    """Attempts on threads of their own, started as slots free up (see the module)."""
+
+    def __init__(self, deps: DeliveryDeps, senders: int = SENDERS, per_org: int = PER_ORG):
+        self._deps = deps
+        self._senders = senders
+        self._per_org = per_org
+        self._pool = ThreadPoolExecutor(senders, "kbaudit-send")
+        self._lock = threading.Lock()
+        self._in_flight: Counter[int] = Counter()
+
+    def send_due(self) -> int:
+        """Start an attempt at each due item there is a slot for; how many were started."""
+        now = self._deps.clock()
+        with self._deps.store.reading() as uow:
+            due = uow.delivery.due(now, BATCH, self._per_org)
+        started = 0
+        for item_id, kind, org_id in due:
+            with self._lock:
+                full = sum(self._in_flight.values()) >= self._senders
+                if full or self._in_flight[org_id] >= self._per_org:
+                    continue
+                self._in_flight[org_id] += 1
+            item = _claim(self._deps, item_id, kind, now)
+            if item is None:
+                self._done(org_id)
+                continue
+            self._pool.submit(self._send, item)
+            started += 1
+        return started
+
+    def close(self) -> None:
+        """Wait for the attempts in flight."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, item: OutboxItem) -> None:
+        try:
+            _record(self._deps, item, _attempt(self._deps, item))
+        except Exception as exc:  # recorded nowhere: the item's lease brings it back
+            log.error("delivery_attempt_failed", item=item.id, error=repr(exc))
+        finally:
+            self._done(item.org_id)
+
+    def _done(self, org_id: int) -> None:
+        with self._lock:
+            self._in_flight[org_id] -= 1
 
 
 def deliver_due(deps: DeliveryDeps) -> int:
-    """Try every item that is due now, several at a time; returns how many were tried."""
-    now = deps.clock()
-    with deps.store.reading() as uow:
-        due = uow.delivery.due(now, BATCH)
-    claimed = [item for item in (_claim(deps, *due_item, now) for due_item in due) if item]
-    if claimed:
-        with ThreadPoolExecutor(min(SENDERS, len(claimed)), "kbaudit-send") as senders:
-            for _ in senders.map(lambda item: _record(deps, item, _attempt(deps, item)), claimed):
-                pass
-    return len(claimed)
+    """One round, waited for: every item due now that the slots allow; how many were tried
+    (the CLI's and the tests' way to send now)."""
+    with Outbox(deps) as outbox:
+        return outbox.send_due()
 
 
 def _claim(deps: DeliveryDeps, item_id: str, kind: str, now: datetime) -> OutboxItem | None:
