@@ -61,6 +61,7 @@ def test_import_loads_good_lines_and_reports_bad_ones(
     lines.append(json.dumps({**finalized, "duration_ms": 7}))  # a finalized record may not change
     lines.append("")
     lines.append(json.dumps(record()))
+    lines.append(json.dumps(record(request_id="a\u0000b")))  # PostgreSQL holds no NUL
     source = tmp_path / "records.ndjson"
     source.write_text("\n".join(lines) + "\n")
     result = cli.run("import", str(source), "--org", "acme", check=False)
@@ -68,6 +69,7 @@ def test_import_loads_good_lines_and_reports_bad_ones(
     assert "line 2:" in result.stderr
     assert "line 5:" in result.stderr
     assert "line 7: conflict" in result.stderr
+    assert "line 10: strings may not contain NUL characters" in result.stderr
     stored = httpx2.get(f"{server}{RECORDS}", params=WIDE, headers={"x-api-key": key}).json()
     assert len(stored["items"]) == 5
 

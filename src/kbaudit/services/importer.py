@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from kbaudit.decoding import JsonRefused, refuse_nul_escapes
 from kbaudit.document import document_of
 from kbaudit.domain import INSTANT_RANGE, OrgId, RecordIn, instant_out_of_range
 from kbaudit.services.ingest import Outcome, Written, write_documents
@@ -56,8 +57,9 @@ def import_lines(
         if not line.strip():
             continue
         try:
+            refuse_nul_escapes(line)
             record = decoder.decode(line)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, JsonRefused) as exc:
             report.errors.append((number, str(exc)))
             continue
         if name := instant_out_of_range(record):
