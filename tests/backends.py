@@ -8,6 +8,7 @@ never turns into a skip.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import os
 import uuid
@@ -49,14 +50,23 @@ class Databases:
     def url_of(self, name: str) -> str:
         return self._admin_url.set(database=name).render_as_string(hide_password=False)
 
-    def create(self) -> str:
+    def create(self, *, lasting: bool = False) -> str:
+        """A migrated database, dropped after the test that made it; ``lasting``: after the
+        whole run (for what a module builds once, at import)."""
         if not self._template_ready:
             self._make_template()
         name = f"kbaudit_t_{uuid.uuid4().hex[:16]}"
         with self._admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE}'))
-        self._made.append(name)
+        if lasting:
+            atexit.register(self._drop, name)
+        else:
+            self._made.append(name)
         return self.url_of(name)
+
+    def _drop(self, name: str) -> None:
+        with self._admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
     def create_empty(self) -> str:
         """A database with no schema at all, for tests of the migrations themselves."""
@@ -94,10 +104,11 @@ def databases() -> Databases:
     return _databases
 
 
-def scaleout_settings() -> dict[str, str]:
-    """KBAUDIT_* settings for one test: its own database and its own prefix in the bucket."""
+def scaleout_settings(*, lasting: bool = False) -> dict[str, str]:
+    """KBAUDIT_* settings for one test: its own database and its own prefix in the bucket
+    (``lasting``: see ``Databases.create``)."""
     return {
-        "database_url": databases().create(),
+        "database_url": databases().create(lasting=lasting),
         "blob_url": f"s3://kbaudit/t-{uuid.uuid4().hex[:16]}",
         "s3_endpoint": _required("KBAUDIT_TEST_S3_ENDPOINT"),
         "master_key": TEST_MASTER_KEY,
