@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from kbaudit.domain import RecordIn, RefIn, ScopeIn
+from kbaudit.domain import MAX_REFS_PER_RECORD, RecordIn, RefIn, ScopeIn
 
 STATUS_WEIGHTS = (("hit", 70), ("miss", 18), ("blocked", 8), ("error", 4))
 
@@ -132,4 +132,37 @@ def _ref(rng: random.Random, kb: uuid.UUID, rank: int) -> RefIn:
         citation_ref=f"[{rank}]",
         rank=rank,
         score=round(1.0 - rank * 0.07, 4),
+    )
+
+
+def largest_record(created_at: datetime) -> RecordIn:
+    """A record as large as the schema lets refs make it (about 1.7 MB as JSON): a thousand
+    refs, every text at its longest. What exports and bodies must hold memory for."""
+
+    def text(length: int) -> str:
+        return (uuid.uuid4().hex * (length // 32 + 1))[:length]
+
+    refs = [
+        RefIn(
+            knowledge_base_id=uuid.uuid4(),
+            document_id=uuid.uuid4(),
+            document_version_id=uuid.uuid4(),
+            chunk_id=uuid.uuid4(),
+            chunk_stable_id=text(128),
+            chunk_content_hash=text(256),
+            chunk_content_hash_key_version=text(64),
+            document_version_content_hash=text(256),
+            citation_ref=text(128),
+            source_uri_hash=text(256),
+            rank=rank,
+            score=0.5,
+        )
+        for rank in range(1, MAX_REFS_PER_RECORD + 1)
+    ]
+    return RecordIn(
+        id=uuid.uuid4(),
+        created_at=created_at,
+        retrieval_status="hit",
+        audit_write_status="finalized",
+        refs=refs,
     )

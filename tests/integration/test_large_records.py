@@ -4,42 +4,26 @@ format, read in batches bounded by bytes rather than by a count of rows."""
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from kbaudit.domain import EXPORT_FORMATS, MAX_REFS_PER_RECORD
+from kbaudit import demo
+from kbaudit.domain import EXPORT_FORMATS
 from kbaudit.filters import RecordFilters
 from tests.conftest import WINDOW, Api
-from tests.helpers import RECORDS, download_all, record, start_export, view_export
+from tests.helpers import RECORDS, download_all, start_export, view_export
 
 
 def largest_record(minute: int) -> dict[str, Any]:
-    def text(length: int) -> str:
-        return uuid.uuid4().hex * (length // 32) + "x" * (length % 32)
-
-    ref = {
-        "knowledge_base_id": str(uuid.uuid4()),
-        "document_id": str(uuid.uuid4()),
-        "document_version_id": str(uuid.uuid4()),
-        "chunk_id": str(uuid.uuid4()),
-        "chunk_stable_id": text(128),
-        "chunk_content_hash": text(256),
-        "chunk_content_hash_key_version": text(64),
-        "document_version_content_hash": text(256),
-        "citation_ref": text(128),
-        "source_uri_hash": text(256),
-        "rank": 1,
-        "score": 0.5,
-    }
-    return record(
-        created_at=f"2026-05-01T10:{minute:02d}:00Z",
-        refs=[{**ref, "rank": rank} for rank in range(1, MAX_REFS_PER_RECORD + 1)],
-    )
+    made = demo.largest_record(datetime(2026, 5, 1, 10, minute, tzinfo=UTC))
+    as_sent: dict[str, Any] = msgspec.to_builtins(made)
+    return as_sent
 
 
 @pytest.fixture

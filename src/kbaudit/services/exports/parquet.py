@@ -27,10 +27,10 @@ ROW_GROUP_ROWS = 50_000
 # memory is a fifth.
 PARSE_ROWS = 2_000
 # The same bounds in bytes of documents, for records of megabytes: 300 records of 1.7 MB
-# exported with a peak RSS of 284 MB at 32 MiB a row group, 327 MB at 64 (50k typical
-# records are about 60 MB of JSON, so their row groups are cut at about 27k rows).
+# (bench/hostile.py) peaked at 367 MB with row groups of 32 MiB, 329 MB at 16 and 8 (pyarrow
+# alone holds some 80 MB); typical records (about 1.2 KB) are cut at about 27k rows.
 ROW_GROUP_BYTES = 32 * 1024 * 1024
-PARSE_BYTES = 4 * 1024 * 1024
+PARSE_BYTES = 2 * 1024 * 1024
 
 _TIME = pa.timestamp("us", tz="UTC")
 _COUNT = pa.int32()
