@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from kbaudit.crypto import merkle
 from kbaudit.crypto.checkpoint import open_checkpoint
+from kbaudit.crypto.keyring import load_keyring
 from kbaudit.document import document_of, leaf_of
 from kbaudit.domain import RecordIn
 from kbaudit.services.verify import read_keys
@@ -35,6 +36,7 @@ def upgraded(tmp_path: Path, make_api: Callable[..., Api]) -> Api:
     else:
         data_dir.mkdir()
         url = f"sqlite:///{data_dir / 'kbaudit.db'}"
+        load_keyring(data_dir, None)  # an old data folder holds its master key too
     old_database.build(url)
     return make_api(data_dir=data_dir, database_url=url)
 
