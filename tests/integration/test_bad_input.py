@@ -196,6 +196,13 @@ def test_after_a_bad_instant_the_connection_still_serves(api: Api) -> None:
     assert api.client.get(RECORDS, params=WINDOW, headers=key).status_code == 200
 
 
+def send_raw(api: Api, method: str, route: str, raw: bytes) -> tuple[Any, dict[str, str]]:
+    """``raw`` sent as a JSON body with a good key; the answer, and the headers to read back
+    with."""
+    headers = {**api.key(), "content-type": "application/json"}
+    return api.client.request(method, route, content=raw, headers=headers), headers
+
+
 RAW_BODIES = {
     "invalid UTF-8 in a write": ("post", RECORDS, b'{"items":[{"caller":"a\xff\xfeb"}]}'),
     "a lone surrogate in a write": ("post", RECORDS, b'{"items":[{"caller":"a\\ud800b"}]}'),
@@ -214,8 +221,7 @@ RAW_BODIES = {
 
 @pytest.mark.parametrize(("method", "route", "raw"), RAW_BODIES.values(), ids=RAW_BODIES.keys())
 def test_text_json_cannot_carry_is_a_422(api: Api, method: str, route: str, raw: bytes) -> None:
-    headers = {**api.key(), "content-type": "application/json"}
-    response = api.client.request(method, route, content=raw, headers=headers)
+    response, _ = send_raw(api, method, route, raw)
     assert response.status_code == 422, response.text
     assert "truncated" not in response.text
 
@@ -251,8 +257,7 @@ DUPLICATE_KEYS = {
 def test_a_key_given_twice_is_a_422_naming_it(
     api: Api, method: str, route: str, raw: bytes, key: str
 ) -> None:
-    headers = {**api.key(), "content-type": "application/json"}
-    response = api.client.request(method, route, content=raw, headers=headers)
+    response, headers = send_raw(api, method, route, raw)
     assert response.status_code == 422, response.text
     assert f"the key '{key}' appears twice" in response.text
     assert api.client.get(RECORDS, params=WINDOW, headers=headers).json()["items"] == []
@@ -290,8 +295,7 @@ NUMBER_BODIES["a 5,000-digit integer in a policy"] = (
     ("method", "route", "raw"), NUMBER_BODIES.values(), ids=NUMBER_BODIES.keys()
 )
 def test_numbers_no_column_holds_are_a_422(api: Api, method: str, route: str, raw: bytes) -> None:
-    headers = {**api.key(), "content-type": "application/json"}
-    response = api.client.request(method, route, content=raw, headers=headers)
+    response, headers = send_raw(api, method, route, raw)
     assert response.status_code == 422, response.text
     assert api.client.get(RECORDS, params=WINDOW, headers=headers).json()["items"] == []
     assert api.client.get(POLICY, headers=headers).json()["retention_days"] == 365
@@ -318,8 +322,7 @@ NUL_BODIES = {
 
 @pytest.mark.parametrize(("method", "route", "raw"), NUL_BODIES.values(), ids=NUL_BODIES.keys())
 def test_nul_in_any_json_body_is_a_422(api: Api, method: str, route: str, raw: bytes) -> None:
-    headers = {**api.key(), "content-type": "application/json"}
-    response = api.client.request(method, route, content=raw, headers=headers)
+    response, headers = send_raw(api, method, route, raw)
     assert response.status_code == 422, response.text
     assert "NUL" in response.text
     assert api.client.get(POLICY, headers=headers).json()["legal_hold_enabled"] is False
