@@ -38,7 +38,7 @@ async def sign_in(request: Request) -> Response:
         return _refused(request, "That API key was not accepted.", 401)
     except TooManyAttempts as exc:
         wait = math.ceil(exc.retry_after)
-        return _refused(request, f"Too many keys were refused; try again in {wait} s.", 429)
+        return _refused(request, f"Too many keys were refused; try again in {wait} seconds.", 429)
     seal = seal_of(request)
     response = RedirectResponse("/console", status_code=303)
     response.set_cookie(
