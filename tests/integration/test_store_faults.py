@@ -58,3 +58,37 @@ def test_a_connection_cut_mid_unit_of_work_is_store_unavailable(pg_api: Api) -> 
     retried = pg_api.client.get(RECORDS, params=WINDOW, headers=key)
     assert retried.status_code == 200
     assert len(retried.json()["items"]) == 1
+
+
+def test_a_connection_cut_while_the_server_refuses_new_ones_is_store_unavailable(
+    pg_api: Api,
+) -> None:
+    """A server shutting down cuts the connection and refuses a new one: ending the unit of
+    work must not reconnect (it did, to read the connection's info, and answered 500)."""
+    key = pg_api.key()
+    store = pg_api.container.store
+    database = store.engine.url.database
+    admin = create_engine(store.engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+    def allow_connections(allowed: bool) -> None:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {allowed}')
+
+    def cut_while_refusing() -> None:
+        with store.writing() as uow:
+            connection = uow.connection
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            allow_connections(False)
+            terminate(store.engine.url.set(database="postgres"), pid)
+            connection.exec_driver_sql("SELECT 1")
+
+    try:
+        with pytest.raises(StoreUnavailable):
+            cut_while_refusing()
+        refused = pg_api.client.get(RECORDS, params=WINDOW, headers=key)
+    finally:
+        allow_connections(True)
+        admin.dispose()
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"]
+    assert pg_api.client.get(RECORDS, params=WINDOW, headers=key).status_code == 200

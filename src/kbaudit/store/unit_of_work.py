@@ -95,7 +95,10 @@ class UnitOfWork:
             if connection.in_transaction():
                 connection.rollback()  # on a lost connection, this resets it for the pool
         finally:
-            connection.info.pop("begin", None)
+            # An invalidated connection would connect again to show its info, and raise
+            # while the server refuses connections (a restart): it has nothing to reset.
+            if not connection.invalidated:
+                connection.info.pop("begin", None)
             self._release()
             if self._after_release is not None:
                 self._after_release(connection)
