@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -193,6 +194,36 @@ def stale_hours(api: Api) -> int:
         return int(
             connection.execute(select(func.count()).select_from(stats_stale_hours)).scalar_one()
         )
+
+
+@pytest.mark.scaleout  # SQLite has one writer: counting and writing take turns there
+def test_writers_never_wait_for_the_count_of_their_hour(api: Api) -> None:
+    """On PostgreSQL, an hour being counted (by the upkeep, or a stats call) is the counter's
+    alone, yet records written into it meanwhile go through: under a lock on the hour's
+    stale row, every writer waited for the whole count (seconds, in the soak run)."""
+    key = api.key()
+    assert api.client.post(RECORDS, json={"items": [record()]}, headers=key).status_code == 200
+    every_hour = (-(2**62), 2**62)
+    store = api.container.store
+    with store.writing() as counting:
+        assert len(counting.stats.stale(None, every_hour, 10)) == 1
+        with store.writing() as another_counter:
+            assert another_counter.stats.stale(None, every_hour, 10) == []
+        written: list[int] = []
+        writer = threading.Thread(
+            target=lambda: written.append(
+                api.client.post(RECORDS, json={"items": [record()]}, headers=key).status_code
+            )
+        )
+        writer.start()
+        writer.join(timeout=20)
+        assert written == [200]  # while the count is still open
+    writer.join()
+    assert refresh_stale_stats(store) == 1
+    answer = api.client.get(STATS, params=WINDOW | {"start": "2026-05-01T00:00:00Z"}, headers=key)
+    assert answer.json()["totals"] == [
+        {"key": "hit", "count": 2, "duration_ms_p50": None, "duration_ms_p95": None}
+    ]
 
 
 def test_organizations_see_only_their_own_numbers(

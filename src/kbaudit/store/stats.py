@@ -221,8 +221,10 @@ class StatsRepository:
         )
         if org_id is not None:
             query = query.where(s.org_id == org_id)
-        query = self._claimed(query)
-        return [StaleHour(OrgId(row[0]), row[1], row[2]) for row in self._connection.execute(query)]
+        found = [
+            StaleHour(OrgId(row[0]), row[1], row[2]) for row in self._connection.execute(query)
+        ]
+        return [hour for hour in found if self._claim(hour)]
 
     def recompute(self, stale: Sequence[StaleHour]) -> None:
         """Count the stale hours again from their records. An hour written to meanwhile (its
@@ -307,9 +309,10 @@ class StatsRepository:
         duration (text) and the scope's knowledge base id."""
         raise NotImplementedError
 
-    def _claimed(self, query: Select[Any]) -> Select[Any]:
-        """Stale hours as this transaction may count them."""
-        return query
+    def _claim(self, hour: StaleHour) -> bool:
+        """Whether this transaction may count the hour: no other one is counting it. (One
+        writer at a time, on SQLite: always.)"""
+        return True
 
 
 def _bin_of(duration: ColumnElement[Any]) -> ColumnElement[Any]:

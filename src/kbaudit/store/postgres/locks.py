@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from kbaudit.domain import OrgId
+from kbaudit.store.stats import StaleHour
 
 # The numbers only have to differ from each other's and from any other application's on the
 # same database.
@@ -15,6 +16,15 @@ PARTITION_LOCK = 7_241_001
 SNAPSHOT_LOCK = 7_241_002
 UPKEEP_LOCK = 7_241_003
 WRITER_LOCKS = 7_241_004  # with the organization's id as the second key
+STATS_HOUR_LOCKS = 7_241_005  # with hour_lock_key as the second key
+
+
+def hour_lock_key(hour: StaleHour) -> int:
+    """An organization's hour folded into the lock's 32-bit second key. Two hours that fold
+    alike only make one counter skip an hour the other is not counting: it stays stale, and
+    is counted at the next turn."""
+    folded = (hour.org_id * 1_000_003 + hour.hour) % 2**32
+    return folded - 2**32 if folded >= 2**31 else folded
 
 
 def lock_for_write(connection: Connection, org_id: OrgId) -> None:

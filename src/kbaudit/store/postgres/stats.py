@@ -1,16 +1,18 @@
-"""Statistics on PostgreSQL: each document parsed once a row, and hours claimed under a lock."""
+"""Statistics on PostgreSQL: each document parsed once a row, and hours claimed under an
+advisory lock."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, Text, cast, column, func, true
+from sqlalchemy import Text, cast, column, func, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
-from kbaudit.store.stats import StatsRepository
+from kbaudit.store.postgres.locks import STATS_HOUR_LOCKS, hour_lock_key
+from kbaudit.store.stats import StaleHour, StatsRepository
 from kbaudit.store.tables import records
 
 
@@ -43,6 +45,11 @@ class PostgresStats(StatsRepository):
             .render_derived(name="doc", with_types=True)
         )
 
-    def _claimed(self, query: Select[Any]) -> Select[Any]:
-        # Locked until the transaction ends: two hosts never count the same hour at once.
-        return query.with_for_update(skip_locked=True)
+    def _claim(self, hour: StaleHour) -> bool:
+        # Until the transaction ends, so that two hosts never count the same hour at once.
+        # An advisory lock, not the stale row's: writers update that row to mark the hour
+        # stale again, and under a row lock each would wait for the whole count.
+        taken = self._connection.exec_driver_sql(
+            "SELECT pg_try_advisory_xact_lock(%s, %s)", (STATS_HOUR_LOCKS, hour_lock_key(hour))
+        )
+        return bool(taken.scalar_one())
