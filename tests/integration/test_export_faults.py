@@ -4,9 +4,10 @@ ciphertext, expiry. Every answer is specific; nothing leaks or lies."""
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import timedelta
@@ -256,6 +257,33 @@ def test_altered_ciphertext_never_returns_plaintext(
         assert response.status_code == 500
         assert response.json()["error"] == "export_file_corrupt"
         put_blob(blobs, blob, original)
+
+
+@pytest.mark.parametrize("after_chunks", [0, 1])
+def test_a_blob_store_failing_under_a_download_is_a_503_not_a_damaged_file(
+    finished: tuple[Api, dict[str, str], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    after_chunks: int,
+) -> None:
+    """Tink reports any failure of the stream it decrypts as its own error: a blob store
+    restarting under a download (the soak run's SeaweedFS restart) was answered 500
+    export_file_corrupt, as if the file were damaged."""
+    api, key, job = finished
+    blobs = api.container.exports.blobs
+    reading = blobs.read
+
+    def failing(blob: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        yield from itertools.islice(reading(blob, chunk_size=64), after_chunks)
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(blobs, "read", failing)
+    file = job["files"][0]
+    response = download(api, key, job["id"], file["name"], file["download_token"])
+    assert response.status_code == 503
+    assert response.json()["error"] == "store_unavailable"
+    assert response.headers["retry-after"]
+    monkeypatch.setattr(blobs, "read", reading)
+    assert download(api, key, job["id"], file["name"], file["download_token"]).status_code == 200
 
 
 def test_blob_files_hold_no_plaintext(finished: tuple[Api, dict[str, str], dict[str, Any]]) -> None:

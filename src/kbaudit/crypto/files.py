@@ -14,7 +14,7 @@ import tink
 import zstandard
 from tink import streaming_aead
 
-from kbaudit.errors import CiphertextCorrupt
+from kbaudit.errors import CiphertextCorrupt, KbAuditError, StoreUnavailable
 
 ZSTD_LEVEL = 3
 # Plaintext handed out per step; a download holds about two steps in memory. Each step crosses
@@ -89,13 +89,20 @@ class ChunkReader(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
         self._pending = memoryview(b"")
+        # What reading the chunks raised: Tink, reading through this stream, reports any
+        # failure of it as its own error, which would read as a damaged file.
+        self.failure: Exception | None = None
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         while not self._pending:
-            chunk = next(self._chunks, None)
+            try:
+                chunk = next(self._chunks, None)
+            except Exception as exc:
+                self.failure = exc
+                raise
             if chunk is None:
                 return 0
             self._pending = memoryview(chunk)
@@ -115,8 +122,9 @@ def decrypted_chunks(
     """The plaintext of an export file, a chunk at a time; with ``decompress=False``, its
     zstd stream instead. A chunk is released only after its segment authenticated: altered
     or truncated ciphertext raises ``CiphertextCorrupt``."""
+    source = ChunkReader(ciphertext)
     try:
-        opened: BinaryIO = aead.new_decrypting_stream(ChunkReader(ciphertext), context)
+        opened: BinaryIO = aead.new_decrypting_stream(source, context)
         if decompress:
             # Pull ciphertext from Tink a segment (1 MB) at a time, not zstd's default 128 KB:
             # each pull holds the GIL, which the event loop sending the last chunk needs.
@@ -125,5 +133,17 @@ def decrypted_chunks(
             )
         while chunk := opened.read(READ_SIZE):
             yield chunk
-    except (tink.TinkError, zstandard.ZstdError) as exc:
-        raise CiphertextCorrupt("the stored export file failed authentication") from exc
+    except Exception as exc:
+        if source.failure is not None:
+            raise _unreadable(source.failure) from source.failure
+        if isinstance(exc, tink.TinkError | zstandard.ZstdError):
+            raise CiphertextCorrupt("the stored export file failed authentication") from exc
+        raise
+
+
+def _unreadable(failure: Exception) -> Exception:
+    """The blob store's failure as the caller should see it: a missing file as itself, any
+    other (a store restarting, a dropped connection) as retryable."""
+    if isinstance(failure, KbAuditError):
+        return failure
+    return StoreUnavailable("the export file cannot be read from the blob store now; try again")
