@@ -92,3 +92,24 @@ def test_a_connection_cut_while_the_server_refuses_new_ones_is_store_unavailable
     assert refused.status_code == 503, refused.text
     assert refused.headers["retry-after"]
     assert pg_api.client.get(RECORDS, params=WINDOW, headers=key).status_code == 200
+
+
+def test_a_connection_cut_under_a_driver_call_is_store_unavailable(pg_api: Api) -> None:
+    """COPY runs on psycopg's own connection: a restart seen there first raised the driver's
+    error, and the rollback that followed failed too (500, in the soak run)."""
+    key = pg_api.key()
+    store = pg_api.container.store
+
+    def cut_under_copy() -> None:
+        with store.writing() as uow:
+            connection = uow.connection
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            terminate(store.engine.url, pid)
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            with driver.cursor() as cursor, cursor.copy("COPY (SELECT 1) TO STDOUT") as copy:
+                list(copy)
+
+    with pytest.raises(StoreUnavailable):
+        cut_under_copy()
+    assert pg_api.client.get(RECORDS, params=WINDOW, headers=key).status_code == 200

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from threading import Semaphore
 from types import TracebackType
+from typing import cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -94,6 +95,11 @@ class UnitOfWork:
         try:
             if connection.in_transaction():
                 connection.rollback()  # on a lost connection, this resets it for the pool
+        except DBAPIError as failed:
+            # The connection died under a call made on the driver's own connection (COPY),
+            # which SQLAlchemy did not see: the rollback is the first to find it gone.
+            connection.invalidate()
+            lost, exc = True, exc or failed
         finally:
             # An invalidated connection would connect again to show its info, and raise
             # while the server refuses connections (a restart): it has nothing to reset.
@@ -107,10 +113,15 @@ class UnitOfWork:
             # A restarted or failed-over server: the client may retry, and the pool has
             # already dropped the dead connection.
             raise StoreUnavailable("the connection to the database was lost; try again") from exc
-        if isinstance(exc, OperationalError):
+        if isinstance(exc, OperationalError | self._driver_errors):
             # The database refused to go on: a read-only or full disk, a lock held too long,
             # a server going down. Nothing was committed; a retry may find it back.
             raise StoreUnavailable("the database cannot take this now; try again") from exc
+
+    @property
+    def _driver_errors(self) -> type[Exception]:
+        """The driver's OperationalError: what a call on its own connection (COPY) raises."""
+        return cast(type[Exception], self._engine.dialect.loaded_dbapi.OperationalError)
 
     def _release(self) -> None:
         self._gate.release()
