@@ -29,17 +29,17 @@ def dataset(count: int) -> Path:
         partial = path.with_suffix(".partial")
         with partial.open("wb") as handle:
             for record in demo_records(count, end=END):
-                handle.write(orjson.dumps(_without_nulls(msgspec.to_builtins(record))) + b"\n")
+                handle.write(orjson.dumps(without_nulls(msgspec.to_builtins(record))) + b"\n")
         partial.rename(path)
     return path
 
 
-def _without_nulls(value: Any) -> Any:
+def without_nulls(value: Any) -> Any:
     """Writers leave out what they do not know; so does the data set."""
     if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
+        return [without_nulls(v) for v in value]
     return value
 
 

@@ -4,7 +4,8 @@
 #
 #   scripts/services.sh start DIR   install what is missing, start all three, write DIR/env
 #   scripts/services.sh stop DIR    stop all three
-#   scripts/services.sh restart-s3|restart-pg DIR   stop and start one of them (fault tests)
+#   scripts/services.sh restart-s3|restart-pg|restart-redis DIR   stop and start one of them
+#                   (fault tests; Redis keeps nothing across a restart, as configured here)
 #
 # DIR/env holds the KBAUDIT_* settings that point kbaudit at them; `source` it.
 set -euo pipefail
@@ -154,7 +155,7 @@ export KBAUDIT_TEST_CUSTOMER_S3="$CUSTOMER_BUCKET $CUSTOMER_KEY $CUSTOMER_SECRET
 EOF
 }
 
-[ $# = 2 ] || die "usage: $0 start|stop|restart-s3|restart-pg DIR"
+[ $# = 2 ] || die "usage: $0 start|stop|restart-s3|restart-pg|restart-redis DIR"
 mkdir -p "$2"
 DIR=$(cd "$2" && pwd)
 case "$1" in
@@ -162,5 +163,6 @@ case "$1" in
   stop) stop_s3; stop_redis; stop_pg ;;
   restart-s3) stop_s3; start_s3 ;;
   restart-pg) stop_pg; start_pg ;;
+  restart-redis) stop_redis; start_redis ;;
   *) die "unknown command $1" ;;
 esac
