@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from kbaudit.domain import SCOPES, Caller, KeyId, OrgId
+from kbaudit.services.keys import organization_named
 from kbaudit.services.retention import principal_uuid, purge, update_policy
 from kbaudit.store.tables import record_kbs
 from tests.conftest import WINDOW, Api, ManualClock
@@ -154,6 +156,26 @@ def test_purge_deletes_what_aged_past_retention_with_its_children(
     assert kb_rows(api) == 1
     clock.now += timedelta(days=81)
     assert purge(api.container.store, clock, api.container.archiver) == 1
+    assert ids_of(api, key) == set()
+
+
+def test_a_purge_batch_takes_turns_with_the_organizations_writers(
+    api: Api, clock: ManualClock
+) -> None:
+    """On PostgreSQL a purge batch deleting a record deadlocked with a writer finalizing it
+    (the soak run): the purge now waits for the organization's writer lock, as writers do."""
+    key = api.key("acme")
+    api.client.put(POLICY, json={"retention_days": 90}, headers=key)
+    seed_ages(api, key, clock, [91])  # in a month not yet past retention: purged in batches
+    store = api.container.store
+    org_id = organization_named(store, "acme").id
+    with ThreadPoolExecutor(1) as pool:
+        with store.writing() as writer:
+            writer.records.lock_for_write(org_id)
+            purging = pool.submit(purge, store, clock, api.container.archiver)
+            time.sleep(1.0)
+            assert not purging.done()
+        assert purging.result(timeout=60) == 1
     assert ids_of(api, key) == set()
 
 

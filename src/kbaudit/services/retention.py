@@ -169,6 +169,9 @@ def _purge_batch(
         lines = [victim.document for victim in victims]
         written = archiver.write(org_id, org_uuid, policy.archive_destination, lines)
     with store.writing(bulk=True) as uow:
+        # A purge is one more writer of the organization: taking turns with the others, it
+        # never deadlocks with one finalizing a record it deletes (the soak run saw that).
+        uow.records.lock_for_write(org_id)
         # Read the policy again: a hold set since the batch was chosen wins.
         if _reason_to_wait(uow, org_id, uow.retention.policy(org_id), archiver):
             return None
