@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import URL, create_engine
+from sqlalchemy import URL, Connection, create_engine
 
 from kbaudit.api.app import create_app
 from kbaudit.container import build_container
@@ -39,6 +39,11 @@ def terminate(url: URL, pid: int) -> None:
     killer.dispose()
 
 
+def cut(connection: Connection, killer_url: URL) -> None:
+    """End the server's side of ``connection``, from another connection at ``killer_url``."""
+    terminate(killer_url, connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
 def test_a_connection_cut_mid_unit_of_work_is_store_unavailable(pg_api: Api) -> None:
     key = pg_api.key()
     assert pg_api.client.post(RECORDS, json={"items": [record()]}, headers=key).status_code == 200
@@ -46,10 +51,8 @@ def test_a_connection_cut_mid_unit_of_work_is_store_unavailable(pg_api: Api) -> 
 
     def cut_mid_unit_of_work() -> None:
         with store.reading() as uow:
-            connection = uow.connection
-            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            terminate(store.engine.url, pid)
-            connection.exec_driver_sql("SELECT 1")
+            cut(uow.connection, store.engine.url)
+            uow.connection.exec_driver_sql("SELECT 1")
 
     with pytest.raises(StoreUnavailable) as raised:
         cut_mid_unit_of_work()
@@ -76,11 +79,9 @@ def test_a_connection_cut_while_the_server_refuses_new_ones_is_store_unavailable
 
     def cut_while_refusing() -> None:
         with store.writing() as uow:
-            connection = uow.connection
-            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
             allow_connections(False)
-            terminate(store.engine.url.set(database="postgres"), pid)
-            connection.exec_driver_sql("SELECT 1")
+            cut(uow.connection, store.engine.url.set(database="postgres"))
+            uow.connection.exec_driver_sql("SELECT 1")
 
     try:
         with pytest.raises(StoreUnavailable):
@@ -102,10 +103,8 @@ def test_a_connection_cut_under_a_driver_call_is_store_unavailable(pg_api: Api) 
 
     def cut_under_copy() -> None:
         with store.writing() as uow:
-            connection = uow.connection
-            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            terminate(store.engine.url, pid)
-            driver = connection.connection.driver_connection
+            cut(uow.connection, store.engine.url)
+            driver = uow.connection.connection.driver_connection
             assert driver is not None
             with driver.cursor() as cursor, cursor.copy("COPY (SELECT 1) TO STDOUT") as copy:
                 list(copy)
