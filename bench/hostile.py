@@ -113,7 +113,9 @@ def export_probes(count: int) -> None:
     org = organization_named(container.store, "bench")
     start = datetime(2026, 5, 1, tzinfo=UTC)
     for n in range(count):
-        ingest_records(container.store, org.id, [largest_record(start + timedelta(minutes=n))])
+        ingest_records(
+            container.store, container.clock, org.id, [largest_record(start + timedelta(minutes=n))]
+        )
     container.close()
     print(f"{count} records of 1.7 MB exported by one worker (budget {WORKER_BUDGET_MB} MB):")
     for export_format in ("csv", "ndjson", "parquet"):

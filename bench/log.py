@@ -68,10 +68,10 @@ def _import_rate(source: Path, log_on: bool) -> float:
         started = time.perf_counter()
         with source.open("rb") as lines:
             if log_on:
-                report = import_lines(container.store, OrgId(1), lines)
+                report = import_lines(container.store, container.clock, OrgId(1), lines)
             else:
                 with stub:
-                    report = import_lines(container.store, OrgId(1), lines)
+                    report = import_lines(container.store, container.clock, OrgId(1), lines)
         elapsed = time.perf_counter() - started
     finally:
         container.close()

@@ -43,6 +43,12 @@ class InvalidRequest(KbAuditError):
         self.field = field
 
 
+class OutsideRetention(InvalidRequest):
+    """A record the organization's retention would purge at once, or one from the future."""
+
+    code = "outside_retention"
+
+
 class PayloadTooLarge(KbAuditError):
     code = "payload_too_large"
 

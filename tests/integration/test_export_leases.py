@@ -152,7 +152,7 @@ def test_a_plan_counts_exactly_the_records_under_its_snapshot_seq(
 
     monkeypatch.setattr(RecordRepository, "insert", insert_then_wait)
     late = list(demo_records(5, end=DEMO_END, seed=8))
-    writer = threading.Thread(target=ingest_records, args=(deps.store, OrgId(1), late))
+    writer = threading.Thread(target=ingest_records, args=(deps.store, deps.clock, OrgId(1), late))
     writer.start()
     assert written.wait(timeout=10)
     planner = threading.Thread(target=plan_job, args=(deps, job_id))

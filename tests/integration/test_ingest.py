@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
-from tests.conftest import WINDOW, Api
+from kbaudit.services.importer import import_lines
+from kbaudit.services.keys import organization_named
+from tests.conftest import WINDOW, Api, ManualClock
 from tests.helpers import RECORDS, record
+
+POLICY = "/v1/knowledge-base/retention-policy"
 
 
 def write(api: Api, headers: dict[str, str], *items: dict[str, Any]) -> Any:
@@ -168,3 +174,61 @@ def test_a_rewrite_without_a_ref_keeps_the_chosen_one(api: Api) -> None:
         "outcome": "updated",
     }
     assert detail(api, key, "chosen-1")["log"]["audit_write_status"] == "finalized"
+
+
+def _at(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+def _months(api: Api) -> list[Any]:
+    with api.container.store.reading() as uow:
+        return uow.retention.record_months()
+
+
+def test_a_record_retention_would_purge_at_once_is_refused_unless_held(
+    api: Api, clock: ManualClock
+) -> None:
+    """Accepted, such a record was deleted by the next purge; on PostgreSQL each write made
+    its month's partition again for the purge to drop again, and every tenant's reads and
+    writes queued behind both (the soak run)."""
+    key = api.key()
+    api.client.put(POLICY, json={"retention_days": 90}, headers=key)
+    months = _months(api)
+    fresh, old = record(), record(created_at=_at(clock.now - timedelta(days=91)))
+    response = write(api, key, fresh, old)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["type"] == "outside_retention"
+    assert error["loc"] == ["body", "items", 1, "created_at"]
+    assert "older than this organization's retention" in error["msg"]
+    assert api.client.get(f"{RECORDS}/{fresh['id']}", headers=key).status_code == 404
+    assert _months(api) == months  # no partition was made for it
+    api.client.put(POLICY, json={"legal_hold_enabled": True}, headers=key)
+    assert write(api, key, fresh, old).json()["created"] == 2
+
+
+def test_a_record_from_more_than_a_day_ahead_is_refused(api: Api, clock: ManualClock) -> None:
+    key = api.key()
+    ahead = record(created_at=_at(clock.now + timedelta(hours=25)))
+    response = write(api, key, ahead)
+    assert response.status_code == 422
+    assert "ahead of the server's clock" in response.json()["detail"][0]["msg"]
+    skewed = record(created_at=_at(clock.now + timedelta(hours=23)))
+    assert write(api, key, skewed).json()["created"] == 1
+
+
+def test_the_importer_reports_each_refused_line_and_loads_the_rest(
+    api: Api, clock: ManualClock
+) -> None:
+    api.key("acme")
+    org_id = organization_named(api.container.store, "acme").id
+    lines = [
+        json.dumps(record()).encode(),
+        json.dumps(record(created_at=_at(clock.now - timedelta(days=400)))).encode(),
+    ]
+    report = import_lines(api.container.store, api.container.clock, org_id, lines)
+    assert report.counts["created"] == 1
+    [(line, message)] = report.errors
+    assert line == 2
+    assert message.startswith("refused: ")
+    assert "retention" in message

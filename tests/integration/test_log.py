@@ -178,9 +178,9 @@ def test_leaf_indexes_are_dense_and_ordered_under_concurrent_writers(api: Api) -
         try:
             for _ in range(6):
                 batch = [record(audit_write_status="intent_recorded") for _ in range(4)]
-                ingest_records(api.container.store, org_id, _records(batch))
+                ingest_records(api.container.store, api.container.clock, org_id, _records(batch))
                 finals = [{**item, "audit_write_status": "finalized"} for item in batch[:2]]
-                ingest_records(api.container.store, org_id, _records(finals))
+                ingest_records(api.container.store, api.container.clock, org_id, _records(finals))
                 written.extend(batch)
         except BaseException as exc:
             failures.append(exc)

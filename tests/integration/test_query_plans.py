@@ -44,7 +44,7 @@ def plan(container: Container, filters: RecordFilters, after: Any) -> str:
     if container.store.engine.dialect.name == "postgresql":
         # PostgreSQL plans a month only once its partition exists.
         create_key(container.store, container.clock, "acme", SCOPES)
-        ingest_records(container.store, OrgId(1), [_record_in_january()])
+        ingest_records(container.store, container.clock, OrgId(1), [_record_in_january()])
     with container.store.reading() as uow:
         statement = uow.records.page_statement(OrgId(1), filters, after, 51)
         return explain(uow.connection, statement)
@@ -135,7 +135,7 @@ def test_ingest_finds_a_batchs_ids_through_the_unique_index(container: Container
     """
     create_key(container.store, container.clock, "acme", SCOPES)
     first = [_record_in_january() for _ in range(BATCH_ROWS)]
-    ingest_records(container.store, OrgId(1), first)
+    ingest_records(container.store, container.clock, OrgId(1), first)
     batch = [record.id for record in first[:100]] + [uuid.uuid4() for _ in range(100)]
     with container.store.reading() as uow:
         connection = uow.connection

@@ -27,7 +27,7 @@ def test_documents_are_stored_as_the_schema_says(container: Container) -> None:
     the migration too; SQLite keeps them as they are. Either way they read back whole."""
     create_key(container.store, container.clock, "acme", SCOPES)
     written = msgspec.convert(record(created_at="2026-03-01T00:00:00Z"), RecordIn)
-    ingest_records(container.store, OrgId(1), [written])
+    ingest_records(container.store, container.clock, OrgId(1), [written])
     with container.store.engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             method = connection.exec_driver_sql(

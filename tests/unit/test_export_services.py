@@ -88,7 +88,7 @@ def deps(tmp_path: Path) -> Iterator[ExportDeps]:
 def caller_with_records(deps: ExportDeps, count: int) -> Caller:
     create_key(deps.store, deps.clock, "acme", SCOPES)
     records = [msgspec.convert(record(), RecordIn) for _ in range(count)]
-    ingest_records(deps.store, OrgId(1), records)
+    ingest_records(deps.store, deps.clock, OrgId(1), records)
     return Caller(OrgId(1), KeyId("k"), frozenset(SCOPES))
 
 

@@ -56,7 +56,9 @@ async def write_retrievals(
     body = await read_body(request, container.settings.max_body_bytes)
     # Parsing a large batch is CPU work: keep it off the event loop, next to the write.
     batch = await run_in_threadpool(_decode_batch, body, container.settings.max_batch_records)
-    result = await run_in_threadpool(ingest_records, container.store, caller.org_id, batch.items)
+    result = await run_in_threadpool(
+        ingest_records, container.store, container.clock, caller.org_id, batch.items
+    )
     for outcome in Outcome:
         container.metrics.records_written.labels(outcome.value).inc(result.count(outcome))
     return IngestResponse.model_validate(

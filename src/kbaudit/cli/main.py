@@ -241,6 +241,7 @@ def _import_with_progress(container: Container, org_id: OrgId, file: Path) -> Im
         task = progress.add_task("importing", total=total)
         return import_lines(
             container.store,
+            container.clock,
             org_id,
             handle,
             on_batch=lambda lines: progress.advance(task, lines),
@@ -300,11 +301,11 @@ def _load_demo(container: Container, org_id: OrgId, records: int, end: datetime)
         for record in demo_records(records, end=end.astimezone(UTC)):
             batch.append(record)
             if len(batch) == 1000:
-                ingest_records(container.store, org_id, batch)
+                ingest_records(container.store, container.clock, org_id, batch)
                 progress.advance(task, len(batch))
                 batch.clear()
         if batch:
-            ingest_records(container.store, org_id, batch)
+            ingest_records(container.store, container.clock, org_id, batch)
             progress.advance(task, len(batch))
 
 
@@ -360,6 +361,10 @@ def archive_restore(
         raise typer.Exit(2) from exc
     counts = ", ".join(f"{result.count(o)} {o.value}" for o in Outcome)
     err.print(f"restored: {counts}")
+    refused = [item for item in result.outcomes if item.outcome is Outcome.REFUSED]
+    if refused:
+        err.print(f"[red]refused:[/] {refused[0].reason}")
+        raise typer.Exit(1)
 
 
 def _organization_id(container: Container, name: str) -> OrgId:

@@ -143,5 +143,7 @@ class Archiver:
         outcomes = []
         for offset in range(0, len(records), RESTORE_BATCH):
             batch = records[offset : offset + RESTORE_BATCH]
-            outcomes += ingest_records(store, target, batch, reject_conflicts=False).outcomes
+            outcomes += ingest_records(
+                store, self._clock, target, batch, reject_conflicts=False
+            ).outcomes
         return IngestResult(outcomes)

@@ -10,6 +10,7 @@ import msgspec
 from kbaudit.decoding import JsonRefused, refuse_nul_escapes
 from kbaudit.document import document_of
 from kbaudit.domain import INSTANT_RANGE, OrgId, RecordIn, instant_out_of_range
+from kbaudit.services.clock import Clock
 from kbaudit.services.ingest import Outcome, Written, write_documents
 from kbaudit.store.unit_of_work import Store
 
@@ -28,6 +29,7 @@ class ImportReport:
 
 def import_lines(
     store: Store,
+    clock: Clock,
     org_id: OrgId,
     lines: Iterable[bytes],
     *,
@@ -49,7 +51,7 @@ def import_lines(
 
     def flush() -> None:
         nonlocal batch, line_of, consumed
-        _write(store, org_id, batch, line_of, report, consumed, on_batch)
+        _write(store, clock, org_id, batch, line_of, report, consumed, on_batch)
         batch, line_of, consumed = [], {}, 0
 
     for number, line in enumerate(lines, 1):
@@ -80,6 +82,7 @@ def import_lines(
 
 def _write(
     store: Store,
+    clock: Clock,
     org_id: OrgId,
     batch: list[Written],
     line_of: dict[str, int],
@@ -88,10 +91,12 @@ def _write(
     on_batch: Callable[[int], None] | None,
 ) -> None:
     if batch:
-        result = write_documents(store, org_id, batch, reject_conflicts=False)
+        result = write_documents(store, clock, org_id, batch, reject_conflicts=False)
         for item in result.outcomes:
             report.counts[item.outcome] += 1
             if item.outcome is Outcome.CONFLICT:
                 report.errors.append((line_of[item.id], f"conflict: {item.reason}"))
+            elif item.outcome is Outcome.REFUSED:
+                report.errors.append((line_of[item.id], f"refused: {item.reason}"))
     if on_batch:
         on_batch(lines)

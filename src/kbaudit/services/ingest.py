@@ -4,6 +4,11 @@ A record may arrive as ``intent_recorded`` and later be finalized or marked
 ``finalize_failed`` by a second write of the same id. Writes only move forward
 (``intent_recorded`` < ``finalize_failed`` < ``finalized``); a finalized record never changes,
 and ``created_at`` and ``ref`` are fixed at first write.
+
+A record's ``created_at`` must lie where the organization keeps records: not before its
+retention (the purge would delete it at once, and on PostgreSQL each such write made the
+month's partition again for the purge to drop again, every tenant's queries queueing behind
+both) unless a legal hold is on, and not more than a day ahead of the server's clock.
 """
 
 from __future__ import annotations
@@ -12,14 +17,21 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from kbaudit.document import RecordDocument, document_of
 from kbaudit.domain import AUDIT_WRITE_STATUSES, OrgId, RecordIn, id_named_by
-from kbaudit.errors import InvalidRequest, RecordConflict
+from kbaudit.errors import InvalidRequest, OutsideRetention, RecordConflict
+from kbaudit.services.clock import Clock
 from kbaudit.services.log import Write, append_writes
+from kbaudit.store.models import RetentionPolicy, purge_cutoff
 from kbaudit.store.records import StoredRecord
 from kbaudit.store.unit_of_work import Store
+
+# How far ahead of the server a writer's clock may run. A day lets a clock set to local time
+# but labelled UTC through; a record further ahead describes nothing that has happened yet.
+CLOCK_SKEW = timedelta(days=1)
 
 _PROGRESS: dict[str, int] = {status: rank for rank, status in enumerate(AUDIT_WRITE_STATUSES)}
 
@@ -29,6 +41,7 @@ class Outcome(StrEnum):
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     CONFLICT = "conflict"
+    REFUSED = "refused"  # outside retention; only when conflicts do not reject the batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +61,20 @@ class IngestResult:
 
 
 def ingest_records(
-    store: Store, org_id: OrgId, records: Sequence[RecordIn], *, reject_conflicts: bool = True
+    store: Store,
+    clock: Clock,
+    org_id: OrgId,
+    records: Sequence[RecordIn],
+    *,
+    reject_conflicts: bool = True,
 ) -> IngestResult:
     """Write a batch in one transaction.
 
-    With ``reject_conflicts`` a single conflicting record rejects the whole batch and nothing is
-    written; without it, conflicting records are reported and the rest are written.
+    With ``reject_conflicts`` a single conflicting record, or one outside retention, rejects
+    the whole batch and nothing is written; without it, such records are reported and the
+    rest are written.
     """
-    return write_documents(store, org_id, documents_of(records), reject_conflicts)
+    return write_documents(store, clock, org_id, documents_of(records), reject_conflicts)
 
 
 def documents_of(records: Sequence[RecordIn]) -> list[Written]:
@@ -71,13 +90,24 @@ class Written:
 
 
 def write_documents(
-    store: Store, org_id: OrgId, writes: Sequence[Written], reject_conflicts: bool
+    store: Store, clock: Clock, org_id: OrgId, writes: Sequence[Written], reject_conflicts: bool
 ) -> IngestResult:
     """``ingest_records`` for records already encoded: the importer encodes each line as it
     reads it."""
     _refuse_duplicate_ids(writes)
     with store.writing() as uow:
         uow.records.lock_for_write(org_id)
+        kept = KeptWindow.of(uow.retention.policy(org_id), clock())
+        refused = {index: why for index, w in enumerate(writes) if (why := kept.refusal(w))}
+        if refused and reject_conflicts:
+            index, reason = next(iter(refused.items()))
+            raise OutsideRetention(
+                f"{len(refused)} record(s) lie outside what this organization keeps; nothing "
+                f"was written. First: {reason}",
+                field=("body", "items", index, "created_at"),
+            )
+        outcomes = [_refused(writes[index], why) for index, why in refused.items()]
+        writes = [w for index, w in enumerate(writes) if index not in refused]
         existing = uow.records.stored(org_id, [w.record.id for w in writes])
         chosen = [w.record.ref for w in writes if w.record.ref]
         ref_owners = uow.records.owners_of_refs(org_id, chosen)
@@ -94,7 +124,41 @@ def write_documents(
         uow.records.insert(org_id, [(doc, leaf) for (old, doc), leaf in numbered if old is None])
         uow.records.replace(org_id, [(old, doc, leaf) for (old, doc), leaf in numbered if old])
         uow.commit()
-    return IngestResult(plan.outcomes)
+    return IngestResult(outcomes + plan.outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptWindow:
+    """The ``created_at`` instants an organization keeps records for: from its purge cutoff
+    (none under a legal hold) to a day ahead of now."""
+
+    since: datetime | None
+    until: datetime
+
+    @classmethod
+    def of(cls, policy: RetentionPolicy | None, now: datetime) -> KeptWindow:
+        held = policy is not None and policy.legal_hold_enabled
+        return cls(None if held else purge_cutoff(policy, now), now + CLOCK_SKEW)
+
+    def refusal(self, write: Written) -> str | None:
+        created_at = write.record.created_at
+        if self.since is not None and created_at < self.since:
+            return (
+                f"{write.document.id_text}: created_at {created_at.isoformat()} is older than "
+                f"this organization's retention keeps (records created before "
+                f"{self.since.isoformat()} are purged); raise retention_days or set a legal "
+                f"hold to keep older records"
+            )
+        if created_at > self.until:
+            return (
+                f"{write.document.id_text}: created_at {created_at.isoformat()} is more than a "
+                f"day ahead of the server's clock ({self.until.isoformat()} at the latest)"
+            )
+        return None
+
+
+def _refused(write: Written, reason: str) -> RecordOutcome:
+    return RecordOutcome(write.document.id_text, write.document.ref, Outcome.REFUSED, reason)
 
 
 def _refuse_duplicate_ids(writes: Sequence[Written]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Self
 
@@ -199,6 +199,15 @@ class RetentionPolicy(_FromRow):
     legal_hold_set_by: str | None = None
     legal_hold_set_at: datetime | None = None
     archive_destination: str | None = None
+
+
+DEFAULT_RETENTION_DAYS = 365
+
+
+def purge_cutoff(policy: RetentionPolicy | None, now: datetime) -> datetime:
+    """Records created before this instant are the purge's to delete (held or not)."""
+    days = policy.retention_days if policy else DEFAULT_RETENTION_DAYS
+    return now - timedelta(days=days)
 
 
 @dataclass(frozen=True, slots=True)
