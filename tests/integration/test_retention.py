@@ -33,13 +33,16 @@ def detail(api: Api, key: dict[str, str], ref: str) -> dict[str, Any]:
 
 
 def seed_ages(api: Api, key: dict[str, str], clock: ManualClock, days: list[float]) -> list[str]:
-    """One record ``d`` days old per entry; returns their ids in the same order."""
-    items = [
-        record(created_at=(clock.now - timedelta(days=d)).isoformat().replace("+00:00", "Z"))
-        for d in days
-    ]
-    assert api.client.post(RECORDS, json={"items": items}, headers=key).status_code == 200
-    return [item["id"] for item in items]
+    """One record ``d`` days old per entry, each written when it was made (a record older
+    than retention is refused); returns their ids in the same order."""
+    now, ids = clock.now, []
+    for d in days:
+        clock.now = now - timedelta(days=d)
+        item = record(created_at=clock.now.isoformat().replace("+00:00", "Z"))
+        assert api.client.post(RECORDS, json={"items": [item]}, headers=key).status_code == 200
+        ids.append(item["id"])
+    clock.now = now
+    return ids
 
 
 def kb_rows(api: Api) -> int:
@@ -205,6 +208,14 @@ def test_archived_records_come_back_identical_through_restore(api: Api, clock: M
         [data] = [k for k in stored_keys if k.endswith(f"{archive.id}/records.ndjson.zst.tink")]
         assert b"retrieval_status" not in b"".join(blobs.read(data))
     restored = api.key("restored")
+    # Past the target's retention (365 days), a restored record would only be purged again:
+    # the one 400 days old is refused, the one 300 days old comes back.
+    first = api.container.archiver.restore(api.container.store, archives[0].id, "restored")
+    assert sorted(o.outcome.value for o in first.outcomes) == ["created", "refused"]
+    [refused] = [o for o in first.outcomes if o.outcome.value == "refused"]
+    assert refused.id == old[0]
+    assert "older than this organization's retention" in (refused.reason or "")
+    api.client.put(POLICY, json={"legal_hold_enabled": True}, headers=restored)
     for archive in archives:
         api.container.archiver.restore(api.container.store, archive.id, "restored")
         again = api.container.archiver.restore(api.container.store, archive.id, "restored")
@@ -307,3 +318,37 @@ def test_a_month_past_everyones_retention_goes_whole_and_a_shared_one_stays(
     if postgres:
         assert "2026-01" not in months_stored(api), "January was dropped whole"
         assert "2026-02" in months_stored(api), "the held organization keeps February"
+
+
+@pytest.mark.scaleout  # monthly partitions are PostgreSQL's
+def test_partition_changes_give_up_behind_a_long_scan_instead_of_stalling_everyone(
+    api: Api, clock: ManualClock
+) -> None:
+    """Making or dropping a partition locks all of ``records``, and every query after it
+    queues behind: in the soak run writes stalled for up to 34 s behind a drop waiting for
+    an export's scan. Now the writer gets a 503 to retry, and the purge leaves the month to
+    its batches and drops it on a later turn."""
+    short, backfilling = api.key("short"), api.key("backfilling")
+    api.client.put(POLICY, json={"retention_days": 90}, headers=short)
+    january = seed_ages(api, short, clock, [140])  # 2026-01, past retention
+    store = api.container.store
+    with store.reading() as scan:  # an export's long read holds records as a SELECT does
+        scan.connection.exec_driver_sql("LOCK TABLE records IN ACCESS SHARE MODE")
+
+        # A month nobody has written into (2025-09) needs a partition: refused, not queued.
+        backfill = record(created_at="2025-09-15T00:00:00Z")
+        answer = api.client.post(RECORDS, json={"items": [backfill]}, headers=backfilling)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "store_unavailable"
+        assert answer.headers["retry-after"]
+
+        assert purge(store, clock, api.container.archiver) == len(january)  # by the batches
+        assert "2026-01" in months_stored(api), "the drop was put off, not waited for"
+        assert "2026-07" not in months_stored(api), "making months ahead was put off too"
+    written = api.client.post(RECORDS, json={"items": [backfill]}, headers=backfilling)
+    assert written.status_code == 200
+    purge(store, clock, api.container.archiver)
+    assert "2026-01" not in months_stored(api)
+    assert {"2026-06", "2026-07"} <= set(months_stored(api)), "this month and the next, ahead"
+    assert ids_of(api, short) == set()
+    assert ids_of(api, backfilling) == {backfill["id"]}

@@ -16,21 +16,21 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import structlog
 
 from kbaudit.domain import Caller, OrgId
-from kbaudit.errors import InvalidRequest
+from kbaudit.errors import InvalidRequest, StoreUnavailable
 from kbaudit.services.access import record_access
 from kbaudit.services.archive import Archiver
 from kbaudit.services.clock import Clock
-from kbaudit.store.models import Month, RetentionPolicy
+from kbaudit.store.models import DEFAULT_RETENTION_DAYS, Month, RetentionPolicy, purge_cutoff
 from kbaudit.store.unit_of_work import Store, UnitOfWork
 
 log = structlog.get_logger("kbaudit.retention")
 
-DEFAULT_RETENTION_DAYS = 365
 MIN_RETENTION_DAYS = 90
 MAX_RETENTION_DAYS = 36_500
 _PRINCIPALS = uuid.UUID("6f1b7a52-3c2e-4d0a-9b7e-2f5d8c1a9e40")
@@ -102,7 +102,7 @@ def purge(
     batch_size = batch_size or store.adapter.purge_batch_size
     if pause_seconds is None:
         pause_seconds = store.adapter.purge_pause_seconds
-    deleted = _drop_whole_months(store, clock)
+    deleted = _keep_months_in_step(store, clock)
     with store.reading() as uow:
         org_ids = uow.retention.organization_ids()
     for org_id in org_ids:
@@ -119,24 +119,49 @@ def purge(
     return deleted
 
 
-def _drop_whole_months(store: Store, clock: Clock) -> int:
-    """On PostgreSQL, drop each month that every organization with records in it may lose
-    whole: past its retention, no hold, no archive wanted, no export running. The rest is
-    left to the batches. Returns how many records went."""
+def _keep_months_in_step(store: Store, clock: Clock) -> int:
+    """On PostgreSQL, make this month's and the next's partitions before writers need them
+    (a writer that must make one gives up after a short wait behind long scans), and drop
+    each month that every organization with records in it may lose whole: past its
+    retention, no hold, no archive wanted, no export running. A month whose lock cannot be
+    had soon is left for the next turn; the batches delete its records meanwhile. Returns
+    how many records went."""
     with store.reading() as uow:
-        if not uow.retention.record_months():
-            return 0  # no monthly partitions (SQLite), or nothing stored yet
+        months = uow.retention.record_months()
+    if not months:
+        return 0  # no monthly partitions (SQLite), or nothing stored yet
+    _in_its_own_turn(store, "make_months", lambda uow: uow.retention.make_months_ahead(clock()))
     dropped = 0
-    with store.writing() as uow:
-        for month in uow.retention.record_months():
-            orgs = uow.retention.organizations_in(month)
-            if all(_may_drop(uow, org_id, month, clock) for org_id in orgs):
-                dropped += uow.retention.drop_month(month)
-                log.info("purged_month", month=f"{month.year}-{month.month:02d}")
-        if dropped:
-            uow.log.forget_orphans()
-        uow.commit()
+    # No policy keeps less than MIN_RETENTION_DAYS: newer months are not even locked.
+    for month in months:
+        if month.end <= clock() - timedelta(days=MIN_RETENTION_DAYS):
+            drop = partial(_drop, month=month, clock=clock)
+            dropped += _in_its_own_turn(store, "drop_month", drop)
     return dropped
+
+
+def _drop(uow: UnitOfWork, month: Month, clock: Clock) -> int:
+    uow.retention.lock_month(month)
+    orgs = uow.retention.organizations_in(month)
+    if not all(_may_drop(uow, org_id, month, clock) for org_id in orgs):
+        return 0
+    dropped = uow.retention.drop_month(month)
+    uow.log.forget_orphans()
+    log.info("purged_month", month=f"{month.year}-{month.month:02d}", records=dropped)
+    return dropped
+
+
+def _in_its_own_turn(store: Store, step: str, act: Callable[[UnitOfWork], int | None]) -> int:
+    """One step of the partitions' upkeep in its own transaction; a step that cannot have
+    its locks soon is put off to the next turn rather than hold up every tenant."""
+    try:
+        with store.writing() as uow:
+            done = act(uow) or 0
+            uow.commit()
+    except StoreUnavailable as exc:
+        log.warning("partition_step_put_off", step=step, reason=exc.message)
+        return 0
+    return done
 
 
 def _may_drop(uow: UnitOfWork, org_id: OrgId, month: Month, clock: Clock) -> bool:
@@ -144,8 +169,7 @@ def _may_drop(uow: UnitOfWork, org_id: OrgId, month: Month, clock: Clock) -> boo
     # Without an archiver, an organization that wants archives counts as one to wait for.
     if _reason_to_wait(uow, org_id, policy, archiver=None):
         return False
-    days = policy.retention_days if policy else DEFAULT_RETENTION_DAYS
-    return month.end <= clock() - timedelta(days=days)
+    return month.end <= purge_cutoff(policy, clock())
 
 
 def _purge_batch(
@@ -156,9 +180,8 @@ def _purge_batch(
         policy = uow.retention.policy(org_id)
         if _reason_to_wait(uow, org_id, policy, archiver):
             return None
-        days = policy.retention_days if policy else DEFAULT_RETENTION_DAYS
         archiving = bool(policy and policy.archive_before_delete)
-        victims = uow.records.oldest_before(org_id, clock() - timedelta(days=days), batch_size)
+        victims = uow.records.oldest_before(org_id, purge_cutoff(policy, clock()), batch_size)
         org_uuid = uow.keys.organization(org_id).uuid
     if not victims:
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection, insert, select, update
 
 from kbaudit.domain import OrgId
@@ -45,6 +47,12 @@ class RetentionRepository:
     def record_months(self) -> list[Month]:
         """The months whose records can go whole; none unless the engine partitions them."""
         return []
+
+    def make_months_ahead(self, now: datetime) -> None:
+        """Make this month's and the next's place for records before writers need it."""
+
+    def lock_month(self, month: Month) -> None:
+        raise NotImplementedError("records are not kept by month on this engine")
 
     def organizations_in(self, month: Month) -> list[OrgId]:
         raise NotImplementedError("records are not kept by month on this engine")
