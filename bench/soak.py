@@ -13,7 +13,9 @@ processes, then for ``--minutes`` runs all at once:
 - an export a minute, NDJSON, CSV and Parquet in turn, each downloaded and verified;
 - webhook events to a receiver that fails one attempt in five;
 - the retention purge, over an organization whose records are written already past its
-  retention;
+  retention while a legal hold keeps them, the hold lifted halfway (a record retention would
+  purge at once is refused: written without the hold, each made its month's partition again
+  for the purge to drop again);
 - hostile clients from 127.0.0.2: oversized, slow, malformed and unauthenticated requests;
 
 and a fault every ``--fault-every`` seconds, round robin: SIGKILL of a ``serve`` child, SIGKILL
@@ -733,6 +735,7 @@ class Soak:
     fault_every: float
     acked: Acknowledged = field(default_factory=Acknowledged)
     retired_acked: Acknowledged = field(default_factory=Acknowledged)
+    refused_once_retired: str = "never sent"
 
     def run(self) -> Checks:
         cluster, journal = self.cluster, self.journal
@@ -749,7 +752,7 @@ class Soak:
         _created(
             httpx2.put(
                 f"{cluster.url}/v1/knowledge-base/retention-policy",
-                json={"retention_days": RETENTION_DAYS},
+                json={"retention_days": RETENTION_DAYS, "legal_hold_enabled": True},
                 headers={"x-api-key": retired},
             )
         )
@@ -770,10 +773,7 @@ class Soak:
                 (Writer(journal, cluster.url, admin, self.acked).run, (writers_stop, now))
                 for _ in range(3)
             ),
-            (
-                Writer(journal, cluster.url, retired, self.retired_acked).run,
-                (writers_stop, long_ago, 2.0),
-            ),
+            (self._retire_halfway, (cluster.url, retired, long_ago)),
             *((reader.run, (stop, window)) for reader in readers),
             (watcher.run, (stop,)),
             (hostile.run, (stop,)),
@@ -805,9 +805,30 @@ class Soak:
             serve_exited=watcher.serve_exited,
             retired_left=_retired_left(cluster.url, retired),
             retired_written=len(self.retired_acked.phases),
+            refused_once_retired=self.refused_once_retired,
             reader=AuditReader(cluster.url, admin),
             worker_restarts=cluster.worker_restarts,
         )
+
+    def _retire_halfway(self, url: str, key: str, long_ago: Callable[[], datetime]) -> None:
+        """Records past retention go in while the hold keeps them; halfway, the hold is lifted
+        and the purge has them, and a record past retention is refused."""
+        halfway = threading.Event()
+        writer = Writer(self.journal, url, key, self.retired_acked)
+        thread = threading.Thread(target=writer.run, args=(halfway, long_ago, 2.0), daemon=True)
+        thread.start()
+        time.sleep(self.minutes * 30)
+        halfway.set()
+        thread.join(timeout=900)
+        policy = f"{url}/v1/knowledge-base/retention-policy"
+        lift = {"legal_hold_enabled": False}
+        _until_answered(lambda: httpx2.put(policy, json=lift, headers={"x-api-key": key}))
+        late = orjson.dumps({"items": [writer.records.make(long_ago())]})
+        headers = {"x-api-key": key, "content-type": "application/json"}
+        answer = _until_answered(
+            lambda: httpx2.post(f"{url}{AUDIT}/retrievals", content=late, headers=headers)
+        )
+        self.refused_once_retired = f"{answer.status_code} {answer.text[:80]}"
 
     def _export_every_minute(
         self, exporter: Exporter, window: dict[str, str], stop: threading.Event
@@ -829,6 +850,20 @@ def _created(answer: httpx2.Response) -> dict[str, Any]:
         raise RuntimeError(f"{answer.request.url.path}: {answer.status_code} {answer.text}")
     result: dict[str, Any] = answer.json()
     return result
+
+
+def _until_answered(call: Callable[[], httpx2.Response]) -> httpx2.Response:
+    """The answer that is not a fault's (a lost connection, a 503), within five minutes."""
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            answer = call()
+            if answer.status_code != 503 or time.monotonic() > deadline:
+                return answer
+        except httpx2.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(1)
 
 
 def _settled_deliveries(url: str, key: str, webhook_id: str) -> list[dict[str, Any]]:
@@ -884,6 +919,7 @@ class Checks:
     serve_exited: bool
     retired_left: int
     retired_written: int
+    refused_once_retired: str
     reader: AuditReader
     worker_restarts: int
     results: list[tuple[str, bool, str]] = field(default_factory=list)
@@ -1018,9 +1054,13 @@ class Checks:
     def _purged(self) -> tuple[bool, str]:
         detail = (
             f"{self.retired_written:,} records written {2 * RETENTION_DAYS} days old to an "
-            f"organization that keeps {RETENTION_DAYS}: {self.retired_left} left"
+            f"organization that keeps {RETENTION_DAYS}, under a hold lifted halfway: "
+            f"{self.retired_left} left; one more, once lifted: {self.refused_once_retired}"
         )
-        return self.retired_written > 0 and self.retired_left == 0, detail
+        refused = self.refused_once_retired.startswith("422") and (
+            "outside_retention" in self.refused_once_retired
+        )
+        return self.retired_written > 0 and self.retired_left == 0 and refused, detail
 
     def _keys(self) -> list[PublicKey]:
         return read_keys(self.reader.signing_keys())
