@@ -34,6 +34,21 @@ def dataset(count: int) -> Path:
     return path
 
 
+def peak_rss_mb(pid: int | str = "self") -> int | None:
+    """The kernel's high-water mark of a process's resident memory (VmHWM); None once it has
+    gone. Not ``ru_maxrss``: on Linux a child's starts at its parent's RSS when it forked, so
+    an export child of a bench holding 800 MB reported 800 MB, whatever it used itself (the
+    "882 MB unexplained" of a Parquet export was that)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    return None
+
+
 def without_nulls(value: Any) -> Any:
     """Writers leave out what they do not know; so does the data set."""
     if isinstance(value, dict):

@@ -33,7 +33,7 @@ import zstandard
 from tink.streaming_aead import StreamingAead
 
 from bench import plain
-from bench.common import OUT, Server, dataset, kbaudit
+from bench.common import OUT, Server, dataset, kbaudit, peak_rss_mb
 from bench.query import prepare
 from kbaudit.config import Settings
 from kbaudit.container import build_container
@@ -233,7 +233,7 @@ def main() -> None:
         configure_logging("warning")
         rate, rows, export_id = service_rate(args.data_dir, args.child)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        print(rate, rows, export_id, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+        print(rate, rows, export_id, peak_rss_mb(), usage.ru_utime + usage.ru_stime)
         return
     env, _ = prepare(args.records, OUT / f"export-{args.records}")
     args.data_dir = Path(env["KBAUDIT_DATA_DIR"])

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx2
 
-from bench.common import Server, fresh_env, kbaudit
+from bench.common import Server, fresh_env, kbaudit, peak_rss_mb
 from bench.export import service_in_child
 from kbaudit.config import Settings
 from kbaudit.container import build_container
@@ -41,13 +41,6 @@ BODY_ROUTES = [
     ("PUT", "/v1/knowledge-base/audit/destinations/mine"),
 ]
 WORKER_BUDGET_MB = 300
-
-
-def peak_rss_mb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    raise RuntimeError("no VmHWM")
 
 
 def answer_to(port: int, head: bytes, rest: Iterable[bytes]) -> tuple[str, float]:

@@ -63,7 +63,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.common import OUT, free_port, percentile, without_nulls
+from bench.common import OUT, free_port, peak_rss_mb, percentile, without_nulls
 from kbaudit.crypto import merkle
 from kbaudit.crypto.checkpoint import open_checkpoint
 from kbaudit.crypto.signing import PublicKey
@@ -250,18 +250,6 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return b""
-
-
-def peak_rss_mb(pid: int) -> int | None:
-    """The kernel's high-water mark of the process's resident memory (VmHWM)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    return None
 
 
 def _wait_until(ready: Callable[[], bool], seconds: float) -> None:
