@@ -19,12 +19,12 @@ import argparse
 import socket
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx2
 
-from bench.common import Server, fresh_env, kbaudit, peak_rss_mb
+from bench.common import END, Server, fresh_env, kbaudit, peak_rss_mb
 from bench.export import service_in_child
 from kbaudit.config import Settings
 from kbaudit.container import build_container
@@ -104,7 +104,7 @@ def export_probes(count: int) -> None:
     data_dir = Path(env["KBAUDIT_DATA_DIR"])
     container = build_container(Settings(data_dir=data_dir, queue_url="inline"))
     org = organization_named(container.store, "bench")
-    start = datetime(2026, 5, 1, tzinfo=UTC)
+    start = END - timedelta(days=1)  # in bench.export's window, like every data set here
     for n in range(count):
         ingest_records(
             container.store, container.clock, org.id, [largest_record(start + timedelta(minutes=n))]

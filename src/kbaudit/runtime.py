@@ -1,4 +1,4 @@
-"""The garbage collector of kbaudit's long-running processes.
+"""The garbage collector and the heap of kbaudit's long-running processes.
 
 Writes decode thousands of records at a time into objects that live until their batch is
 written, and CPython's collector, by default, runs every 700 new objects and walks every
@@ -10,9 +10,12 @@ Objects are still freed when their last reference goes; only cycles wait longer.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 
 YOUNG_OBJECTS = 100_000  # new objects between young collections (CPython: 700)
+MMAP_THRESHOLD_BYTES = 256 * 1024
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
 def settle_heap() -> None:
@@ -24,3 +27,18 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_OBJECTS, 20, 10)
+    _give_large_blocks_back()
+
+
+def _give_large_blocks_back() -> None:
+    """glibc raises its mmap threshold each time a mapped block is freed (up to 32 MiB), and
+    from then on large buffers (Arrow's columns, a batch of documents) come from the heap,
+    whose freed middle it cannot return: a worker writing Parquet from records of 1.7 MB
+    climbed from 190 to 370 MB, batch after batch. A fixed threshold keeps every block over
+    256 KiB in a mapping of its own, returned when freed: 293 MB, for about 4% more CPU on a
+    CSV part."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: its allocator has its own ways
+    libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)

@@ -27,9 +27,10 @@ ROW_GROUP_ROWS = 50_000
 # memory is a fifth.
 PARSE_ROWS = 2_000
 # The same bounds in bytes of documents, for records of megabytes: 300 records of 1.7 MB
-# (bench/hostile.py) peaked at 367 MB with row groups of 32 MiB, 329 MB at 16 and 8 (pyarrow
-# alone holds some 80 MB); typical records (about 1.2 KB) are cut at about 27k rows.
-ROW_GROUP_BYTES = 32 * 1024 * 1024
+# (bench/hostile.py) peaked at 370 MB with row groups of 32 MiB, 340 MB at 8 (pyarrow alone
+# holds some 80 MB), and with the heap's large blocks given back (kbaudit.runtime) at 8 MiB
+# 293 MB, at 16 MiB 301 MB; typical records (about 1.2 KB) are cut at about 7k rows.
+ROW_GROUP_BYTES = 8 * 1024 * 1024
 PARSE_BYTES = 2 * 1024 * 1024
 
 _TIME = pa.timestamp("us", tz="UTC")
@@ -126,6 +127,9 @@ _COUNT_MAP = re.compile(
     rb'"(ineligible_counts_by_reason|effective_serving_status_counts)":'
     rb'(\{(?:"(?:[^"\\]|\\.)*":-?[0-9]+,?)*\})'
 )
+# Only maps this small are remembered: a writer may send maps of 64 names of 64 characters
+# each, all different, and 1,024 of those (up to 25 MB as escapes) would stay held.
+CACHED_MAP_BYTES = 512
 _READ = pa_json.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="error")
 _THREADS = pa_json.ReadOptions(use_threads=True)
 # Memory freed is given back: Arrow's default pool (mimalloc) kept a row group's worth for
@@ -134,13 +138,19 @@ _MEMORY = pa.system_memory_pool()
 
 
 def _as_json_string(match: re.Match[bytes]) -> bytes:
-    return _quoted(match[0])
+    field = match[0]
+    return _quoted(field) if len(field) <= CACHED_MAP_BYTES else _quote(field)
 
 
 @functools.lru_cache(maxsize=1024)
 def _quoted(field: bytes) -> bytes:
-    """``"name":{...}`` as ``"name":"{...}"``. Most records share a few maps: a cache of
-    them took a quarter off the rewrite."""
+    """``_quote``, remembered: most records share a few maps, and a cache of them took a
+    quarter off the rewrite."""
+    return _quote(field)
+
+
+def _quote(field: bytes) -> bytes:
+    """``"name":{...}`` as ``"name":"{...}"``."""
     name, _, counts = field.partition(b":")
     return name + b':"' + counts.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
