@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,22 @@ from sqlalchemy.exc import DBAPIError
 
 from kbaudit.store.engine import create_store_engine
 from tests.backends import SCALEOUT, scaleout_env
+from tests.helpers import record
 
 KBAUDIT = [sys.executable, "-m", "kbaudit.cli"]
+# Servers here run on the real clock, and kbaudit refuses a record older than its
+# organization's retention (365 days unless set): records are dated from today.
+RECENT_END = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+RECENT_WINDOW = {
+    "start": (RECENT_END - timedelta(days=60)).isoformat(),
+    "end": (RECENT_END + timedelta(days=1)).isoformat(),
+}
+
+
+def recent_record(**fields: Any) -> dict[str, Any]:
+    """``tests.helpers.record``, made an hour before today began."""
+    made = (RECENT_END - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    return record(**{"created_at": made, **fields})
 
 
 class Cli:

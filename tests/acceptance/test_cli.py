@@ -21,7 +21,7 @@ from kbaudit.container import build_container
 from kbaudit.domain import RecordIn
 from kbaudit.services.ingest import ingest_records
 from kbaudit.services.keys import organization_named
-from tests.acceptance.conftest import Cli, Serve
+from tests.acceptance.conftest import Cli, Serve, recent_record
 from tests.backends import SCALEOUT
 from tests.helpers import RECORDS, record
 
@@ -36,7 +36,7 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(cli: Cli, server: str
     ok = httpx2.get(f"{server}{RECORDS}", params=WIDE, headers={"x-api-key": key})
     assert ok.status_code == 200
     denied = httpx2.post(
-        f"{server}{RECORDS}", json={"items": [record()]}, headers={"x-api-key": key}
+        f"{server}{RECORDS}", json={"items": [recent_record()]}, headers={"x-api-key": key}
     )
     assert denied.status_code == 403
 
@@ -53,15 +53,15 @@ def test_import_loads_good_lines_and_reports_bad_ones(
     cli: Cli, server: str, tmp_path: Path
 ) -> None:
     key = cli.key("acme", "kb_audit:read,kb_audit:write")
-    finalized = record()
-    lines = [json.dumps(record()) for _ in range(3)]
+    finalized = recent_record()
+    lines = [json.dumps(recent_record()) for _ in range(3)]
     lines.insert(1, "{not json")
-    lines.append(json.dumps(record(duration_ms=-5)))
+    lines.append(json.dumps(recent_record(duration_ms=-5)))
     lines.append(json.dumps(finalized))
     lines.append(json.dumps({**finalized, "duration_ms": 7}))  # a finalized record may not change
     lines.append("")
-    lines.append(json.dumps(record()))
-    lines.append(json.dumps(record(request_id="a\u0000b")))  # PostgreSQL holds no NUL
+    lines.append(json.dumps(recent_record()))
+    lines.append(json.dumps(recent_record(request_id="a\u0000b")))  # PostgreSQL holds no NUL
     source = tmp_path / "records.ndjson"
     source.write_text("\n".join(lines) + "\n")
     result = cli.run("import", str(source), "--org", "acme", check=False)
@@ -76,7 +76,7 @@ def test_import_loads_good_lines_and_reports_bad_ones(
 
 def test_import_into_a_missing_org_says_how_to_make_one(cli: Cli, tmp_path: Path) -> None:
     source = tmp_path / "records.ndjson"
-    source.write_text(json.dumps(record()) + "\n")
+    source.write_text(json.dumps(recent_record()) + "\n")
     result = cli.run("import", str(source), "--org", "nobody", check=False)
     assert result.returncode == 2
     assert "keys create" in result.stderr

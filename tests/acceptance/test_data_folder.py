@@ -11,10 +11,9 @@ from collections.abc import Callable
 import httpx2
 import pytest
 
-from tests.acceptance.conftest import Cli, Serve
-from tests.helpers import RECORDS, record
+from tests.acceptance.conftest import RECENT_WINDOW, Cli, Serve, recent_record
+from tests.helpers import RECORDS
 
-WINDOW = {"start": "2026-01-01T00:00:00Z", "end": "2027-01-01T00:00:00Z"}
 SHARED = ("KBAUDIT_DATABASE_URL", "KBAUDIT_BLOB_URL", "KBAUDIT_QUEUE_URL", "KBAUDIT_MASTER_KEY")
 
 
@@ -30,15 +29,17 @@ def test_a_data_folder_deleted_under_the_server_acknowledges_nothing_more(
 ) -> None:
     key = {"x-api-key": embedded.key("acme", "kb_audit:write,kb_audit:read")}
     server = serve()
-    written = httpx2.post(f"{server.url}{RECORDS}", json={"items": [record()]}, headers=key)
+    written = httpx2.post(f"{server.url}{RECORDS}", json={"items": [recent_record()]}, headers=key)
     assert written.status_code == 200
     shutil.rmtree(embedded.data_dir)
     for _ in range(3):
-        refused = httpx2.post(f"{server.url}{RECORDS}", json={"items": [record()]}, headers=key)
+        refused = httpx2.post(
+            f"{server.url}{RECORDS}", json={"items": [recent_record()]}, headers=key
+        )
         assert refused.status_code == 503, refused.text
         assert refused.json()["retryable"] is True
         assert refused.headers["retry-after"] == "1"
-    query = httpx2.get(f"{server.url}{RECORDS}", params=WINDOW, headers=key)
+    query = httpx2.get(f"{server.url}{RECORDS}", params=RECENT_WINDOW, headers=key)
     assert query.status_code == 503, query.text  # its access-log entry cannot be kept
     ready = httpx2.get(f"{server.url}/readyz")
     assert ready.status_code == 503

@@ -23,16 +23,15 @@ from kbaudit.crypto.keyring import load_keyring
 from kbaudit.crypto.signing import SigningKeys
 from kbaudit.demo import demo_records
 from kbaudit.runtime import YOUNG_OBJECTS
-from tests.acceptance.conftest import KBAUDIT, Cli, Serve, free_port
-from tests.helpers import DEMO_END
+from tests.acceptance.conftest import KBAUDIT, RECENT_END, RECENT_WINDOW, Cli, Serve, free_port
 
-WINDOW = ["--start", "2026-04-01T00:00:00Z", "--end", "2026-06-01T00:00:00Z"]
+WINDOW = ["--start", RECENT_WINDOW["start"], "--end", RECENT_WINDOW["end"]]
 
 
 def load(cli: Cli, tmp_path: Path, count: int) -> tuple[str, list[str]]:
     """Import ``count`` demo records; returns a key and their ids, oldest first."""
     key = cli.key("acme", "kb_audit:read,kb_audit:export")
-    records = list(demo_records(count, end=DEMO_END))
+    records = list(demo_records(count, end=RECENT_END))
     source = tmp_path / "records.ndjson"
     source.write_bytes(b"\n".join(msgspec.json.encode(record) for record in records))
     cli.run("import", str(source), "--org", "acme")
@@ -294,7 +293,7 @@ def test_the_log_commands_prove_records_and_witness_the_log(
     assert "first seen at 50 leaves" in cli.run(*watch).stdout
     source = tmp_path / "more.ndjson"
     source.write_bytes(
-        b"\n".join(msgspec.json.encode(r) for r in demo_records(5, end=DEMO_END, seed=11))
+        b"\n".join(msgspec.json.encode(r) for r in demo_records(5, end=RECENT_END, seed=11))
     )
     cli.run("import", str(source), "--org", "acme")
     assert "55 leaves, consistent with 50" in cli.run(*watch).stdout

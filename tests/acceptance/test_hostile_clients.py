@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.acceptance.conftest import Cli, Serve
+from tests.acceptance.conftest import RECENT_END, Cli, Serve
 
 RECORDS = "/v1/knowledge-base/audit/retrievals"
 BODY_ROUTES = [
@@ -139,8 +139,9 @@ def peak_rss(pid: int) -> int:
 
 
 def a_record() -> bytes:
-    return b'{"id":"%s","created_at":"2026-05-01T10:00:00Z","retrieval_status":"hit"}' % (
-        str(uuid.uuid4()).encode()
+    return b'{"id":"%s","created_at":"%s","retrieval_status":"hit"}' % (
+        str(uuid.uuid4()).encode(),
+        RECENT_END.strftime("%Y-%m-%dT%H:%M:%SZ").encode(),  # the body stays under 32 MiB
     )
 
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import httpx2
 import orjson
 
-from tests.acceptance.conftest import Cli, Serve
-from tests.helpers import DEMO_WINDOW, EXPORTS, RECORDS, record
+from tests.acceptance.conftest import RECENT_WINDOW, Cli, Serve, recent_record
+from tests.helpers import EXPORTS, RECORDS
 from tests.receiver import receiving, signed_by
 
 
@@ -35,7 +35,7 @@ def test_an_event_left_by_a_killed_server_is_sent_by_the_next(
     key = {
         "x-api-key": cli.key("acme", "kb_audit:read,kb_audit:write,kb_audit:export,kb_audit:admin")
     }
-    items = [record(created_at="2026-05-01T10:00:00Z") for _ in range(3)]
+    items = [recent_record() for _ in range(3)]
     assert (
         httpx2.post(f"{first.url}{RECORDS}", json={"items": items}, headers=key).status_code == 200
     )
@@ -43,7 +43,7 @@ def test_an_event_left_by_a_killed_server_is_sent_by_the_next(
         hook = httpx2.post(
             f"{first.url}/v1/knowledge-base/audit/webhooks", json={"url": receiver.url}, headers=key
         ).json()
-        job = httpx2.post(f"{first.url}{EXPORTS}", json=DEMO_WINDOW, headers=key).json()
+        job = httpx2.post(f"{first.url}{EXPORTS}", json=RECENT_WINDOW, headers=key).json()
 
         def ended() -> bool:
             view = httpx2.get(f"{first.url}{EXPORTS}/{job['id']}", headers=key).json()
