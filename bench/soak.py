@@ -25,8 +25,10 @@ keeps nothing) and SeaweedFS.
 At the end it checks and prints: every acknowledged write present exactly once (a final export
 and the log agree), every checkpoint seen consistent with the next and the last, every export
 succeeded or failed with a reason and every succeeded one verifies, every webhook event
-delivered at least once under one id, no 5xx but 503 with ``Retry-After`` during a fault, the
-peak RSS of every process against its budget; and throughput and p99 per minute, as a table and
+delivered at least once under one id, no 5xx but 503 with ``Retry-After`` during a fault, every
+hostile request refused with a 4xx (each probe's answers counted), the peak RSS of every
+process against its budget, the retired organization's records purged once its hold was
+lifted; and throughput and p99 per minute, as a table and
 a chart (``soak.png``). Exits 1 when a check fails. The plain-script baseline of the other
 benchmarks has no counterpart here: the run is measured against kbaudit's own guarantees, and
 each minute's throughput against the run's minutes without a fault.
@@ -48,6 +50,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -599,6 +602,7 @@ class Hostile:
         self.key = key
         transport = httpx2.HTTPTransport(local_address=HOSTILE_ADDRESS)
         self.http = journal.client("hostile", cluster.url, transport=transport)
+        self.answers: dict[str, Counter[int]] = defaultdict(Counter)  # by probe; 0: none
 
     def run(self, stop: threading.Event) -> None:
         probes = [
@@ -615,50 +619,62 @@ class Hostile:
         ]
         while not stop.is_set():
             for probe in probes:
-                try:
-                    probe()
-                except (httpx2.TransportError, OSError):
-                    self.journal.add("hostile", 0, 0.0)
+                self._try(probe)
                 time.sleep(0.5)
 
     def run_slow(self, stop: threading.Event) -> None:
-        """A body sent a byte a second, for longer than a whole body may take."""
         while not stop.is_set():
-            head = self._head("POST", f"{AUDIT}/exports", 10_000, {"x-api-key": self.key})
-            self._raw(head, (b"{" for _ in range(45)), pause=1.0)
+            self._try(self._slow_body)
 
-    def _headers(self) -> dict[str, str]:
-        return {"x-api-key": self.key, "content-type": "application/json"}
+    def _try(self, probe: Callable[[], int]) -> None:
+        try:
+            status = probe()
+        except (httpx2.TransportError, OSError):
+            self.journal.add("hostile", 0, 0.0)
+            status = 0
+        self.answers[probe.__name__.strip("_").replace("_", " ")][status] += 1
 
-    def _anonymous_huge_body(self) -> None:
+    def _slow_body(self) -> int:
+        """A body sent a byte a second, for longer than a whole body may take."""
+        head = self._head("POST", f"{AUDIT}/exports", 10_000, {"x-api-key": self.key})
+        return self._raw(head, (b"{" for _ in range(45)), pause=1.0)
+
+    def _send(
+        self, method: str, path: str, body: bytes | None = None, key: str | None = None
+    ) -> int:
+        headers = {"x-api-key": key or self.key, "content-type": "application/json"}
+        return self.http.request(method, path, content=body, headers=headers).status_code
+
+    def _anonymous_huge_body(self) -> int:
         head = self._head("POST", f"{AUDIT}/exports", 64 << 20, {})
-        self._raw(head, (b"x" * (1 << 20) for _ in range(64)))
+        return self._raw(head, (b"x" * (1 << 20) for _ in range(64)))
 
-    def _oversized_policy(self) -> None:
+    def _oversized_policy(self) -> int:
         body = b'{"legal_hold_reason": "' + b"x" * (64 << 10) + b'"}'
-        self.http.put("/v1/knowledge-base/retention-policy", content=body, headers=self._headers())
+        return self._send("PUT", "/v1/knowledge-base/retention-policy", body)
 
-    def _not_a_number(self) -> None:
+    def _not_a_number(self) -> int:
         body = b'{"start": "2026-01-01T00:00:00Z", "end": NaN, "export_format": "csv"}'
-        self.http.post(f"{AUDIT}/exports", content=body, headers=self._headers())
+        return self._send("POST", f"{AUDIT}/exports", body)
 
-    def _nul_in_path(self) -> None:
-        self.http.get(f"{AUDIT}/retrievals/a%00b", headers=self._headers())
+    def _nul_in_path(self) -> int:
+        return self._send("GET", f"{AUDIT}/retrievals/a%00b")
 
-    def _huge_number(self) -> None:
-        body = b'{"items": [{"id": 1' + b"0" * 5000 + b"}]}"
-        self.http.post(f"{AUDIT}/retrievals", content=body, headers=self._headers())
+    def _huge_number(self) -> int:
+        return self._send(
+            "POST", f"{AUDIT}/retrievals", b'{"items": [{"id": 1' + b"0" * 5000 + b"}]}"
+        )
 
-    def _deep_nesting(self) -> None:
+    def _deep_nesting(self) -> int:
         body = b'{"items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-        self.http.post(f"{AUDIT}/retrievals", content=body, headers=self._headers())
+        return self._send("POST", f"{AUDIT}/retrievals", body)
 
-    def _huge_header(self) -> None:
+    def _huge_header(self) -> int:
         head = self._head("GET", "/healthz", 0, {"x-padding": "p" * (80 << 10)})
-        self._raw(head, iter(()))
+        return self._raw(head, iter(()))
 
-    def _wrong_key(self) -> None:
-        self.http.get(f"{AUDIT}/retrievals", headers={"x-api-key": "kba_wrong_" + "0" * 40})
+    def _wrong_key(self) -> int:
+        return self._send("GET", f"{AUDIT}/retrievals", key="kba_wrong_" + "0" * 40)
 
     def _head(self, method: str, path: str, length: int, headers: dict[str, str]) -> bytes:
         lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{self.port}"]
@@ -666,7 +682,7 @@ class Hostile:
         lines += [f"content-length: {length}", "content-type: application/json", "", ""]
         return "\r\n".join(lines).encode()
 
-    def _raw(self, head: bytes, rest: Iterator[bytes], pause: float = 0.0) -> None:
+    def _raw(self, head: bytes, rest: Iterator[bytes], pause: float = 0.0) -> int:
         """Sends until the server answers or stops reading; journals its status."""
         started = time.monotonic()
         address = ("127.0.0.1", self.port)
@@ -679,6 +695,7 @@ class Hostile:
             answer = sock.recv(4096)
         status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
         self.journal.add("hostile", status, time.monotonic() - started, b"retry-after" in answer)
+        return status
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -794,6 +811,7 @@ class Soak:
             retired_left=_retired_left(cluster.url, retired),
             retired_written=len(self.retired_acked.phases),
             refused_once_retired=self.refused_once_retired,
+            hostile=hostile.answers,
             reader=AuditReader(cluster.url, admin),
             worker_restarts=cluster.worker_restarts,
         )
@@ -838,6 +856,10 @@ def _created(answer: httpx2.Response) -> dict[str, Any]:
         raise RuntimeError(f"{answer.request.url.path}: {answer.status_code} {answer.text}")
     result: dict[str, Any] = answer.json()
     return result
+
+
+def _refused(status: int) -> bool:
+    return 400 <= status < 500 or status in (0, 503)
 
 
 def _until_answered(call: Callable[[], httpx2.Response]) -> httpx2.Response:
@@ -908,6 +930,7 @@ class Checks:
     retired_left: int
     retired_written: int
     refused_once_retired: str
+    hostile: dict[str, Counter[int]]
     reader: AuditReader
     worker_restarts: int
     results: list[tuple[str, bool, str]] = field(default_factory=list)
@@ -920,6 +943,7 @@ class Checks:
             self._exports_ended,
             self._webhooks_delivered,
             self._no_server_errors,
+            self._hostile_refused,
             self._memory,
             self._purged,
         ):
@@ -1029,6 +1053,18 @@ class Checks:
         )
         detail += "".join(f"; {a.status} {a.kind} at {a.at:.0f} s" for a in others[:10])
         return not others, detail
+
+    def _hostile_refused(self) -> tuple[bool, str]:
+        """Every hostile request got a 4xx, or met a fault (a 503, a lost connection)."""
+        accepted = {
+            probe: sorted(status for status in answers if not _refused(status))
+            for probe, answers in self.hostile.items()
+        }
+        detail = "; ".join(
+            f"{probe}: " + ", ".join(f"{n}x {status or 'lost'}" for status, n in sorted(a.items()))
+            for probe, a in sorted(self.hostile.items())
+        )
+        return bool(self.hostile) and not any(accepted.values()), detail
 
     def _memory(self) -> tuple[bool, str]:
         over = [role for role, budget in BUDGET_MB.items() if self.peaks.get(role, 0) > budget]

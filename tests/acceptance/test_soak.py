@@ -21,6 +21,7 @@ CHECKS = [
     "exports ended",
     "webhooks delivered",
     "no server errors",
+    "hostile refused",
     "memory",
     "purged",
 ]
