@@ -56,12 +56,15 @@ class Cli:
             raise AssertionError(f"kbaudit {args} failed:\n{result.stderr}")
         return result
 
+    @property
+    def database_url(self) -> str:
+        return self.env.get("KBAUDIT_DATABASE_URL") or f"sqlite:///{self.data_dir / 'kbaudit.db'}"
+
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` from the database the commands use; uuids (and 16-byte ids) as
         text. A table that does not exist yet reads as no rows (the server may still be
         migrating)."""
-        url = self.env.get("KBAUDIT_DATABASE_URL") or f"sqlite:///{self.data_dir / 'kbaudit.db'}"
-        engine = create_store_engine(url)
+        engine = create_store_engine(self.database_url)
         try:
             with engine.connect() as connection:
                 rows = connection.execute(text(sql), params).fetchall()

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import httpx2
 import msgspec
+from sqlalchemy import text
 
 from kbaudit.demo import demo_records
+from kbaudit.store.engine import create_store_engine
 from tests.acceptance.conftest import KBAUDIT, Cli, Serve
 
 
@@ -23,8 +25,24 @@ def present_ids(cli: Cli, org: str) -> set[str]:
     return {row[0] for row in rows}
 
 
-def archive_count(cli: Cli) -> int:
-    return int(sum(count for (count,) in cli.query("SELECT count(*) FROM archives")))
+def kill_after_archives(cli: Cli, purging: subprocess.Popen[bytes], archives: int) -> None:
+    """SIGKILL the purge once it has written ``archives`` archives. One connection looks:
+    opening one per look was slow enough, on a loaded machine, for the whole purge to end
+    between two looks."""
+    engine = create_store_engine(cli.database_url)
+    try:
+        with engine.connect() as connection:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                count = connection.execute(text("SELECT count(*) FROM archives")).scalar_one()
+                connection.rollback()  # the next look sees the purge's latest commit
+                if count >= archives:
+                    break
+                time.sleep(0.005)
+    finally:
+        engine.dispose()
+    purging.kill()
+    purging.wait()
 
 
 def test_a_purge_killed_midway_never_deletes_without_an_archive(
@@ -53,11 +71,7 @@ def test_a_purge_killed_midway_never_deletes_without_an_archive(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while archive_count(cli) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    purging.kill()
-    purging.wait()
+    kill_after_archives(cli, purging, 3)
     remaining = present_ids(cli, "acme")
     assert seeded - remaining, "the purge had deleted some records before it was killed"
     assert remaining, "the purge was killed before it finished"
