@@ -3,10 +3,14 @@ address: whatever another name or port a client asks for is refused."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
 import ssl
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2
 from cryptography import x509
@@ -85,3 +89,31 @@ def test_https_goes_through_with_the_names_own_tls(tmp_path: Path) -> None:
             response = httpx2.post(url, content=b"{}", proxy=proxy, verify=trusting)
     assert response.status_code == 204
     assert len(receiver.received) == 1
+
+
+def test_a_connection_brings_back_no_more_than_its_answer_bytes() -> None:
+    """A receiver answering with 64 MiB (obstore reads an error's body whole) is cut off at
+    the tunnel's bound, and the client sees the connection end."""
+    endless = socket.create_server(("127.0.0.1", 0))
+
+    def answer_hugely() -> None:
+        connection, _ = endless.accept()
+        with connection, contextlib.suppress(OSError):
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 67108864\r\n\r\n")
+            for _ in range(1024):
+                connection.sendall(b"x" * 65536)
+
+    server = threading.Thread(target=answer_hugely, daemon=True)
+    server.start()
+    port = endless.getsockname()[1]
+    checked = Target("bucket.example.test", port, ipaddress.ip_address("127.0.0.1"))
+    with Tunnel(checked, timeout=5, answer_bytes=1 << 20) as proxy:
+        address = urlsplit(proxy)
+        with socket.create_connection((address.hostname, address.port), timeout=5) as client:
+            client.sendall(f"GET http://bucket.example.test:{port}/x HTTP/1.1\r\n\r\n".encode())
+            received = 0
+            while chunk := client.recv(65536):
+                received += len(chunk)
+    endless.close()
+    assert received == 1 << 20

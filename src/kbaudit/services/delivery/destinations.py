@@ -28,6 +28,11 @@ from kbaudit.store.models import Destination, OutboxItem, PartStatus
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 UPLOAD_CHUNK = 8 * 1024 * 1024
 COPY_TIMEOUT_SECONDS = 60.0
+# What one connection may bring back from a customer's endpoint. S3's answers to a copy are
+# headers and a little XML (an uploaded part's: some 500 bytes), so this is some 16,000
+# answers; a connection cut at it is opened again by obstore's retry. A hostile endpoint's
+# 400 MiB error body, which obstore reads whole, stops here.
+ANSWER_BYTES = 8 * 1024 * 1024
 _S3_CODE = re.compile(r"<Code>([^<]{1,64})</Code>")
 _S3_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 
@@ -184,7 +189,7 @@ def _connected(
         yield _store(spec, timeout, fast=fast)
         return
     checked = target(spec.endpoint, deps.config.allow_private)
-    with Tunnel(checked, timeout) as proxy:
+    with Tunnel(checked, timeout, answer_bytes=ANSWER_BYTES) as proxy:
         yield _store(spec, timeout, fast=fast, proxy=proxy)
 
 

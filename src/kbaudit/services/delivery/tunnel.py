@@ -32,10 +32,22 @@ class Tunnel:
 
     ``deadline`` bounds the whole block: when it passes, every connection is cut. A client's
     timeouts bound each read, and a receiver sending a byte just inside each would hold
-    the client as long as it liked; ``cut_off`` then says that is what happened."""
+    the client as long as it liked; ``cut_off`` then says that is what happened.
 
-    def __init__(self, target: Target, timeout: float, *, deadline: float | None = None) -> None:
+    ``answer_bytes`` bounds what one connection brings back from the receiver: the client
+    may read a whole answer into memory (obstore does, for an error's body), and the
+    receiver is the customer's, or whoever their name points at."""
+
+    def __init__(
+        self,
+        target: Target,
+        timeout: float,
+        *,
+        deadline: float | None = None,
+        answer_bytes: int | None = None,
+    ) -> None:
         self._target = target
+        self._answer_bytes = answer_bytes
         self._timeout = timeout
         self._idle = timeout + IDLE_MARGIN_SECONDS
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -122,7 +134,7 @@ class Tunnel:
             else:
                 # The absolute URL as it came: a server must take it (RFC 9112 3.2.2).
                 upstream.sendall(head)
-            _pipe(client, upstream)
+            _pipe(client, upstream, self._answer_bytes)
 
     def _is_target(self, authority: str) -> bool:
         parts = urlsplit(f"//{authority}")
@@ -149,18 +161,24 @@ def _head(client: socket.socket) -> bytes | None:
     return received
 
 
-def _pipe(client: socket.socket, upstream: socket.socket) -> None:
-    """Copy both ways until either side is done or silent for the timeout."""
-    back = threading.Thread(target=_copy, args=(upstream, client), daemon=True)
+def _pipe(client: socket.socket, upstream: socket.socket, answer_bytes: int | None) -> None:
+    """Copy both ways until either side is done, silent for the timeout, or the receiver
+    has sent ``answer_bytes``."""
+    back = threading.Thread(target=_copy, args=(upstream, client, answer_bytes), daemon=True)
     back.start()
     _copy(client, upstream)
     back.join()
 
 
-def _copy(source: socket.socket, sink: socket.socket) -> None:
+def _copy(source: socket.socket, sink: socket.socket, most: int | None = None) -> None:
+    left = most
     try:
-        while chunk := source.recv(CHUNK):
+        while chunk := source.recv(CHUNK if left is None else min(CHUNK, left)):
             sink.sendall(chunk)
+            if left is not None:
+                left -= len(chunk)
+                if left == 0:
+                    break
     except OSError:
         pass
     finally:
