@@ -141,11 +141,11 @@ def _keep_months_in_step(store: Store, clock: Clock) -> int:
 
 
 def _drop(uow: UnitOfWork, month: Month, clock: Clock) -> int:
-    uow.retention.lock_month(month)
+    dropped = uow.retention.hold_month(month)
     orgs = uow.retention.organizations_in(month)
     if not all(_may_drop(uow, org_id, month, clock) for org_id in orgs):
         return 0
-    dropped = uow.retention.drop_month(month)
+    uow.retention.drop_month(month)
     uow.log.forget_orphans()
     log.info("purged_month", month=f"{month.year}-{month.month:02d}", records=dropped)
     return dropped

@@ -51,13 +51,15 @@ class RetentionRepository:
     def make_months_ahead(self, now: datetime) -> None:
         """Make this month's and the next's place for records before writers need it."""
 
-    def lock_month(self, month: Month) -> None:
+    def hold_month(self, month: Month) -> int:
+        """Count the month's records, then keep any more from coming in until the end of
+        the transaction."""
         raise NotImplementedError("records are not kept by month on this engine")
 
     def organizations_in(self, month: Month) -> list[OrgId]:
         raise NotImplementedError("records are not kept by month on this engine")
 
-    def drop_month(self, month: Month) -> int:
+    def drop_month(self, month: Month) -> None:
         raise NotImplementedError("records are not kept by month on this engine")
 
     def add_archive(self, archive: Archive) -> None:

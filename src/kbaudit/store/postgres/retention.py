@@ -17,8 +17,8 @@ class PostgresRetention(RetentionRepository):
     def record_months(self) -> list[Month]:
         return partitions.months_present(self._connection)
 
-    def lock_month(self, month: Month) -> None:
-        partitions.lock_month(self._connection, month)
+    def hold_month(self, month: Month) -> int:
+        return partitions.hold_month(self._connection, month)
 
     def make_months_ahead(self, now: datetime) -> None:
         this_month = Month.of(now)
@@ -28,7 +28,6 @@ class PostgresRetention(RetentionRepository):
     def organizations_in(self, month: Month) -> list[OrgId]:
         return [OrgId(org) for org in partitions.organizations_in(self._connection, month)]
 
-    def drop_month(self, month: Month) -> int:
-        dropped = partitions.drop_month(self._connection, month)
+    def drop_month(self, month: Month) -> None:
+        partitions.drop_month(self._connection, month)
         drop_hours(self._connection, micros(month.start) // HOUR, micros(month.end) // HOUR)
-        return dropped
