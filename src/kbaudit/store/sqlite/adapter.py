@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,7 +117,9 @@ class SameFile:
     """The database file as it was when the store opened it. A folder deleted (or a file
     replaced) under a running server leaves its open connections writing into a file no
     path leads to any more: every write would be acknowledged, then lost. Each write and
-    each readiness check first makes sure the path still leads to the file first seen."""
+    each readiness check first makes sure the path still leads to the file first seen, and
+    that the file and its folder (where SQLite keeps its write-ahead log) take writes:
+    otherwise SQLite's own answer is a bare "attempt to write a readonly database"."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -130,6 +133,11 @@ class SameFile:
             raise StoreUnavailable(
                 f"the database file {self._path.name} is gone or was replaced since kbaudit opened "
                 "it; nothing more is written until it is restored and kbaudit restarted"
+            )
+        if not all(os.access(path, os.W_OK) for path in (self._path, self._path.parent)):
+            raise StoreUnavailable(
+                f"the data folder {self._path.parent} is read-only; nothing more is written "
+                "until it takes writes again"
             )
 
 
