@@ -136,8 +136,8 @@ class SameFile:
             )
         if not all(os.access(path, os.W_OK) for path in (self._path, self._path.parent)):
             raise StoreUnavailable(
-                f"the data folder {self._path.parent} is read-only; nothing more is written "
-                "until it takes writes again"
+                # No path: /readyz shows this to anyone.
+                "the data folder is read-only; nothing more is written until it takes writes again"
             )
 
 
